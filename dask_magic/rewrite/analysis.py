@@ -144,6 +144,13 @@ def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
             found.append(F.GLOBAL.at(node, offset, what=f"global {', '.join(node.names)}"))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "get_ipython":
             found.append(F.IPYTHON_SYNTAX.at(node, offset))
+    for fn in iter_body_scope(body):
+        # `nonlocal` in a function defined directly in the body would bind the generated
+        # function's locals; in the serial cell it is a SyntaxError at module level
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in iter_body_scope(fn.body):
+                if isinstance(node, ast.Nonlocal):
+                    found.append(F.GLOBAL.at(node, offset, what=f"nonlocal {', '.join(node.names)}"))
     return _dedupe(found)
 
 
