@@ -275,7 +275,9 @@ def _safe_str(exc: BaseException) -> str:
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__", None) else f"{module}.{cls.__qualname__}"
+    # a class defined in the loop body is local to the generated function: hide that
+    name = cls.__qualname__.replace("dask_magic_loop.<locals>.", "")
+    return name if module in ("builtins", "__main__", None) else f"{module}.{name}"
 
 
 def frames_of(tb: types.TracebackType | None) -> tuple[Frame, ...]:
