@@ -108,11 +108,27 @@ def _retry(run: Run, state: _LoopState, **overrides: Any) -> Run:
 def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool = False) -> None:
     options = state.options
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
-    pairs = [(i, run.items[i]) for i in indices]
-    client = None if options.serial else cluster.get_client(
+    client = pick_client(options)
+    job = _job(state.plan, env, client, options)
+    drive(run, job, indices, client, lambda key: _land(run, state, client, key, rebuild))
+
+
+def pick_client(options: RunOptions) -> Any:
+    """The Client for a pass, or None for ``--serial``."""
+    if options.serial:
+        return None
+    return cluster.get_client(
         client=options.client, scheduler=options.scheduler, workers=options.workers, threads=options.threads,
     )
-    job = _job(state.plan, env, client, options)
+
+
+def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any) -> None:
+    """Run one pass of ``run`` over ``indices``; ``land(stash_key)`` settles its results.
+
+    Whatever happens (Ctrl-C, a lost scheduler, a bug), what finished is landed and the run
+    is closed with a status that says why.
+    """
+    pairs = [(i, run.items[i]) for i in indices]
     run.cluster = None if client is None else cluster.cluster_info(client)
     stash_key = f"{run.run_id}-{run.passes + 1}"
     run.begin(indices)
@@ -125,7 +141,7 @@ def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool
     except Exception as exc:  # the run itself broke: keep what finished, say why
         how, message = "lost", f"{type(exc).__name__}: {exc}"
     finally:
-        _land(run, state, client, stash_key, rebuild)
+        land(stash_key)
         run.end(how, message)
 
 
