@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import dask
 import dask.config
 import psutil
 from dask.system import CPU_COUNT
@@ -39,7 +38,8 @@ from dask.utils import format_bytes, parse_bytes
 from distributed import Client, LocalCluster
 from distributed.system import MEMORY_LIMIT
 
-from ..errors import ClusterError
+from dask_magic.errors import ClusterError
+
 from .results import ClusterInfo
 
 __all__ = [
@@ -317,7 +317,11 @@ def _start_local(workers: int | None, threads: int | None) -> _Local:
 
 
 def _scale(local: _Local, workers: int) -> None:
-    """Scale to ``workers`` and wait until the scheduler sees that many (bounded)."""
+    """Scale to ``workers`` and wait until the scheduler sees that many (bounded).
+
+    New workers get the memory limit the first ones got: asking for more workers than the
+    memory allows is the user's explicit choice.
+    """
     local.cluster.scale(workers)
     deadline = time.monotonic() + _SCALE_TIMEOUT
     while len(local.client.nthreads()) != workers:
@@ -333,14 +337,18 @@ def _shutdown_local() -> bool:
     local, _STATE.local = _STATE.local, None
     if local is None:
         return False
-    if _STATE.last is local.client:
-        _STATE.last = None
-    for closeable in (local.client, local.cluster):
-        try:
-            closeable.close(timeout=_CLOSE_TIMEOUT)
-        except Exception:  # already closed or half-dead: nothing left to release
-            logging.getLogger(__name__).debug("closing %r failed", closeable, exc_info=True)
+    _close_quietly(local.client)
+    _close_quietly(local.cluster)
     return True
+
+
+def _close_quietly(closeable: Client | LocalCluster) -> None:
+    if _STATE.last is closeable:
+        _STATE.last = None
+    try:
+        closeable.close(timeout=_CLOSE_TIMEOUT)
+    except Exception:  # already closed or half-dead: nothing is left to release
+        logging.getLogger(__name__).debug("closing %r failed", closeable, exc_info=True)
 
 
 def _close_at_exit() -> None:
@@ -360,15 +368,12 @@ def close_cluster() -> bool:
     """
     with _STATE.lock:
         closed = _shutdown_local()
-        ours = list(_STATE.by_address.values()) + [c for _, c in _STATE.wrapped.values()]
+        ours = [*_STATE.by_address.values(), *(c for _, c in _STATE.wrapped.values())]
         _STATE.by_address.clear()
         _STATE.wrapped.clear()
         for client in ours:
-            if client.status == "running":
-                closed = True
-            if _STATE.last is client:
-                _STATE.last = None
-            client.close(timeout=_CLOSE_TIMEOUT)
+            closed = closed or client.status == "running"
+            _close_quietly(client)
         return closed
 
 

@@ -14,6 +14,7 @@ turns the findings into an error, a warning or an upload.
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import sys
@@ -49,8 +50,7 @@ _REASON_LIMIT = 200
 # -- names that cannot be pickled -------------------------------------------------------------
 
 
-def _lock_types() -> tuple[type, ...]:
-    return (type(threading.Lock()), type(threading.RLock()))
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
 def _known_reason(value: Any) -> str | None:
@@ -62,8 +62,9 @@ def _known_reason(value: Any) -> str | None:
     if isinstance(value, io.IOBase) and not isinstance(value, (io.StringIO, io.BytesIO)):
         name = getattr(value, "name", None)
         shown = f" ({name!r})" if isinstance(name, (str, bytes)) else ""
-        return f"an open file{shown}; open it inside the loop body (`with open(path) as f:`)"
-    if isinstance(value, _lock_types()):
+        state = "a closed" if value.closed else "an open"
+        return f"{state} file{shown}; open it inside the loop body (`with open(path) as f:`)"
+    if isinstance(value, _LOCK_TYPES):
         return "a thread lock; workers are other processes, so create any lock on the worker"
     if isinstance(value, socket.socket):
         return "a network socket; open the connection inside the loop body"
@@ -182,6 +183,8 @@ def _referenced(value: Any) -> list[Any]:
     """
     if isinstance(value, types.MethodType):
         return [value.__func__, value.__self__]
+    if isinstance(value, functools.partial):
+        return [value.func, *value.args, *value.keywords.values()]
     if isinstance(value, types.FunctionType):
         if value.__module__ != "__main__":
             return []
@@ -190,7 +193,9 @@ def _referenced(value: Any) -> list[Any]:
         cells = [c.cell_contents for c in value.__closure__ or () if _cell_is_set(c)]
         return found + cells + list(value.__defaults__ or ())
     if isinstance(value, type):
-        return list(vars(value).values()) + list(value.__bases__) if value.__module__ == "__main__" else []
+        if value.__module__ != "__main__":
+            return []
+        return [*vars(value).values(), *value.__bases__]
     if isinstance(value, dict):
         return list(value.values())[:_CONTAINER_LIMIT]
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -209,7 +214,9 @@ def _cell_is_set(cell: types.CellType) -> bool:
 def _module_of(value: Any) -> types.ModuleType | None:
     if isinstance(value, types.ModuleType):
         return value
-    name = getattr(value, "__module__", None) if isinstance(value, (type, types.FunctionType)) else None
+    if not isinstance(value, (type, types.FunctionType)):
+        return None
+    name = getattr(value, "__module__", None)
     return sys.modules.get(name) if isinstance(name, str) else None
 
 
@@ -260,7 +267,9 @@ def _shares_this_process(client: Client) -> bool:
 
     address = client.scheduler.address
     return any(
-        w.scheduler.address == address for w in list(Worker._instances) if w.status.name == "running"
+        w.scheduler.address == address
+        for w in list(Worker._instances)
+        if w.status.name == "running"
     )
 
 

@@ -102,12 +102,10 @@ def _marked_frame(frames: Sequence[Frame], labels: dict[str, str]) -> int | None
 
 
 def _hidden_note(run: list[Frame]) -> str:
-    libraries = sorted({_library_of(f.filename) for f in run}, key=_LIBRARIES_ORDER.get)
+    found = {_library_of(f.filename) for f in run}
+    libraries = [name for name in (*_LIBRARIES, "internal") if name in found]
     noun = "frame" if len(run) == 1 else "frames"
     return f"  ({len(run)} {noun} of {'/'.join(libraries)} hidden)"
-
-
-_LIBRARIES_ORDER = {name: i for i, name in enumerate((*_LIBRARIES, "internal"))}
 
 
 def _frame_lines(

@@ -11,9 +11,23 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..engine.results import Counts, Failure, RunSnapshot, RunStatus, group_failures
+from dask_magic.engine.results import (
+    ClusterInfo,
+    Counts,
+    Failure,
+    RunSnapshot,
+    RunStatus,
+    group_failures,
+)
 
-__all__ = ["TextProgress", "format_duration", "progress_line", "summary_text"]
+__all__ = [
+    "TextProgress",
+    "cluster_text",
+    "format_bytes",
+    "format_duration",
+    "progress_line",
+    "summary_text",
+]
 
 BAR_WIDTH = 24
 #: Failure groups, and loop values per group, listed in the summary before "... and N more".
@@ -38,11 +52,21 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     if seconds < 60:
         return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def format_bytes(n: int) -> str:
+    """``512 B``, ``1.5 GiB``: binary units, as the Dask dashboard shows memory."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # the loop always returns at TiB
 
 
 def _format_rate(rate: float) -> str:
@@ -130,6 +154,19 @@ def summary_text(snapshot: RunSnapshot) -> str:
             "Fix the cause, then run %parallel_retry to re-run only the failed items "
             "(each item's traceback is in the run's .failures)."
         )
+    return "\n".join(lines)
+
+
+def cluster_text(info: ClusterInfo) -> str:
+    """The cluster in two lines: where, whose, how big, and the dashboard link."""
+    whose = "local, started by dask-magic" if info.local else "not started by dask-magic"
+    workers = "worker" if info.workers == 1 else "workers"
+    threads = "thread" if info.threads == 1 else "threads"
+    lines = [
+        f"Dask cluster at {info.scheduler} ({whose}): {info.workers} {workers}, "
+        f"{info.threads} {threads}, {format_bytes(info.memory)} memory"
+    ]
+    lines.append(f"Dashboard: {info.dashboard}" if info.dashboard else "Dashboard: none")
     return "\n".join(lines)
 
 
