@@ -73,3 +73,13 @@ def test_failures_on_the_remote_cluster_point_at_the_cell(fresh, scheduler):
     run = run_ok(fresh, f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(5):\n    out.append(check(x))\n")
     assert run.counts.failed == 1 and fresh.user_ns["out"] == [0, 1, 2, 4]
     assert run.failures[0].line == 4 and "out.append(check(x))" in run.failures[0].traceback
+
+
+def test_module_next_to_the_notebook_is_shipped_to_remote_workers(fresh, scheduler, tmp_path, monkeypatch):
+    (tmp_path / "nb_helpers_xyz.py").write_text("def clean(x):\n    return f'clean-{x}'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_ok(fresh, "import nb_helpers_xyz")
+    run = run_ok(fresh, f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(4):\n    out.append(nb_helpers_xyz.clean(x))\n")
+    assert run.counts.done == 4, run.failures[0].traceback if run.failures else ""
+    assert fresh.user_ns["out"] == [f"clean-{x}" for x in range(4)]

@@ -13,6 +13,7 @@ The namespace is any mutable mapping; nothing here knows about IPython.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import uuid
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,9 @@ def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions) 
     problems = preflight.unpicklable_names(small)
     if problems:
         raise PicklingError(_pickling_message(problems))
+    if not cluster.cluster_info(client).local:
+        # workers elsewhere cannot import the notebook folder's own modules: send them
+        preflight.ship_local_modules(client, preflight.local_modules(env, Path.cwd()))
     big_futures = {name: scatter.default_cache.get(client, name, value) for name, value in big.items()}
     bundle = {"kind": "loop", "code": plan.body_code(), "env": small}
     return execute.make_job(bundle, big_env=big_futures, **job_options)
