@@ -2,10 +2,17 @@
 
 One task per item costs a scheduler round trip per item (about a millisecond): fine for files
 that take a second each, ruinous for 10,000 items of a microsecond. Like joblib's
-auto-batching, dask-magic first runs a *probe* wave of single items, measures how long an item
-takes on the workers, then groups the remaining items so that a task lasts about
-`TARGET_TASK_SECONDS`, while still leaving every worker thread several tasks to balance the
-load at the end.
+auto-batching, dask-magic measures how long an item takes on the workers, then groups the
+remaining items so that a task lasts about `TARGET_TASK_SECONDS`, while still leaving every
+worker thread several tasks to balance the load at the end.
+
+The measuring is itself work: the *first wave* (`timed_first_wave`) hands every thread two
+tasks that hold a share of the items each, with a time budget of `FIRST_WAVE_SECONDS`. A task
+runs items until its budget is spent and returns the ones it did not start. Tiny items are all
+done in the first wave (no second round trip, no probe that waits for itself); slow items run
+one or a few per task and the rest come back to be batched by their measured time. Only when
+the first wave would ship too much data (big items) does the run fall back to a probe of
+single items (`first_wave`), so that no item travels twice.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ TARGET_TASK_SECONDS = 0.2
 MIN_TASKS_PER_THREAD = 2
 #: Below this many items per thread, every item is its own task from the start.
 SMALL_RUN_PER_THREAD = 4
+#: A first-wave task stops starting items once it has run this long.
+FIRST_WAVE_SECONDS = 0.1
+#: At most this many items per first-wave task (a million tiny items are not all sent at once).
+FIRST_WAVE_MAX_ITEMS = 8192
+#: The first wave ships at most this many pickled bytes; above it, single-item probes.
+FIRST_WAVE_MAX_BYTES = 4 * 2**20
 
 
 def chunk(pairs: Sequence[T], size: int) -> list[list[T]]:
@@ -44,6 +57,27 @@ def first_wave(pairs: Sequence[T], threads: int, batch: int | str) -> tuple[list
         return chunk(pairs, int(batch)), []
     n = probe_count(len(pairs), threads, batch)
     return chunk(pairs[:n], 1), list(pairs[n:])
+
+
+def timed_first_wave(
+    pairs: Sequence[T], threads: int, batch: int | str
+) -> tuple[list[list[T]], list[T], float | None]:
+    """The first wave, the items held back, and the wave's time budget per task (or None).
+
+    With ``--batch N`` everything goes at once and nothing is timed; a small run is one item
+    per task; otherwise every thread gets `MIN_TASKS_PER_THREAD` tasks of an equal share
+    (at most `FIRST_WAVE_MAX_ITEMS` each), to be run until `FIRST_WAVE_SECONDS` are spent.
+    """
+    if batch != "auto":
+        return chunk(pairs, int(batch)), [], None
+    threads = max(1, threads)
+    n = len(pairs)
+    if n <= SMALL_RUN_PER_THREAD * threads:
+        return chunk(pairs, 1), [], None
+    tasks = MIN_TASKS_PER_THREAD * threads
+    per_task = min(math.ceil(n / tasks), FIRST_WAVE_MAX_ITEMS)
+    sent = min(n, tasks * per_task)
+    return chunk(pairs[:sent], per_task), list(pairs[sent:]), FIRST_WAVE_SECONDS
 
 
 def batch_size(seconds_per_item: float, remaining: int, threads: int) -> int:

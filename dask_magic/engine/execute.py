@@ -1,8 +1,11 @@
 """Send batches of items to Dask (or run them in the kernel) and stream their outcomes.
 
-`run_on_dask` builds one `dask.delayed` call of the worker-side `run_batch` per batch, all
-sharing one *bundle* (the compiled body and the small names it reads) that travels once as a
-graph literal, and the scattered big names as futures. Completions arrive through
+`DaskRun` submits one task per batch: a call of the worker-side `run_batch` (what
+``dask.delayed(run_batch)(...)`` would build, submitted with one ``Client.map`` so that the
+graph is not traversed item by item). Every task shares one *bundle* (the compiled body and
+the small names it reads): a small bundle is a literal of each task, so a task never waits
+for a transfer; a big one is scattered to every worker once. The items of a batch travel as
+one pickled blob, and the scattered big names as futures. Completions arrive through
 ``Future.add_done_callback`` into a queue the kernel thread waits on with a short timeout:
 that keeps the progress display ticking while long items run and lets Ctrl-C in.
 
@@ -11,19 +14,22 @@ Nothing here knows about IPython, widgets or namespaces: outcomes go to a `Sink`
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import io
 import marshal
 import pickle
 import queue
+import signal
+import threading
 import types
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import cloudpickle
-import dask
 
 from . import batching, worker
 from .results import ErrorInfo, ItemOutcome
@@ -32,6 +38,8 @@ from .results import ErrorInfo, ItemOutcome
 TICK_SECONDS = 0.1
 #: After Ctrl-C, how long to wait for results that had already finished on the cluster.
 SALVAGE_SECONDS = 5.0
+#: A bundle up to this size rides along with every task; a bigger one is scattered once.
+INLINE_BUNDLE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -115,15 +123,16 @@ def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str
 
 # -- on the cluster ------------------------------------------------------------------------------
 
-def _run_on_worker(token, blob, big_env, batch, last_index, stash_key, retries):  # noqa: ANN001, ANN202
-    """The task: `worker.run_batch`, told which worker it runs on (for the panel)."""
+def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, budget=None):  # noqa: ANN001, ANN202
+    """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
     from distributed import get_worker
 
     try:
         address = get_worker().address
     except ValueError:  # run outside a worker (a synchronous scheduler in tests)
         address = None
-    return worker.run_batch(token, blob, big_env, batch, last_index, stash_key, address, retries)
+    batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
+    return worker.run_batch(token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget)
 
 
 def total_threads(client: Any) -> int:
@@ -138,6 +147,27 @@ def _takes_n_workers(client: Any) -> bool:
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it.
+
+    Inside ``Client.map`` an interrupt can land after the scheduler took the tasks but before
+    their futures exist here; nothing could cancel them then. Only the main thread can
+    change signal handlers, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class DaskRun:
     """One pass of a run over ``pairs`` on a Dask cluster."""
 
@@ -148,54 +178,88 @@ class DaskRun:
         self.stash_key = stash_key
         self.pairs = list(pairs)
         self.last_index = max((i for i, _ in self.pairs), default=-1)
-        self.threads = total_threads(client)
+        known = getattr(sink, "cluster", None)  # the run's ClusterInfo: no second round trip
+        self.threads = getattr(known, "threads", 0) or total_threads(client)
         self.run_key = uuid.uuid4().hex[:8]
         self.in_flight: dict[Any, list[tuple[int, Any]]] = {}
+        self.timed: set[Any] = set()  # first-wave tasks, which run only a head of their items
         self.order: list[Any] = []  # submission order, for the running estimate
         self.done_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.bundle: Any = None
         self.held: list[tuple[int, Any]] = []
         self.probe_durations: list[float] = []
-        self.split_once: set[int] = set()
+        self.cancelled_elsewhere = False  # the scheduler (or a lost connection) cancelled tasks
+        self.quarantine: list[tuple[int, Any]] = []  # items that were on a worker that died
+        self.quarantined: set[int] = set()
+        self.reported: set[int] = set()  # items whose outcome the sink has
+        self.unrecorded_keys: list[str] = []
         self.batch_counter = 0
 
-    # submission
-    def _task(self, batch: list[tuple[int, Any]]) -> Any:
-        self.batch_counter += 1
-        key = f"{self.job.key_prefix}-{self.run_key}-{self.batch_counter}"
-        return dask.delayed(_run_on_worker, pure=False)(
-            self.job.token, self.bundle, self.job.big_env, batch, self.last_index,
-            self.stash_key, self.job.retries, dask_key_name=key,
-        )
+    def _add(self, outcomes: list[ItemOutcome]) -> None:
+        self.reported.update(o.index for o in outcomes)
+        self.sink.add(outcomes)
 
-    def submit(self, batches: list[list[tuple[int, Any]]]) -> None:
+    # submission
+    def submit(self, batches: list[list[tuple[int, Any]]], budget: float | None = None,
+               payloads: list[bytes] | None = None) -> None:
         if not batches:
             return
-        first = self.bundle is None
-        if first:
-            self.bundle = dask.delayed(self.job.blob, name=f"dask-magic-bundle-{self.run_key}")
-        tasks = [self._task(b) for b in batches]
-        futures = self.client.compute([self.bundle, *tasks] if first else tasks)
-        if first:
-            self.bundle, futures = futures[0], futures[1:]
-        for future, batch in zip(futures, batches):
-            self.in_flight[future] = batch
-            self.order.append(future)
-            future.add_done_callback(self.done_queue.put)
+        if self.bundle is None:
+            self.bundle = self._ship_bundle()
+        n = len(batches)
+        keys = [f"{self.job.key_prefix}-{self.run_key}-{self.batch_counter + i + 1}" for i in range(n)]
+        self.batch_counter += n
+        self.unrecorded_keys = keys  # if Ctrl-C lands inside map(), these still get cancelled
+        if payloads is None:
+            payloads = [cloudpickle.dumps(batch) for batch in batches]
+        with deferred_interrupt():  # a Ctrl-C inside map() could leave tasks nobody tracks
+            futures = self.client.map(
+                _run_on_worker, [self.job.token] * n, [self.bundle] * n, [self.job.big_env] * n,
+                payloads, [self.last_index] * n, [self.stash_key] * n, [self.job.retries] * n,
+                [budget] * n, key=keys, pure=False,
+            )
+            for future, batch in zip(futures, batches):
+                self.in_flight[future] = batch
+                self.order.append(future)
+                if budget is not None:
+                    self.timed.add(future)
+                future.add_done_callback(self.done_queue.put)
+            self.unrecorded_keys = []
+
+    def submit_first_wave(self) -> None:
+        """Shares of the items, each run until its time budget is spent (see `batching`)."""
+        wave, self.held, budget = batching.timed_first_wave(self.pairs, self.threads, self.job.batch)
+        if budget is None:
+            self.submit(wave)
+            return
+        payloads = [cloudpickle.dumps(batch) for batch in wave]
+        if sum(map(len, payloads)) > batching.FIRST_WAVE_MAX_BYTES:
+            # big items: a probe of single items, so that none is sent twice
+            wave, self.held = batching.first_wave(self.pairs, self.threads, self.job.batch)
+            self.submit(wave)
+            return
+        self.submit(wave, budget, payloads)
+
+    def _ship_bundle(self) -> Any:
+        """The bundle as every task will get it: the bytes, or a future of them on every worker."""
+        if len(self.job.blob) <= INLINE_BUNDLE_BYTES:
+            return self.job.blob
+        return self.client.scatter(self.job.blob, broadcast=True, hash=False)
 
     def running_items(self) -> int:
         live = [f for f in self.order if f in self.in_flight][: self.threads]
-        return sum(len(self.in_flight[f]) for f in live)
+        return sum(1 if f in self.timed else len(self.in_flight[f]) for f in live)
 
     # the loop
     def run(self) -> str:
-        wave, self.held = batching.first_wave(self.pairs, self.threads, self.job.batch)
         try:
-            self.submit(wave)
-            while self.in_flight or self.held:
+            self.submit_first_wave()
+            while self.in_flight or self.held or self.quarantine:
                 ready = self._wait()
                 if ready:
                     self._collect(ready)
+                if self.quarantine and not self.in_flight and not self.held:
+                    self.submit([[self.quarantine.pop(0)]])  # alone: nothing else can die with it
                 if self.held and (self.probe_durations or not self.in_flight):
                     self._submit_rest()
                 self.sink.tick(self.running_items())
@@ -210,6 +274,8 @@ class DaskRun:
             return "interrupted"
         finally:
             self.bundle = None
+        if self.cancelled_elsewhere and self.client.status != "running":
+            return "lost"
         return "completed"
 
     def _wait(self) -> list[Any]:
@@ -231,29 +297,52 @@ class DaskRun:
             if len(blobs) != len(finished):  # some result was lost in between: fetch one by one
                 finished = [f for f in finished if f.status == "finished"]
                 blobs = [f.result() for f in finished]
-            for future, blob in zip(finished, blobs):
-                outcomes += cloudpickle.loads(blob)
-                self.in_flight.pop(future, None)
+            collecting = gc.isenabled()
+            gc.disable()  # loading 10,000 outcomes would run the collector a dozen times for nothing
+            try:
+                for future, blob in zip(finished, blobs):
+                    got = cloudpickle.loads(blob)
+                    batch = self.in_flight.pop(future, None)
+                    self.timed.discard(future)
+                    if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
+                        self.held += batch[len(got):]
+                    outcomes += got
+            finally:
+                if collecting:
+                    gc.enable()
         for future in ready:
-            if future in self.in_flight:
-                outcomes += self._failed_batch(future, self.in_flight.pop(future))
+            if future not in self.in_flight:
+                continue
+            if future.status not in ("error", "cancelled"):
+                # a result lost with its worker before we fetched it: the scheduler computes
+                # it again, so wait for the next completion instead of calling it failed
+                future.add_done_callback(self.done_queue.put)
+                continue
+            outcomes += self._failed_batch(future, self.in_flight.pop(future))
         if len(self.probe_durations) < 2 * self.threads:
             self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
         if outcomes:
-            self.sink.add(outcomes)
+            self._add(outcomes)
 
     def _failed_batch(self, future: Any, batch: list[tuple[int, Any]]) -> list[ItemOutcome]:
         """A task that failed as a whole (worker died, bundle not loadable, cancelled)."""
-        if future.status == "cancelled":
+        if future.status == "cancelled":  # not by us: _cancel_all forgets futures first
+            self.cancelled_elsewhere = True
             return [ItemOutcome(index=i, status="cancelled") for i, _ in batch]
         try:
             exc = future.exception(timeout=SALVAGE_SECONDS)
         except Exception as lookup_error:  # the scheduler is gone: describe what we know
             exc = lookup_error
-        if len(batch) > 1 and type(exc).__name__ == "KilledWorker":
-            # one item may have killed the worker: run the batch's items one by one
-            self.submit([[pair] for pair in batch])
-            return []
+        if type(exc).__name__ == "KilledWorker":
+            # Dask blames every task that was on a worker when it died, so an innocent item
+            # can be "killed" by its neighbour: give each such item one run of its own, alone
+            # on the cluster; an item that still kills its worker then is the culprit.
+            fresh = [pair for pair in batch if pair[0] not in self.quarantined]
+            self.quarantined.update(i for i, _ in fresh)
+            self.quarantine.extend(fresh)
+            batch = [pair for pair in batch if pair not in fresh]
+            if not batch:
+                return []
         info = infrastructure_error(exc)
         return [ItemOutcome(index=i, status="failed", error=info) for i, _ in batch]
 
@@ -267,10 +356,10 @@ class DaskRun:
         pending = list(self.in_flight)
         if pending:
             self.client.cancel(pending)
-        cancelled = [pair for f in pending for pair in self.in_flight.pop(f)] + self.held
-        self.held = []
+        cancelled = [pair for f in pending for pair in self.in_flight.pop(f)] + self.held + self.quarantine
+        self.held, self.quarantine = [], []
         if cancelled:
-            self.sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in cancelled])
+            self._add([ItemOutcome(index=i, status="cancelled") for i, _ in cancelled])
 
     def _salvage(self) -> None:
         """After Ctrl-C: keep whatever already finished, cancel the rest."""
@@ -284,6 +373,14 @@ class DaskRun:
             except Exception:  # noqa: BLE001 - what cannot be fetched in time is cancelled below
                 pass
         self._cancel_all()
+        if self.unrecorded_keys:
+            from distributed import Future
+
+            self.client.cancel([Future(key, self.client) for key in self.unrecorded_keys])
+        # a Ctrl-C can land between creating futures and recording them: no item may go missing
+        missing = [i for i, _ in self.pairs if i not in self.reported]
+        if missing:
+            self._add([ItemOutcome(index=i, status="cancelled") for i in missing])
 
 
 def infrastructure_error(exc: BaseException) -> ErrorInfo:
@@ -307,7 +404,7 @@ def fetch_final_values(client: Any, stash_key: str, wanted: dict[str | None, dic
     One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not.
     """
     if not any(wanted.values()):
-        client.run(_drop_here, stash_key, wait=False)  # distributed runs only coroutines unwaited
+        _drop_everywhere(client, stash_key)
         return {}
     by_worker = {addr: names for addr, names in wanted.items() if addr}
     replies = client.run(_fetch_here, stash_key, by_worker)
@@ -315,6 +412,24 @@ def fetch_final_values(client: Any, stash_key: str, wanted: dict[str | None, dic
     for reply in replies.values():
         values.update(reply)
     return values
+
+
+def _drop_everywhere(client: Any, stash_key: str) -> None:
+    """Clear the run's stash on every worker without waiting for the round trip.
+
+    The workers' stash is bounded anyway (`worker._STASH_RUNS_KEPT`), so a lost message costs
+    nothing; ``client.run(..., wait=False)`` would still wait for the scheduler's reply.
+    """
+    if getattr(client, "asynchronous", False) or client.status != "running":
+        return
+
+    async def send() -> None:
+        try:
+            await client._run(_drop_here, stash_key, wait=False)
+        except Exception:  # noqa: BLE001 - best effort: the stash is bounded
+            pass
+
+    client.loop.add_callback(send)
 
 
 async def _drop_here(stash_key: str) -> None:

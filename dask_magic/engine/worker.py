@@ -17,7 +17,9 @@ Per item it records
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import io
+import itertools
 import sys
 import threading
 import time
@@ -83,7 +85,11 @@ class Recorder:
         self.marked.add(name)
 
     def end(self, frame_locals: dict[str, Any]) -> None:
-        self.locals = {k: v for k, v in frame_locals.items() if not k.startswith("@dm")}
+        # `locals()` of the generated function: a dict of its own, so the two runtime names
+        # can be popped from it (no comprehension per item; the rewrite adds no other locals)
+        frame_locals.pop(ITEM_NAME, None)
+        frame_locals.pop(RECORDER_NAME, None)
+        self.locals = frame_locals
 
 
 # -- the bundle: the body and the small names it reads, unpickled once per process -----------
@@ -133,15 +139,20 @@ _STASH_RUNS_KEPT = 16  # bounded even if a kernel dies before it clears its runs
 
 
 def _stash(key: str, index: int, values: dict[str, Any]) -> None:
+    _stash_many(key, dict.fromkeys(values, index), values)
+
+
+def _stash_many(key: str, indices: dict[str, int], values: dict[str, Any]) -> None:
+    """Keep ``values[name]`` (bound by item ``indices[name]``) unless a later item's is kept."""
     with _STASH_LOCK:
         run = _STASH.get(key)
         if run is None:
             run = _STASH[key] = {}
             while len(_STASH) > _STASH_RUNS_KEPT:
                 _STASH.popitem(last=False)
-        for name, value in values.items():
+        for name, index in indices.items():
             if name not in run or run[name][0] <= index:
-                run[name] = (index, value)
+                run[name] = (index, values[name])
 
 
 def fetch_stash(key: str, wanted: dict[str, int]) -> dict[str, Any]:
@@ -203,6 +214,21 @@ class _CappedText:
         return self._head.getvalue() + middle + tail
 
 
+class _ItemCapture:
+    """What one thread's current item printed and warned; buffers are made on first use.
+
+    One instance per batch is reset between items: an item that prints nothing (the common
+    case) costs three attribute stores, not two buffers and a list.
+    """
+
+    __slots__ = ("stderr", "stdout", "warnings")
+
+    def __init__(self) -> None:
+        self.stdout: _CappedText | None = None
+        self.stderr: _CappedText | None = None
+        self.warnings: list[str] | None = None
+
+
 class _ThreadRoutedStream(io.TextIOBase):
     """A ``sys.stdout`` stand-in that sends each thread's writes to that thread's item."""
 
@@ -212,13 +238,17 @@ class _ThreadRoutedStream(io.TextIOBase):
         self._attr = attr
 
     def write(self, text: str) -> int:
-        target = getattr(self._local, self._attr, None)
-        if target is None:
+        item = getattr(self._local, "item", None)
+        if item is None:
             return self._original.write(text)
-        return target.write(text)
+        buffer = getattr(item, self._attr)
+        if buffer is None:
+            buffer = _CappedText()
+            setattr(item, self._attr, buffer)
+        return buffer.write(text)
 
     def flush(self) -> None:
-        if getattr(self._local, self._attr, None) is None:
+        if getattr(self._local, "item", None) is None:
             self._original.flush()
 
     def isatty(self) -> bool:
@@ -245,10 +275,12 @@ def _install_capture() -> None:
         original = warnings.showwarning
 
         def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-            sink = getattr(_CAPTURE, "warnings", None)
-            if sink is None:
+            item = getattr(_CAPTURE, "item", None)
+            if item is None:
                 return original(message, category, filename, lineno, file, line)
-            sink.append(f"{filename}:{lineno}: {category.__name__}: {message}")
+            if item.warnings is None:
+                item.warnings = []
+            item.warnings.append(f"{filename}:{lineno}: {category.__name__}: {message}")
             return None
 
         showwarning._dask_magic = True  # type: ignore[attr-defined]
@@ -321,91 +353,242 @@ def error_info(exc: BaseException, kind: str = "user", hint: str = "") -> ErrorI
 
 
 # -- running a batch --------------------------------------------------------------------------
+#
+# The per-item cost is what `%%parallel_for` over 10,000 tiny items pays 10,000 times, so the
+# loop below allocates nothing an ordinary item does not need: one recorder and one capture
+# object serve the whole batch, output buffers appear on the first write, and outcomes travel
+# as columns (`_Columns`) instead of one pickled dataclass per item.
 
-def _run_item(body: Any, kind: str, index: int, item: Any) -> tuple[ItemOutcome, dict[str, Any]]:
-    """Run one item with its own capture; returns the outcome and the item's local names."""
-    out, err, caught = _CappedText(), _CappedText(), []
-    _CAPTURE.stdout, _CAPTURE.stderr, _CAPTURE.warnings = out, err, caught
+
+class _Columns:
+    """A batch's outcomes, field by field: what a task sends back to the kernel.
+
+    Most items of a batch look alike (done, silent, the same names bound), so the common
+    fields are lists and everything unusual (a failure, output, warnings, names deleted) is a
+    sparse ``{position: {field: value}}``. Pickled, it is rebuilt as the list of `ItemOutcome`
+    *while it is loaded* (`__reduce__` names `_unpack`): ``cloudpickle.loads(blob)`` in the
+    kernel is the whole decoding step, and plain lists of tuples load at C speed.
+    """
+
+    __slots__ = ("durations", "extras", "indices", "inline", "names", "ops", "values", "worker")
+
+    def __init__(self, worker: str | None, loop: bool) -> None:
+        self.worker = worker
+        self.indices: list[int] = []
+        self.durations: list[float] = []
+        self.ops: list[list[tuple]] | None = [] if loop else None
+        self.values: list[Any] | None = None if loop else []
+        self.names: list[tuple[str, ...] | None] = []  # names whose values stayed here
+        self.inline: dict[int, dict[str, Any]] = {}  # position -> bound values that travel
+        self.extras: dict[int, dict[str, Any]] = {}  # position -> unusual ItemOutcome fields
+
+    def fields(self) -> tuple:
+        return (self.worker, self.indices, self.durations, self.ops, self.values, self.names,
+                self.inline, self.extras)
+
+    def __reduce__(self) -> tuple:
+        return (_unpack, self.fields())
+
+
+_EMPTY_NAMES: frozenset[str] = frozenset()
+#: `ItemOutcome`'s fields in the order `_unpack` passes them positionally (~40 % cheaper than
+#: keywords, which counts at 10,000 items); checked against the dataclass at import.
+_POSITIONAL = ("index", "status", "ops", "bound", "deleted", "value", "stdout", "stderr", "warnings",
+               "error", "duration", "worker")
+_BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
+
+
+def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:  # noqa: ANN001
+    """`_Columns` back to one `ItemOutcome` per item (runs in the kernel, inside ``loads``)."""
+    n = len(indices)
+    ops = ops if ops is not None else [[] for _ in range(n)]
+    values = values if values is not None else itertools.repeat(None, n)
+    stashed, fromkeys = STASHED, dict.fromkeys
+    if _BY_POSITION:
+        make, empty = ItemOutcome, _EMPTY_NAMES
+        outcomes = [
+            make(index, "done", item_ops, fromkeys(bound, stashed) if bound else {}, empty, value, "", "", (),
+                 None, duration, worker)
+            for index, item_ops, bound, value, duration in zip(indices, ops, names, values, durations)
+        ]
+    else:  # pragma: no cover - ItemOutcome's fields were reordered: keywords are always right
+        outcomes = [
+            ItemOutcome(index=index, status="done", ops=item_ops, bound=fromkeys(bound, stashed) if bound else {},
+                        value=value, duration=duration, worker=worker)
+            for index, item_ops, bound, value, duration in zip(indices, ops, names, values, durations)
+        ]
+    for pos, bound in inline.items():
+        outcomes[pos].bound = bound
+    for pos, fields in extras.items():
+        target = outcomes[pos]
+        for name, value in fields.items():
+            setattr(target, name, value)
+    return outcomes
+
+
+def _run_columns(
+    body: Any, kind: str, batch: list[tuple[int, Any]], last_index: int, stash_key: str | None,
+    worker: str | None, retries: int, budget: float | None = None,
+) -> _Columns:
+    """Run the items of ``batch``, each with its own capture, into `_Columns`.
+
+    With a ``budget`` (seconds), no item is started once the batch has run that long: the
+    items not run are the batch's tail, for the kernel to send again.
+    """
+    loop = kind == "loop"
+    columns = _Columns(worker, loop)
+    indices, durations, names = columns.indices, columns.durations, columns.names
+    ops, values, inline, extras = columns.ops, columns.values, columns.inline, columns.extras
+    stash_values: dict[str, Any] = {}
+    stash_indices: dict[str, int] = {}
+    interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+    # the latest item of the current run of items that bound the same names: while the names
+    # stay the same, each item simply replaces it (no per-name work, and one item's values
+    # alive at a time, as the serial loop would have)
+    held_names: tuple[str, ...] | None = None
+    held_index = -1
+    held_values: dict[str, Any] = {}
+    capture = _ItemCapture()
     recorder = Recorder()
-    start = time.perf_counter()
-    value, error = None, None
+    clock = time.perf_counter
+    deadline = None if budget is None else clock() + budget
+    _CAPTURE.item = capture
     try:
-        if kind == "loop":
-            body(item, recorder)
-        else:
-            value = body(item)
-    except BaseException as exc:  # noqa: BLE001 - every item failure is data, never a crash
-        if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial, not an item failure
-            raise
-        error = error_info(exc)
+        for pos, (index, item) in enumerate(batch):
+            if deadline is not None and pos and clock() >= deadline:
+                break
+            attempts_left = retries
+            while True:
+                capture.stdout = capture.stderr = capture.warnings = None
+                recorder.ops = item_ops = []
+                if recorder.marked:
+                    recorder.marked = set()
+                recorder.locals = None
+                value = error = None
+                start = clock()
+                try:
+                    if loop:
+                        body(item, recorder)
+                    else:
+                        value = body(item)
+                except BaseException as exc:  # noqa: BLE001 - every item failure is data, never a crash
+                    if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
+                        raise
+                    error = error_info(exc)
+                duration = clock() - start
+                if error is None or attempts_left <= 0:
+                    break
+                attempts_left -= 1  # flaky work: run it again, fresh
+            indices.append(index)
+            durations.append(duration)
+            fields: dict[str, Any] | None = None
+            if error is not None:
+                fields = {"status": "failed", "error": error}
+                names.append(None)
+                if loop:
+                    ops.append([])  # type: ignore[union-attr]
+                else:
+                    values.append(None)  # type: ignore[union-attr]
+            else:
+                if loop:
+                    ops.append(item_ops)  # type: ignore[union-attr]
+                else:
+                    values.append(value)  # type: ignore[union-attr]
+                local_names = recorder.locals
+                if not local_names:
+                    names.append(None)
+                elif stash_key is None or index == last_index:
+                    names.append(None)
+                    inline[pos] = _picklable_only(local_names)
+                else:  # the value stays here; only the names travel (one tuple per shape)
+                    key = tuple(local_names)
+                    key = interned.setdefault(key, key)
+                    names.append(key)
+                    if key is not held_names:
+                        if held_names is not None:
+                            stash_values.update(held_values)
+                            stash_indices.update(dict.fromkeys(held_names, held_index))
+                        held_names = key
+                    held_index, held_values = index, local_names
+                if recorder.marked:
+                    deleted = frozenset(n for n in recorder.marked if n not in (local_names or ()))
+                    if deleted:
+                        fields = {"deleted": deleted}
+            if capture.stdout is not None or capture.stderr is not None or capture.warnings is not None:
+                fields = fields if fields is not None else {}
+                if capture.stdout is not None:
+                    fields["stdout"] = capture.stdout.getvalue()
+                if capture.stderr is not None:
+                    fields["stderr"] = capture.stderr.getvalue()
+                if capture.warnings is not None:
+                    fields["warnings"] = tuple(capture.warnings)
+            if fields is not None:
+                extras[pos] = fields
     finally:
-        duration = time.perf_counter() - start
-        _CAPTURE.stdout = _CAPTURE.stderr = _CAPTURE.warnings = None
-    outcome = ItemOutcome(
-        index=index,
-        status="failed" if error else "done",
-        ops=[] if error else recorder.ops,
-        value=value,
-        stdout=out.getvalue(),
-        stderr=err.getvalue(),
-        warnings=tuple(caught),
-        error=error,
-        duration=duration,
-    )
-    if not error:
-        outcome.deleted = frozenset(n for n in recorder.marked if n not in recorder.locals)
-    return outcome, ({} if error else recorder.locals)
+        _CAPTURE.item = None
+    if held_names is not None:
+        stash_values.update(held_values)
+        stash_indices.update(dict.fromkeys(held_names, held_index))
+    if stash_indices:
+        _stash_many(stash_key, stash_indices, stash_values)  # type: ignore[arg-type]
+    return columns
 
 
-def _serialize(outcome: ItemOutcome) -> bytes:
-    """Pickle one outcome; an unpicklable contribution turns the item into a failure."""
-    try:
-        return cloudpickle.dumps(outcome)
-    except Exception as exc:
-        culprit = _unpicklable_part(outcome)
-        failed = ItemOutcome(
-            index=outcome.index,
-            status="failed",
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
-            warnings=outcome.warnings,
-            duration=outcome.duration,
-            worker=outcome.worker,
-            error=ErrorInfo(
-                type_name="dask_magic.UnpicklableResult",
-                message=f"{culprit} cannot be sent back to the notebook: {_type_name(exc)}: {_safe_str(exc)}",
-                hint="Return or collect plain data (numbers, strings, lists, dicts, arrays, "
-                "DataFrames), not open files, locks, connections or generators.",
-            ),
-        )
-        return cloudpickle.dumps(failed)
-
-
-def _unpicklable_part(outcome: ItemOutcome) -> str:
-    for op in outcome.ops:
-        try:
-            cloudpickle.dumps(op)
-        except Exception:
-            return f"the value added to `{op[1]}`"
-    try:
-        cloudpickle.dumps(outcome.value)
-    except Exception:
-        return "the item's return value"
-    return "the item's result"
-
-
-def _split_bound(local_names: dict[str, Any], keep_inline: bool) -> dict[str, Any]:
-    """Inline values for the run's last item; a STASHED marker for every other item."""
-    if not keep_inline:
-        return dict.fromkeys(local_names, STASHED)
+def _picklable_only(local_names: dict[str, Any]) -> dict[str, Any]:
+    """The bound values that can travel; e.g. a closed file from `with open(f) as fh` cannot,
+    and that name is left alone rather than failing the item."""
     inline = {}
     for name, value in local_names.items():
         try:
             cloudpickle.dumps(value)
-        except Exception:  # e.g. a closed file from `with open(f) as fh`: leave the name alone
+        except Exception:
             continue
         inline[name] = value
     return inline
+
+
+def _dumps(columns: _Columns) -> bytes:
+    """Pickle a batch's outcomes; an unpicklable contribution turns only its item into a failure."""
+    try:
+        return cloudpickle.dumps(columns)
+    except Exception:  # one item's unpicklable result must not take the batch down with it
+        pass
+    for pos in range(len(columns.indices)):
+        contribution = columns.ops[pos] if columns.ops is not None else columns.values[pos]  # type: ignore[index]
+        try:
+            cloudpickle.dumps(contribution)
+        except Exception as exc:
+            _mark_unpicklable(columns, pos, exc)
+    return cloudpickle.dumps(columns)
+
+
+def _mark_unpicklable(columns: _Columns, pos: int, exc: Exception) -> None:
+    if columns.ops is not None:
+        culprit = _unpicklable_part(columns.ops[pos])
+        columns.ops[pos] = []
+    else:
+        culprit = "the item's return value"
+        columns.values[pos] = None  # type: ignore[index]
+    columns.names[pos] = None
+    columns.inline.pop(pos, None)
+    fields = columns.extras.setdefault(pos, {})
+    fields.pop("deleted", None)
+    fields["status"] = "failed"
+    fields["error"] = ErrorInfo(
+        type_name="dask_magic.UnpicklableResult",
+        message=f"{culprit} cannot be sent back to the notebook: {_type_name(exc)}: {_safe_str(exc)}",
+        hint="Return or collect plain data (numbers, strings, lists, dicts, arrays, "
+        "DataFrames), not open files, locks, connections or generators.",
+    )
+
+
+def _unpicklable_part(ops: list[tuple]) -> str:
+    for op in ops:
+        try:
+            cloudpickle.dumps(op)
+        except Exception:
+            return f"the value added to `{op[1]}`"
+    return "the item's result"
 
 
 def run_batch(
@@ -418,6 +601,7 @@ def run_batch(
     worker: str | None = None,
     retries: int = 0,
     serialize: bool = True,
+    budget: float | None = None,
 ) -> bytes | list[ItemOutcome]:
     """Run ``batch`` (``(index, item)`` pairs) through the bundled body, one outcome per item.
 
@@ -435,29 +619,18 @@ def run_batch(
     retries:
         Run a failing item up to this many more times (flaky work), fresh each time.
     serialize:
-        Return the outcomes as one cloudpickled blob (for the network) or as objects.
+        Return the outcomes as one cloudpickled blob (for the network; ``cloudpickle.loads``
+        gives the list of `ItemOutcome`) or as the list itself.
+    budget:
+        Start no item after this many seconds: the outcomes are then those of a head of
+        ``batch`` (at least one item), and the kernel sends the rest again.
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
-    outcomes: list[ItemOutcome] = []
-    for index, item in batch:
-        for _attempt in range(retries + 1):
-            outcome, local_names = _run_item(body, kind, index, item)
-            if outcome.status == "done":
-                break
-        outcome.worker = worker
-        if local_names:
-            inline = stash_key is None or index == last_index
-            outcome.bound = _split_bound(local_names, inline)
-            if not inline:
-                _stash(stash_key, index, local_names)  # type: ignore[arg-type]
-        outcomes.append(outcome)
+    columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget)
     if not serialize:
-        return outcomes
-    try:
-        return cloudpickle.dumps(outcomes)
-    except Exception:  # one item's unpicklable result must not take the batch down with it
-        return cloudpickle.dumps([cloudpickle.loads(_serialize(o)) for o in outcomes])
+        return _unpack(*columns.fields())
+    return _dumps(columns)
 
 
 def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:

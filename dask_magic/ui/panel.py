@@ -19,6 +19,8 @@ and traitlets only send a value that changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import ipywidgets as w
@@ -34,11 +36,38 @@ MORE_ROWS = 25
 #: Failure groups shown at first, and how many "show more groups" adds.
 GROUPS_SHOWN = 8
 
-_RUNNING_HINT = ("Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
-                 "finished items are kept. Buttons work once the run has ended.")
+_RUNNING_HINT = (
+    "Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
+    "finished items are kept. Buttons work once the run has ended."
+)
 _LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 Publish = Callable[[dict[str, Any], bool], None]
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` from its first frame outside dask_magic on (all of it if every frame is ours)."""
+    first = tb
+    while first is not None and first.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        first = first.tb_next
+    return first if first is not None else tb
+
+
+def _show_error(exc: Exception) -> None:
+    """Show ``exc`` as IPython shows a cell's error, minus the button's and the magic's frames.
+
+    IPython's ``showtraceback`` also stores it as ``sys.last_traceback``, so ``%debug`` in
+    the next cell opens at the user's line.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise exc
+    shell.showtraceback((type(exc), exc, _user_frames(exc.__traceback__)), tb_offset=0)
 
 
 class _IPythonDisplay:
@@ -62,8 +91,12 @@ class _Row:
     def __init__(self, layouts: Mapping[str, w.Layout], on_rerun: Callable[[int], None]) -> None:
         self.index = -1
         self.html = w.HTML(layout=layouts["row_html"])
-        self.button = w.Button(description="Re-run here", icon="play", layout=layouts["rerun"],
-                               tooltip="Run this item in the kernel with errors raised; then %debug opens at your line")
+        self.button = w.Button(
+            description="Re-run here",
+            icon="play",
+            layout=layouts["rerun"],
+            tooltip="Run this item in the kernel, errors raised, so %debug opens at your line",
+        )
         self.button.on_click(lambda _b: on_rerun(self.index))
         self.box = w.HBox([self.html, self.button], layout=layouts["row"])
 
@@ -75,13 +108,20 @@ class _Row:
 class _Group:
     """One failure group: header, the rows on screen, and "show more"."""
 
-    def __init__(self, layouts: Mapping[str, w.Layout], on_rerun: Callable[[int], None],
-                 on_more: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        layouts: Mapping[str, w.Layout],
+        on_rerun: Callable[[int], None],
+        on_more: Callable[[str], None],
+    ) -> None:
         self.label = ""
         self._layouts, self._on_rerun = layouts, on_rerun
         self.header = w.HTML()
         self.rows = w.VBox()
-        self.more = w.Button(layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-more"])
+        self.more = w.Button(
+            layout=w.Layout(display="none", width="auto", align_self="flex-start"),
+            _dom_classes=["dm-more"],
+        )
         self.more.on_click(lambda _b: on_more(self.label))
         self.box = w.VBox([self.header, self.rows, self.more])
         self._pool: list[_Row] = []
@@ -92,11 +132,13 @@ class _Group:
         shown = group[:cap]
         while len(self._pool) < len(shown):
             self._pool.append(_Row(self._layouts, self._on_rerun))
-        for row, failure in zip(self._pool, shown):
+        for row, failure in zip(self._pool, shown, strict=False):  # the pool may be longer
             row.show(failure)
         self.rows.children = tuple(row.box for row in self._pool[: len(shown)])
         hidden = len(group) - len(shown)
-        self.more.description = f"Show {min(MORE_ROWS, hidden)} more ({hidden:,} not shown)" if hidden else ""
+        self.more.description = (
+            f"Show {min(MORE_ROWS, hidden)} more ({hidden:,} not shown)" if hidden else ""
+        )
         self.more.layout.display = "" if hidden else "none"
 
 
@@ -127,15 +169,21 @@ class ProgressPanel:
 
     persistent = True
 
-    def __init__(self, *, on_retry: Callable[[], Any] | None = None,
-                 on_rerun: Callable[[int], Any] | None = None, publish: Publish | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        on_retry: Callable[[], Any] | None = None,
+        on_rerun: Callable[[int], Any] | None = None,
+        publish: Publish | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self._on_retry, self._on_rerun = on_retry, on_rerun
         self._publish = publish or _IPythonDisplay()
         self._environ = environ
         self.snapshot: RunSnapshot | None = None
         self._shown = False
         self._failures_key: tuple[int, ...] | None = None
+        self._failures_ref: tuple[Failure, ...] = ()
         self._caps: dict[str, int] = {}
         self._groups_cap = GROUPS_SHOWN
         self._layouts = {
@@ -151,17 +199,34 @@ class ProgressPanel:
         self.head = w.HTML(_dom_classes=["dm-head-w"])
         self.status = w.HTML(_dom_classes=["dm-status-w"])
         self.hint = w.HTML(_dom_classes=["dm-hint-w"])
-        self.retry_button = w.Button(description="Retry failed", icon="redo", button_style="warning",
-                                     layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-retry"],
-                                     tooltip="Run the failed and unfinished items again (same as %parallel_retry)")
+        self.retry_button = w.Button(
+            description="Retry failed",
+            icon="redo",
+            button_style="warning",
+            layout=w.Layout(display="none", width="auto", align_self="flex-start"),
+            _dom_classes=["dm-retry"],
+            tooltip="Run the failed and unfinished items again (same as %parallel_retry)",
+        )
         self.retry_button.on_click(lambda _b: self._call("retry", None))
         self.groups = w.VBox(_dom_classes=["dm-failures"])
-        self.more_groups = w.Button(layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-more-groups"])
+        self.more_groups = w.Button(
+            layout=w.Layout(display="none", width="auto", align_self="flex-start"),
+            _dom_classes=["dm-more-groups"],
+        )
         self.more_groups.on_click(lambda _b: self._more_groups())
         self.output = w.Output(_dom_classes=["dm-output"])
         self._group_views: list[_Group] = []
         self.widget = w.VBox(
-            [self.css, self.head, self.status, self.hint, self.retry_button, self.groups, self.more_groups, self.output],
+            [
+                self.css,
+                self.head,
+                self.status,
+                self.hint,
+                self.retry_button,
+                self.groups,
+                self.more_groups,
+                self.output,
+            ],
             _dom_classes=["dm-panel", "dask-magic-panel"],
         )
 
@@ -190,7 +255,9 @@ class ProgressPanel:
         left = c.total - c.done
         with self.retry_button.hold_sync():
             self.retry_button.description = f"Retry failed ({left:,})" if left else "Retry failed"
-            self.retry_button.layout.display = "none" if live or not left or self._on_retry is None else ""
+            self.retry_button.layout.display = (
+                "none" if live or not left or self._on_retry is None else ""
+            )
         self._layouts["rerun"].display = "none" if live or self._on_rerun is None else ""
         self._render_failures(snapshot.failures)
 
@@ -201,9 +268,11 @@ class ProgressPanel:
         if snapshot.message:
             parts.append(f'<div class="dm-message">{html.esc(snapshot.message)}</div>')
         if snapshot.counts.total - snapshot.counts.done:
-            parts.append('<div class="dm-hint">Fix the cause, then click <b>Retry failed</b> (or run '
-                         "<code>%parallel_retry</code>). <b>Re-run here</b> runs one item in this kernel "
-                         "so that <code>%debug</code> opens at your line.</div>")
+            parts.append(
+                '<div class="dm-hint">Fix the cause, then click <b>Retry failed</b> (or run '
+                "<code>%parallel_retry</code>). <b>Re-run here</b> runs one item in this kernel "
+                "so that <code>%debug</code> opens at your line.</div>"
+            )
         return "".join(parts)
 
     def _render_failures(self, failures: tuple[Failure, ...], force: bool = False) -> None:
@@ -216,13 +285,17 @@ class ProgressPanel:
         groups = group_failures(failures)
         shown = groups[: self._groups_cap]
         while len(self._group_views) < len(shown):
-            self._group_views.append(_Group(self._layouts, lambda i: self._call("rerun", i), self._more_rows))
-        for view, (label, group) in zip(self._group_views, shown):
+            self._group_views.append(
+                _Group(self._layouts, lambda i: self._call("rerun", i), self._more_rows)
+            )
+        for view, (label, group) in zip(self._group_views, shown, strict=False):
             view.show(label, group, self._caps.get(label, ROWS_PER_GROUP))
         self.groups.children = tuple(v.box for v in self._group_views[: len(shown)])
-        rest = groups[self._groups_cap:]
+        rest = groups[self._groups_cap :]
         count = sum(len(g) for _, g in rest)
-        self.more_groups.description = f"Show more groups ({len(rest)} more, {count:,} items)" if rest else ""
+        self.more_groups.description = (
+            f"Show more groups ({len(rest)} more, {count:,} items)" if rest else ""
+        )
         self.more_groups.layout.display = "" if rest else "none"
 
     def _more_rows(self, label: str) -> None:
@@ -242,16 +315,29 @@ class ProgressPanel:
         if callback is None:
             return
         self.output.clear_output()
-        with self.output:  # an exception is shown here by the Output widget (and kept for %debug)
-            if action == "retry":
-                print("dask-magic: retrying the failed items ...")
-                callback()
-            else:
-                value = self._item_repr(index)
-                print(f"dask-magic: running item {index} ({value}) here in the kernel; "
-                      "if it fails, run %debug in a new cell to open the debugger at your line")
-                callback(index)
-                print(f"dask-magic: item {index} succeeded and its result landed in the notebook")
+        with self.output:
+            try:
+                if action == "retry":
+                    print("dask-magic: retrying the failed items ...")
+                    callback()
+                    c = self.snapshot.counts if self.snapshot else None
+                    if c is not None:
+                        print(
+                            f"dask-magic: retry ended: {c.done} done, {c.failed} failed "
+                            f"of {c.total}"
+                        )
+                else:
+                    print(
+                        f"dask-magic: running item {index} ({self._item_repr(index)}) here in the "
+                        "kernel; "
+                        "if it fails, run %debug in a new cell to open the debugger at your line"
+                    )
+                    callback(index)
+                    print(
+                        f"dask-magic: item {index} succeeded and its result landed in the notebook"
+                    )
+            except Exception as exc:
+                _show_error(exc)
 
     def _item_repr(self, index: int | None) -> str:
         failures = self.snapshot.failures if self.snapshot else ()
@@ -262,7 +348,9 @@ class ProgressPanel:
         live = snapshot.status in _LIVE
         return {
             "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id,
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.widget.model_id,
             },
             "text/plain": text.progress_line(snapshot) if live else text.summary_text(snapshot),
             "text/html": html.summary_html(snapshot, self._environ),
