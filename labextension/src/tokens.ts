@@ -1,0 +1,42 @@
+/**
+ * The narrow interfaces the model needs from JupyterLab: what it uses of a kernel connection,
+ * and of "the notebook in focus". Tests implement them with small typed mocks.
+ */
+import type { Kernel } from '@jupyterlab/services';
+import type { ISignal } from '@lumino/signaling';
+
+/** The parts of a comm the model uses. */
+export type ICommLike = Pick<Kernel.IComm, 'commId' | 'onMsg' | 'onClose' | 'open' | 'send' | 'isDisposed'>;
+
+/** The parts of a kernel connection the model uses. */
+export type IKernelLike = Pick<
+  Kernel.IKernelConnection,
+  | 'id'
+  | 'status'
+  | 'statusChanged'
+  | 'disposed'
+  | 'isDisposed'
+  | 'registerCommTarget'
+  | 'removeCommTarget'
+  | 'interrupt'
+> & {
+  createComm(targetName: string): ICommLike;
+};
+
+/** What the model needs of the notebook in focus. */
+export interface INotebookTarget {
+  /** A stable id of the notebook widget. */
+  readonly id: string;
+  /** Its name, for the sidebar's header. */
+  readonly title: string;
+  /** The kernel connection, or `null` while there is none. */
+  readonly kernel: IKernelLike | null;
+  /** Scroll to the cell with this id and select it; `false` when no cell has it. */
+  selectCell(cellId: string): boolean;
+}
+
+/** The notebook in focus, and a signal when it or its kernel changes. */
+export interface ICurrentNotebook {
+  readonly current: INotebookTarget | null;
+  readonly changed: ISignal<ICurrentNotebook, void>;
+}
