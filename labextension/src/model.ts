@@ -117,10 +117,7 @@ export class KernelRuns implements IDisposable {
     Signal.clearData(this);
   }
 
-  private _onCommOpen = (
-    comm: Kernel.IComm,
-    msg: KernelMessage.ICommOpenMsg
-  ): void => {
+  private _onCommOpen = (comm: Kernel.IComm, msg: KernelMessage.ICommOpenMsg): void => {
     this._attach(comm);
     this._handle(msg.content.data);
   };
@@ -288,9 +285,7 @@ export class RunsModel implements IDisposable {
     this._selected = run.run_id;
     const notebook = this._notebooks.current;
     const found = run.cell_id !== null && notebook !== null && notebook.selectCell(run.cell_id);
-    this._notice = found
-      ? null
-      : 'The cell that started this run is no longer in this notebook.';
+    this._notice = found ? null : 'The cell that started this run is no longer in this notebook.';
     this._changed.emit();
     return found;
   }

@@ -13,13 +13,7 @@ export const PROTOCOL_VERSION = 1;
 export const TARGET_NAME = 'dask_magic';
 
 /** The life cycle of a run (`RunStatus` in `dask_magic/engine/results.py`). */
-export type RunStatus =
-  | 'pending'
-  | 'running'
-  | 'finished'
-  | 'failed'
-  | 'interrupted'
-  | 'error';
+export type RunStatus = 'pending' | 'running' | 'finished' | 'failed' | 'interrupted' | 'error';
 
 const RUN_STATUSES: ReadonlyArray<string> = [
   'pending',
@@ -117,17 +111,11 @@ export interface IErrorMessage {
   action: string | null;
 }
 
-export type KernelMessage =
-  | IStateMessage
-  | IRunMessage
-  | IClusterMessage
-  | IErrorMessage;
+export type KernelMessage = IStateMessage | IRunMessage | IClusterMessage | IErrorMessage;
 
 /** What the sidebar may ask of the kernel. */
 export type Action =
-  | { action: 'retry'; run_id: string }
-  | { action: 'close_cluster' }
-  | { action: 'refresh' };
+  { action: 'retry'; run_id: string } | { action: 'close_cluster' } | { action: 'refresh' };
 
 export type ActionMessage = Action & { version: number };
 

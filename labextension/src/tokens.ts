@@ -2,11 +2,19 @@
  * The narrow interfaces the model needs from JupyterLab: what it uses of a kernel connection,
  * and of "the notebook in focus". Tests implement them with small typed mocks.
  */
-import type { Kernel } from '@jupyterlab/services';
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import type { JSONValue } from '@lumino/coreutils';
 import type { ISignal } from '@lumino/signaling';
 
-/** The parts of a comm the model uses. */
-export type ICommLike = Pick<Kernel.IComm, 'commId' | 'onMsg' | 'onClose' | 'open' | 'send' | 'isDisposed'>;
+/** The parts of a comm the model uses (`Kernel.IComm` has them). */
+export interface ICommLike {
+  readonly commId: string;
+  readonly isDisposed: boolean;
+  onMsg: (msg: KernelMessage.ICommMsgMsg) => void | PromiseLike<void>;
+  onClose: (msg: KernelMessage.ICommCloseMsg) => void | PromiseLike<void>;
+  open(data?: JSONValue): unknown;
+  send(data: JSONValue): unknown;
+}
 
 /** The parts of a kernel connection the model uses. */
 export type IKernelLike = Pick<

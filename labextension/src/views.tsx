@@ -78,7 +78,11 @@ function Content(props: ISidebarViewProps): JSX.Element {
     case 'connected':
       return (
         <>
-          <ClusterView cluster={props.cluster} baseUrl={props.baseUrl} onClose={props.onCloseCluster} />
+          <ClusterView
+            cluster={props.cluster}
+            baseUrl={props.baseUrl}
+            onClose={props.onCloseCluster}
+          />
           <RunList {...props} />
         </>
       );
@@ -120,7 +124,12 @@ export function ClusterView(props: {
       </dl>
       <div className={`${CLS}-actions`}>
         {dashboard !== null && (
-          <a className={`${CLS}-dashboard`} href={dashboard} target="_blank" rel="noopener noreferrer">
+          <a
+            className={`${CLS}-dashboard`}
+            href={dashboard}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
             Dashboard
           </a>
         )}
@@ -134,7 +143,11 @@ export function ClusterView(props: {
 
 function RunList(props: ISidebarViewProps): JSX.Element {
   if (props.runs.length === 0) {
-    return <Hint>No runs yet in this kernel. Run a <code>%%parallel_for</code> cell.</Hint>;
+    return (
+      <Hint>
+        No runs yet in this kernel. Run a <code>%%parallel_for</code> cell.
+      </Hint>
+    );
   }
   return (
     <section>
@@ -186,7 +199,9 @@ export function RunView(props: {
         }}
       >
         <span className={`${CLS}-runTitle`}>{runTitle(run.name, run.run_id)}</span>
-        <span className={`${CLS}-status ${CLS}-status-${run.status}`}>{statusLabel(run.status)}</span>
+        <span className={`${CLS}-status ${CLS}-status-${run.status}`}>
+          {statusLabel(run.status)}
+        </span>
       </div>
       <Bar run={run} />
       <Counts run={run} />
