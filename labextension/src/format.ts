@@ -45,12 +45,18 @@ export function barSegments(counts: ICounts): {
   done: number;
   failed: number;
   running: number;
+  cancelled: number;
 } {
   if (counts.total <= 0) {
-    return { done: 0, failed: 0, running: 0 };
+    return { done: 0, failed: 0, running: 0, cancelled: 0 };
   }
   const pct = (n: number) => Math.min(100, (100 * n) / counts.total);
-  return { done: pct(counts.done), failed: pct(counts.failed), running: pct(counts.running) };
+  return {
+    done: pct(counts.done),
+    failed: pct(counts.failed),
+    running: pct(counts.running),
+    cancelled: pct(counts.cancelled)
+  };
 }
 
 /** Human words for a status. */

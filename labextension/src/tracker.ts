@@ -98,9 +98,7 @@ function selectCell(shell: JupyterFrontEnd.IShell, panel: NotebookPanel, cellId:
   notebook.mode = 'command';
   notebook.deselectAll();
   notebook.activeCellIndex = index;
-  const cell = notebook.widgets[index];
-  if (cell !== undefined) {
-    void notebook.scrollToCell(cell, 'center');
-  }
+  // Not `scrollToCell`: it focuses the cell's editor, which switches to edit mode.
+  void notebook.scrollToItem(index, 'center');
   return true;
 }

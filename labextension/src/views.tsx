@@ -112,25 +112,32 @@ export function ClusterView(props: {
   return (
     <section className={`${CLS}-cluster`}>
       <h3 className={`${CLS}-section`}>Cluster{cluster.local ? ' (local)' : ''}</h3>
-      <dl className={`${CLS}-facts`}>
-        <dt>Scheduler</dt>
-        <dd className={`${CLS}-scheduler`}>{cluster.scheduler}</dd>
-        <dt>Workers</dt>
-        <dd className={`${CLS}-workers`}>{cluster.workers}</dd>
-        <dt>Threads</dt>
-        <dd className={`${CLS}-threads`}>{cluster.threads}</dd>
-        <dt>Memory</dt>
-        <dd className={`${CLS}-memory`}>{formatBytes(cluster.memory)}</dd>
-      </dl>
+      <div className={`${CLS}-scheduler`} title="Scheduler address">
+        {cluster.scheduler}
+      </div>
+      <div className={`${CLS}-resources`}>
+        <span>
+          <span className={`${CLS}-workers`}>{cluster.workers}</span>{' '}
+          {cluster.workers === 1 ? 'worker' : 'workers'}
+        </span>
+        <span>
+          <span className={`${CLS}-threads`}>{cluster.threads}</span>{' '}
+          {cluster.threads === 1 ? 'thread' : 'threads'}
+        </span>
+        <span>
+          <span className={`${CLS}-memory`}>{formatBytes(cluster.memory)}</span> memory
+        </span>
+      </div>
       <div className={`${CLS}-actions`}>
         {dashboard !== null && (
           <a
-            className={`${CLS}-dashboard`}
+            className={`${CLS}-button ${CLS}-dashboard`}
             href={dashboard}
             target="_blank"
             rel="noopener noreferrer"
+            title={dashboard}
           >
-            Dashboard
+            Dashboard ↗
           </a>
         )}
         <button className={`${CLS}-button ${CLS}-closeCluster`} onClick={props.onClose}>
@@ -183,13 +190,14 @@ export function RunView(props: {
     <li
       className={`${CLS}-run${props.selected ? ' jp-mod-selected' : ''}`}
       data-run-id={run.run_id}
+      data-cell-id={run.cell_id ?? undefined}
       data-status={run.status}
     >
       <div
         className={`${CLS}-runHeader`}
         role="button"
         tabIndex={0}
-        title="Go to the cell that started this run"
+        title={`Go to the cell that started this run${startedAt(run.started)}`}
         onClick={select}
         onKeyDown={event => {
           if (event.key === 'Enter' || event.key === ' ') {
@@ -246,6 +254,7 @@ function Bar(props: { run: IRun }): JSX.Element {
       <div className={`${CLS}-bar-done`} style={{ width: `${seg.done}%` }} />
       <div className={`${CLS}-bar-failed`} style={{ width: `${seg.failed}%` }} />
       <div className={`${CLS}-bar-running`} style={{ width: `${seg.running}%` }} />
+      <div className={`${CLS}-bar-cancelled`} style={{ width: `${seg.cancelled}%` }} />
     </div>
   );
 }
@@ -267,7 +276,11 @@ function Counts(props: { run: IRun }): JSX.Element {
     <div className={`${CLS}-counts`}>
       <span className={`${CLS}-countList`}>
         {parts.map(([label, n]) => (
-          <span key={label} className={`${CLS}-count ${CLS}-count-${label}`} data-count={label}>
+          <span
+            key={label}
+            className={`${CLS}-count ${CLS}-count-${label}${n > 0 ? ' jp-mod-nonzero' : ''}`}
+            data-count={label}
+          >
             {n} {label}
           </span>
         ))}
@@ -340,6 +353,10 @@ function Output(props: { label: string; text: string }): JSX.Element {
       <pre>{props.text}</pre>
     </div>
   );
+}
+
+function startedAt(started: number | null): string {
+  return started === null ? '' : ` (started ${new Date(started * 1000).toLocaleString()})`;
 }
 
 function firstLine(text: string): string {

@@ -41,6 +41,8 @@ describe('SidebarView', () => {
     expect(html).toContain('2 ×</span> FileNotFoundError at line 4');
     expect(html).toContain('tcp://127.0.0.1:8786');
     expect(html).toContain('4.0 GiB');
+    expect(html).toContain('count-failed jp-mod-nonzero');
+    expect(html).not.toContain('count-running jp-mod-nonzero');
     expect(html).toContain('href="http://127.0.0.1:8787/status"');
     expect(html).toContain('Retry failed');
     expect(html).not.toContain('>Cancel<');
@@ -119,15 +121,20 @@ describe('format', () => {
     ).toEqual({
       done: 0,
       failed: 0,
-      running: 0
+      running: 0,
+      cancelled: 0
     });
     expect(
       barSegments({ total: 4, done: 2, failed: 1, running: 1, queued: 0, cancelled: 0 })
     ).toEqual({
       done: 50,
       failed: 25,
-      running: 25
+      running: 25,
+      cancelled: 0
     });
+    expect(
+      barSegments({ total: 4, done: 1, failed: 0, running: 0, queued: 0, cancelled: 3 })
+    ).toMatchObject({ cancelled: 75 });
   });
 
   it('only links http(s) URLs', () => {
