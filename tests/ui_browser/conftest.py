@@ -19,22 +19,35 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def _serve(tmp_path_factory, app: str):
     if extension_installed() is None:
         pytest.fail(
             "the dask-magic labextension is not installed for this Python: "
             "build it (cd labextension && jlpm install && jlpm build:prod) and pip install -e ."
         )
-    server = start_lab(tmp_path_factory.mktemp("lab"))
+    server = start_lab(tmp_path_factory.mktemp(app), app=app)
     yield server
     stop_lab(server)
     if os.environ.get("DASK_MAGIC_KEEP_LAB_LOG"):
-        shutil.copy(server.log, ARTIFACTS / "jupyterlab.log")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(server.log, ARTIFACTS / f"{app}.log")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab with the extension installed."""
+    yield from _serve(tmp_path_factory, "jupyterlab")
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """Jupyter Notebook 7 (skipped where the notebook package is not installed)."""
+    pytest.importorskip("notebook.app")
+    yield from _serve(tmp_path_factory, "notebook")
 
 
 @pytest.fixture
-def page(lab, artifacts):
+def page(artifacts):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -43,9 +56,9 @@ def page(lab, artifacts):
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         page = context.new_page()
         page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.console_errors = errors
+        errors: list[tuple[str, str]] = []  # (message, stack) of uncaught page errors
+        page.on("pageerror", lambda exc: errors.append((exc.message, exc.stack or "")))
+        page.page_errors = errors
         yield page
         context.close()
         browser.close()

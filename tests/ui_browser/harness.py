@@ -47,6 +47,9 @@ class Lab:
     def page_url(self, path: str) -> str:
         return f"{self.url}/lab/tree/{path}?token={self.token}&reset"
 
+    def notebook7_url(self, path: str) -> str:
+        return f"{self.url}/{path}?token={self.token}"
+
     def api(self, path: str) -> dict | list:
         request = urllib.request.Request(
             f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
@@ -55,8 +58,10 @@ class Lab:
             return json.loads(response.read())
 
 
-def start_lab(workdir: Path, timeout: float = 60.0) -> Lab:
-    """Start ``python -m jupyterlab`` on a free loopback port and wait until it answers."""
+def start_lab(workdir: Path, timeout: float = 60.0, app: str = "jupyterlab") -> Lab:
+    """Start ``python -m jupyterlab`` (or ``notebook``: Notebook 7) on a free loopback port
+    and wait until it answers."""
+    app_class = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     root = workdir / "notebooks"
     settings = workdir / "settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True, exist_ok=True)
@@ -71,7 +76,7 @@ def start_lab(workdir: Path, timeout: float = 60.0) -> Lab:
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app,
         "--no-browser",
         "--allow-root",
         "--ip=127.0.0.1",
@@ -79,9 +84,9 @@ def start_lab(workdir: Path, timeout: float = 60.0) -> Lab:
         "--port-retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
-        "--LabApp.extension_manager=readonly",
+        f"--{app_class}.user_settings_dir={settings}",
+        f"--{app_class}.workspaces_dir={workdir / 'workspaces'}",
+        f"--{app_class}.extension_manager=readonly",
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)

@@ -179,4 +179,4 @@ def test_sidebar_flow(lab, page, artifacts):
     wait_idle(page)
     shot("09-after-restart")
 
-    assert page.console_errors == []
+    assert page.page_errors == []
