@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/ui/.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import pytest
@@ -67,6 +68,14 @@ def test_sidebar_flow(lab, page, artifacts):
     expect(sidebar).to_contain_text("%load_ext dask_magic")
     expect(sidebar.locator(".jp-DaskMagic-notebook")).to_have_text("one.ipynb")
     shot("01-hint")
+    if importlib.util.find_spec("dask_labextension") is not None:
+        # Coexists with dask-labextension: both tabs, each its own panel.
+        theirs = page.locator(".jp-SideBar.jp-mod-left li[data-id='dask-dashboard-launcher']")
+        theirs.click()
+        expect(page.locator("#dask-dashboard-launcher")).to_be_visible()
+        expect(sidebar).to_be_hidden()
+        shot("01b-dask-labextension")
+        open_sidebar(page)
 
     # 2. Load (the stand-in) and run a loop with failures: final counts, groups, cluster.
     run_cell(page, 0, wait_for="bridge ready")
