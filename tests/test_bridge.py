@@ -196,7 +196,7 @@ def failure(index: int, type_name: str = "ValueError", line: int | None = 3, **k
         item_repr=kw.pop("item", f"'data/{index}.csv'"),
         error=ErrorInfo(type_name=type_name, message=kw.pop("message", f"bad {index}")),
         line=line,
-        traceback=kw.pop("traceback", f'  Cell line {line}\n{type_name}: bad {index}'),
+        traceback=kw.pop("traceback", f"  Cell line {line}\n{type_name}: bad {index}"),
         full_traceback="(full)",
         **kw,
     )
@@ -556,7 +556,7 @@ def test_bad_message_gets_error_reply_and_no_action(manager, make_bridge, action
     c.receive({"version": 9, "action": "retry", "run_id": "r1"})
     assert actions == []
     errors = c.of_type("error")
-    assert [e["message"] for e in errors][0] == "unknown action 'shutdown'"
+    assert errors[0]["message"] == "unknown action 'shutdown'"
     assert "protocol version 9" in errors[1]["message"]
 
 
@@ -662,6 +662,14 @@ def test_register_is_idempotent_and_unregister_closes(manager):
 def test_bridge_imports_only_what_it_may():
     source = (ROOT / "dask_magic" / "bridge.py").read_text()
     imports = re.findall(r"^(?:from|import) ([\w.]+)", source, flags=re.M)
-    allowed_stdlib = {"__future__", "logging", "math", "threading", "time", "collections",
-                      "collections.abc", "typing"}
+    allowed_stdlib = {
+        "__future__",
+        "logging",
+        "math",
+        "threading",
+        "time",
+        "collections",
+        "collections.abc",
+        "typing",
+    }
     assert set(imports) <= allowed_stdlib | {"comm", ".engine.results"}

@@ -66,9 +66,9 @@ def start_lab(workdir: Path, timeout: float = 60.0, app: str = "jupyterlab") -> 
     settings = workdir / "settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True, exist_ok=True)
     # No "get notified about Jupyter news?" toast over the UI.
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     token = secrets.token_hex(16)

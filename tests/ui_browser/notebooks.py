@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-SETUP = '''\
+SETUP = """\
 # stand-in for %load_ext dask_magic: the real bridge, fed by hand-made snapshots
 import time
 from dask_magic import bridge
@@ -43,9 +43,9 @@ def failure(i, exc, message, line, source):
                    error=ErrorInfo(exc, message), line=line, traceback=tb,
                    full_traceback=tb, stdout=f"reading data/2021-{i:02d}.csv\\n")
 print("bridge ready")
-'''
+"""
 
-FILES_LOOP = '''\
+FILES_LOOP = """\
 # files loop: 10 items, 3 fail
 t0 = time.time()
 fails = [
@@ -62,11 +62,11 @@ for k in range(1, 8):
     time.sleep(0.15)
 b.finish(snap("files-1", RunStatus.FAILED, t0, done=7, total=10, failures=fails, name="files"))
 print("files loop done")
-'''
+"""
 
 SHOW_ACTIONS = "print('actions:', actions)"
 
-LONG_LOOP = '''\
+LONG_LOOP = """\
 # long loop: cancelled from the sidebar
 t0 = time.time()
 try:
@@ -79,9 +79,9 @@ except KeyboardInterrupt:
     b.finish(snap("long-1", RunStatus.INTERRUPTED, t0, done=k, total=600, cancelled=600 - k,
                   name="long"))
     print("interrupted at", k)
-'''
+"""
 
-SECOND_LOOP = '''\
+SECOND_LOOP = """\
 # features loop in the second notebook
 t0 = time.time()
 for k in range(1, 6):
@@ -89,7 +89,7 @@ for k in range(1, 6):
                   name="features"))
     time.sleep(0.1)
 b.finish(snap("features-1", RunStatus.FINISHED, t0, done=5, total=5, name="features"))
-'''
+"""
 
 FIRST_CELL_IDS = ["setup-cell", "files-loop-cell", "show-actions-cell", "long-loop-cell"]
 SECOND_CELL_IDS = ["setup-cell-2", "features-loop-cell"]
@@ -97,8 +97,14 @@ SECOND_CELL_IDS = ["setup-cell-2", "features-loop-cell"]
 
 def _write(path: Path, sources: list[str], ids: list[str]) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src, id=cid) for src, cid in zip(sources, ids)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(src, id=cid) for src, cid in zip(sources, ids, strict=True)
+    ]
     nbformat.write(nb, path)
     return path
 

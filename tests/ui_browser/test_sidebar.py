@@ -94,8 +94,8 @@ def test_sidebar_flow(lab, page, artifacts):
     expect(run).to_have_attribute("data-cell-id", "files-loop-cell")  # from the execute request
     groups = run.locator(".jp-DaskMagic-groupSummary")
     expect(groups).to_have_count(2)
-    expect(groups.nth(0)).to_have_text("2 × FileNotFoundError at line 3")
-    expect(groups.nth(1)).to_have_text("1 × ValueError at line 5")
+    expect(groups.nth(0)).to_have_text("2 \N{MULTIPLICATION SIGN} FileNotFoundError at line 3")
+    expect(groups.nth(1)).to_have_text("1 \N{MULTIPLICATION SIGN} ValueError at line 5")
     expect(sidebar.locator(".jp-DaskMagic-workers")).to_have_text("2")
     expect(sidebar.locator(".jp-DaskMagic-memory")).to_have_text("4.0 GiB")
     expect(sidebar.locator("a.jp-DaskMagic-dashboard")).to_have_attribute(
@@ -172,9 +172,9 @@ def test_sidebar_flow(lab, page, artifacts):
     wait_idle(page)
     open_sidebar(page)
     expect(sidebar.locator(".jp-DaskMagic-run")).to_have_count(2, timeout=15_000)
-    expect(sidebar.locator(".jp-DaskMagic-run[data-run-id='files-1'] [data-count='failed']")).to_have_text(
-        "3 failed"
-    )
+    expect(
+        sidebar.locator(".jp-DaskMagic-run[data-run-id='files-1'] [data-count='failed']")
+    ).to_have_text("3 failed")
     shot("08-after-reload")
 
     # 10. Restart the kernel: the sidebar clears to the hint.
