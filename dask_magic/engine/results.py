@@ -56,7 +56,7 @@ class ErrorInfo:
         return f"{self.type_name}: {first}" if first else self.type_name
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemOutcome:
     """Everything known about one item after it ran (or was cancelled).
 

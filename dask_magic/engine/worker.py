@@ -50,7 +50,8 @@ class Recorder:
 
     Operations are tuples so that they pickle small:
     ``("call", root, path, method, args, kwargs)``, ``("set", root, path, value)`` and
-    ``("aug", root, path, op, value)``. ``path`` is a tuple of ``("item", key)`` /
+    ``("aug", root, path, op, value)`` (``op`` an `ast.operator` name such as ``"Add"``).
+    ``path`` is a tuple of ``("item", key)`` /
     ``("attr", name)`` steps from the accumulator ``root`` to the object acted on; keys are
     evaluated on the worker, exactly where the serial loop would have evaluated them.
     """
@@ -65,11 +66,17 @@ class Recorder:
     def call(self, root: str, path: tuple, method: str, args: tuple, kwargs: dict) -> None:
         self.ops.append(("call", root, path, method, args, kwargs))
 
-    def set(self, root: str, path: tuple, value: Any) -> None:
+    def set(self, value: Any, root: str, path: tuple) -> None:
+        # the value comes first: Python evaluates it before the target's container and key
         self.ops.append(("set", root, path, value))
 
     def aug(self, root: str, path: tuple, op: str, value: Any) -> None:
         self.ops.append(("aug", root, path, op, value))
+
+    @staticmethod
+    def slice(lower: Any, upper: Any, step: Any) -> slice:
+        """``a[1:3] = v`` records the key ``slice(1, 3)`` (a name ``slice`` may be shadowed)."""
+        return builtins.slice(lower, upper, step)
 
     def mark(self, name: str) -> None:
         """``name`` was touched in a way that may unbind it (``del``, ``except ... as``)."""
@@ -108,6 +115,14 @@ def load_bundle(token: str, blob: bytes) -> dict[str, Any]:
         while len(_BUNDLES) > _BUNDLES_KEPT:
             _BUNDLES.popitem(last=False)
     return bundle
+
+
+def register_bundle(token: str, bundle: dict[str, Any]) -> None:
+    """Put an unpickled bundle in this process's cache (``--serial`` runs in the kernel)."""
+    with _BUNDLES_LOCK:
+        _BUNDLES[token] = bundle
+        while len(_BUNDLES) > _BUNDLES_KEPT:
+            _BUNDLES.popitem(last=False)
 
 
 # -- the stash: last bindings kept where they were made -------------------------------------
@@ -260,7 +275,9 @@ def _safe_str(exc: BaseException) -> str:
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__", None) else f"{module}.{cls.__qualname__}"
+    # a class defined in the loop body is local to the generated function: hide that
+    name = cls.__qualname__.replace("dask_magic_loop.<locals>.", "")
+    return name if module in ("builtins", "__main__", None) else f"{module}.{name}"
 
 
 def frames_of(tb: types.TracebackType | None) -> tuple[Frame, ...]:
@@ -399,8 +416,9 @@ def run_batch(
     last_index: int,
     stash_key: str | None,
     worker: str | None = None,
+    retries: int = 0,
     serialize: bool = True,
-) -> list[Any]:
+) -> bytes | list[ItemOutcome]:
     """Run ``batch`` (``(index, item)`` pairs) through the bundled body, one outcome per item.
 
     Parameters
@@ -414,27 +432,41 @@ def run_batch(
     stash_key:
         Where other items' bound values are kept in this process; ``None`` returns them inline
         (``--serial``, where nothing travels).
+    retries:
+        Run a failing item up to this many more times (flaky work), fresh each time.
     serialize:
-        Return cloudpickled bytes per item (over the network), or the outcomes themselves.
+        Return the outcomes as one cloudpickled blob (for the network) or as objects.
     """
     _install_capture()
-    bundle = load_bundle(token, blob)
-    if bundle["kind"] == "loop":
-        body = bundle.get("_fn")
-        if body is None or big_env:
-            body = make_body(bundle["code"], {**bundle["env"], **big_env})
-            if not big_env:
-                bundle["_fn"] = body
-    else:
-        body = bundle["fn"]
-    results: list[Any] = []
+    body, kind = _body_for(token, blob, big_env)
+    outcomes: list[ItemOutcome] = []
     for index, item in batch:
-        outcome, local_names = _run_item(body, bundle["kind"], index, item)
+        for _attempt in range(retries + 1):
+            outcome, local_names = _run_item(body, kind, index, item)
+            if outcome.status == "done":
+                break
         outcome.worker = worker
         if local_names:
             inline = stash_key is None or index == last_index
             outcome.bound = _split_bound(local_names, inline)
             if not inline:
                 _stash(stash_key, index, local_names)  # type: ignore[arg-type]
-        results.append(_serialize(outcome) if serialize else outcome)
-    return results
+        outcomes.append(outcome)
+    if not serialize:
+        return outcomes
+    try:
+        return cloudpickle.dumps(outcomes)
+    except Exception:  # one item's unpicklable result must not take the batch down with it
+        return cloudpickle.dumps([cloudpickle.loads(_serialize(o)) for o in outcomes])
+
+
+def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:
+    bundle = load_bundle(token, blob)
+    if bundle["kind"] != "loop":
+        return bundle["fn"], bundle["kind"]
+    if big_env:  # scattered values differ per run: bind them afresh (cheap)
+        return make_body(bundle["code"], {**bundle["env"], **big_env}), "loop"
+    body = bundle.get("_fn")
+    if body is None:
+        body = bundle["_fn"] = make_body(bundle["code"], bundle["env"])
+    return body, "loop"

@@ -1,0 +1,108 @@
+"""Apply what the items recorded to the notebook's namespace, in item order.
+
+This is what makes ``results.append(x)`` in a parallel loop leave ``results`` exactly as the
+serial loop would (DESIGN §3): the worker only records the call; the kernel performs it, item
+after item, in input order. Floats summed with ``total += x`` come out bit-identical.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from .results import STASHED, ItemOutcome
+
+_IN_PLACE = {
+    "Add": operator.iadd, "Sub": operator.isub, "Mult": operator.imul,
+    "MatMult": operator.imatmul, "Div": operator.itruediv, "FloorDiv": operator.ifloordiv,
+    "Mod": operator.imod, "Pow": operator.ipow, "LShift": operator.ilshift,
+    "RShift": operator.irshift, "BitOr": operator.ior, "BitXor": operator.ixor,
+    "BitAnd": operator.iand,
+}
+
+#: The final value of a name some item unbound (``del x``, ``except E as x``).
+UNBOUND = object()
+
+
+def _step(obj: Any, step: tuple[str, Any]) -> Any:
+    kind, key = step
+    return obj[key] if kind == "item" else getattr(obj, key)
+
+
+def _resolve(ns: MutableMapping[str, Any], root: str, path: tuple) -> Any:
+    obj = ns[root]
+    for step in path:
+        obj = _step(obj, step)
+    return obj
+
+
+def apply_op(ns: MutableMapping[str, Any], op: tuple) -> None:
+    """Perform one recorded operation on the objects in ``ns``."""
+    kind, root, path = op[0], op[1], op[2]
+    if kind == "call":
+        _, _, _, method, args, kwargs = op
+        getattr(_resolve(ns, root, path), method)(*args, **kwargs)
+    elif kind == "set":
+        parent = _resolve(ns, root, path[:-1])
+        parent[path[-1][1]] = op[3]
+    elif kind == "aug":
+        _, _, _, name, value = op
+        fn = _IN_PLACE[name]
+        if not path:
+            ns[root] = fn(ns[root], value)
+            return
+        parent = _resolve(ns, root, path[:-1])
+        step_kind, key = path[-1]
+        if step_kind == "item":
+            parent[key] = fn(parent[key], value)
+        else:
+            setattr(parent, key, fn(getattr(parent, key), value))
+    else:  # pragma: no cover - the recorder makes no other kinds
+        raise ValueError(f"unknown recorded operation {kind!r}")
+
+
+def replay(ns: MutableMapping[str, Any], outcomes: Iterable[ItemOutcome]) -> None:
+    """Apply the operations of the successful ``outcomes`` in item order."""
+    for outcome in sorted(outcomes, key=lambda o: o.index):
+        if outcome.status == "done":
+            for op in outcome.ops:
+                apply_op(ns, op)
+
+
+def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]:
+    """For each name, the ``(index, value)`` of the last successful item that bound or unbound it.
+
+    ``value`` is `STASHED` when it stayed on a worker, `UNBOUND` when that item deleted it.
+    """
+    final: dict[str, tuple[int, Any]] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.index):
+        if outcome.status != "done":
+            continue
+        for name, value in outcome.bound.items():
+            final[name] = (outcome.index, value)
+        for name in outcome.deleted:
+            final[name] = (outcome.index, UNBOUND)
+    return final
+
+
+def stashed_wanted(final: dict[str, tuple[int, Any]], workers: dict[int, str | None]) -> dict[str | None, dict[str, int]]:
+    """Which stashed values to fetch from which worker: ``{worker: {name: index}}``."""
+    wanted: dict[str | None, dict[str, int]] = {}
+    for name, (index, value) in final.items():
+        if value is STASHED:
+            wanted.setdefault(workers.get(index), {})[name] = index
+    return wanted
+
+
+def bind_final(ns: MutableMapping[str, Any], final: dict[str, tuple[int, Any]]) -> list[str]:
+    """Bind each name to its final value; returns names whose value could not be brought back."""
+    missing = []
+    for name, (_index, value) in final.items():
+        if value is UNBOUND:
+            ns.pop(name, None)
+        elif value is STASHED:
+            missing.append(name)
+        else:
+            ns[name] = value
+    return missing

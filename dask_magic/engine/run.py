@@ -1,0 +1,226 @@
+"""`Run`: the state of one parallel loop, live while it runs and kept afterwards.
+
+A run receives outcomes from the executor (it is the executor's `Sink`), keeps counts, turns
+failures into `Failure` records on demand, and tells its observers (the panel, the sidebar
+bridge, the text progress line) about it at most ~10 times a second plus once at the end.
+A retry continues the same run: the retried items go back to *queued* and the views that
+watch the run update in place.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .results import ClusterInfo, Counts, Failure, ItemOutcome, RunSnapshot, RunStatus
+
+#: Observers are told at most this often while a run is live.
+UPDATE_INTERVAL = 0.1
+
+
+class Run:
+    """One ``%%parallel_for`` loop (or `dask_magic.parallel_for` call) and what became of it.
+
+    Attributes
+    ----------
+    run_id, name:
+        Identity; ``name`` is ``--name NAME`` (the notebook variable bound to the run).
+    status:
+        A `RunStatus`.
+    items:
+        The listed loop values, in order.
+    outcomes:
+        ``{index: ItemOutcome}`` for every item that has ended (done, failed or cancelled).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Any],
+        *,
+        name: str | None = None,
+        describe: Callable[[ItemOutcome, Any], Failure] | None = None,
+        cell_id: str | None = None,
+        on_error: str = "continue",
+    ) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
+        self.name = name
+        self.items = list(items)
+        self.outcomes: dict[int, ItemOutcome] = {}
+        self.status = RunStatus.PENDING
+        self.message = ""
+        self.cell_id = cell_id
+        self.cluster: ClusterInfo | None = None
+        self.on_error = on_error
+        self.observers: list[Any] = []
+        self.passes = 0
+        self.pass_indices: set[int] = set()
+        self._loop_state: Any = None
+        self._describe = describe
+        self._failures: dict[int, tuple[ItemOutcome, Failure]] = {}
+        self._tally = {"done": 0, "failed": 0, "cancelled": 0}
+        self._running = 0
+        self._pass_start = self._started = self._ended = 0.0
+        self._pass_finished = 0
+        self._last_emit = 0.0
+        self._cancel_requested = False
+        self._retry_hook: Callable[..., Run] | None = None
+        self._broken_observers: set[int] = set()
+
+    # -- the executor's sink ----------------------------------------------------------------
+    def add(self, outcomes: Sequence[ItemOutcome]) -> None:
+        for outcome in outcomes:
+            previous = self.outcomes.get(outcome.index)
+            if previous is not None:
+                self._tally[previous.status] -= 1
+            self.outcomes[outcome.index] = outcome
+            self._tally[outcome.status] += 1
+            self._pass_finished += 1
+
+    def tick(self, running: int) -> None:
+        self._running = running
+        self._emit()
+
+    def should_stop(self) -> bool:
+        return self._cancel_requested or (self.on_error == "raise" and self._tally["failed"] > 0)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def begin(self, indices: Sequence[int]) -> None:
+        """Start a pass over ``indices`` (all items, or the ones being retried)."""
+        for index in indices:
+            previous = self.outcomes.pop(index, None)
+            if previous is not None:
+                self._tally[previous.status] -= 1
+        self.passes += 1
+        self.pass_indices = set(indices)
+        self.status = RunStatus.RUNNING
+        self.message = ""
+        self._cancel_requested = False
+        self._pass_start = time.time()
+        self._started = self._started or self._pass_start
+        self._pass_finished = 0
+        self._emit(force=True)
+
+    def end(self, how: str, message: str = "") -> None:
+        """Close the pass: ``how`` is the executor's verdict (completed, interrupted, ...)."""
+        self._running = 0
+        self._ended = time.time()
+        if how == "interrupted":
+            self.status = RunStatus.INTERRUPTED
+        elif how == "lost" or message:
+            self.status = RunStatus.ERROR
+        elif self._tally["failed"] or self._tally["cancelled"]:
+            self.status = RunStatus.FAILED
+        else:
+            self.status = RunStatus.FINISHED
+        self.message = message or self._default_message(how)
+        snapshot = self.snapshot()
+        for observer in list(self.observers):
+            self._notify(observer, "finish", snapshot)
+
+    def _default_message(self, how: str) -> str:
+        if how == "interrupted":
+            kept = self._tally["done"] + self._tally["failed"]
+            return f"interrupted: {kept} finished items kept, {self._tally['cancelled']} cancelled"
+        if how == "lost":
+            return "lost the connection to the Dask scheduler; finished items were kept"
+        if how == "stopped" and self.on_error == "raise":
+            return "stopped at the first failure (--on-error raise)"
+        return ""
+
+    def cancel(self) -> None:
+        """Ask a live run to stop; finished items are kept (use from another thread)."""
+        self._cancel_requested = True
+
+    def retry(self, **options: Any) -> Run:
+        """Run the failed and cancelled items again (after a fix) and replay them in order."""
+        if self._retry_hook is None:
+            raise RuntimeError("this run cannot be retried: it was not started by dask-magic")
+        return self._retry_hook(self, **options)
+
+    # -- what views read --------------------------------------------------------------------------
+    @property
+    def counts(self) -> Counts:
+        return Counts(
+            total=len(self.items), done=self._tally["done"], failed=self._tally["failed"],
+            running=self._running if self.status is RunStatus.RUNNING else 0,
+            cancelled=self._tally["cancelled"],
+        )
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first submit to the end of the last pass (or now, if live)."""
+        if not self._started:
+            return 0.0
+        end = time.time() if self.status is RunStatus.RUNNING else self._ended
+        return max(0.0, end - self._started)
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Failed items in item order, rendered against the notebook's source."""
+        found = []
+        for index in sorted(i for i, o in self.outcomes.items() if o.status == "failed"):
+            found.append(self._failure(self.outcomes[index]))
+        return found
+
+    def _failure(self, outcome: ItemOutcome) -> Failure:
+        cached = self._failures.get(outcome.index)
+        if cached is not None and cached[0] is outcome:
+            return cached[1]
+        if self._describe is None:
+            raise RuntimeError("no describer for failures")
+        failure = self._describe(outcome, self.items[outcome.index])
+        self._failures[outcome.index] = (outcome, failure)
+        return failure
+
+    @property
+    def pending_indices(self) -> list[int]:
+        """Items not done: failed, cancelled or never run."""
+        return [i for i in range(len(self.items)) if getattr(self.outcomes.get(i), "status", None) != "done"]
+
+    @property
+    def results(self) -> list[Any]:
+        """Return values of the items that succeeded, in item order (the function API)."""
+        return [self.outcomes[i].value for i in sorted(self.outcomes) if self.outcomes[i].status == "done"]
+
+    def snapshot(self) -> RunSnapshot:
+        counts = self.counts
+        elapsed = self.duration
+        pass_elapsed = max(1e-9, (time.time() if self.status is RunStatus.RUNNING else self._ended) - self._pass_start)
+        rate = self._pass_finished / pass_elapsed if self._pass_finished else None
+        left = counts.total - counts.finished
+        eta = left / rate if rate and self.status is RunStatus.RUNNING else None
+        return RunSnapshot(
+            run_id=self.run_id, name=self.name, status=self.status, counts=counts,
+            started=self._started, elapsed=elapsed, rate=rate, eta=eta, cell_id=self.cell_id,
+            cluster=self.cluster, failures=tuple(self.failures), message=self.message,
+        )
+
+    # -- observers --------------------------------------------------------------------------------
+    def _emit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.observers or (not force and now - self._last_emit < UPDATE_INTERVAL):
+            return
+        self._last_emit = now
+        snapshot = self.snapshot()
+        for observer in list(self.observers):
+            self._notify(observer, "update", snapshot)
+
+    def _notify(self, observer: Any, method: str, snapshot: RunSnapshot) -> None:
+        try:
+            getattr(observer, method)(snapshot)
+        except Exception as exc:  # a broken view must not lose the user's run
+            if id(observer) not in self._broken_observers:
+                self._broken_observers.add(id(observer))
+                warnings.warn(f"dask-magic: a progress view failed: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    # -- text ---------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        c = self.counts
+        label = f" {self.name!r}" if self.name else ""
+        parts = [f"{c.done} done", f"{c.failed} failed"]
+        if c.cancelled:
+            parts.append(f"{c.cancelled} cancelled")
+        return f"<Run{label} {self.status}: {', '.join(parts)} of {c.total} in {self.duration:.1f} s>"

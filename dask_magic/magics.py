@@ -1,0 +1,356 @@
+"""The IPython magics: ``%%parallel_for``, ``%parallel_retry`` and ``%dask_cluster``.
+
+This is the one module that wires the pure rewrite, the engine and the views together. It
+follows IPython's own ``%%time`` pipeline: ``transform_cell`` → parse (`rewrite_loop`) →
+``transform_ast`` → compile under a cached cell filename → run → display. Every error a user
+can fix arrives as a one-line `UsageError` (the exact class, so IPython prints no traceback).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import sys
+from collections import OrderedDict
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .engine import cluster, preflight, tracebacks
+from .engine.batching import parse_batch
+from .engine.loop import RunOptions, lost_names, missing_accumulators, start_loop
+from .engine.results import RunStatus
+from .engine.worker import error_info
+from .engine.run import Run
+from .errors import ClusterError, PicklingError, UnsupportedLoopError
+from .rewrite import rewrite_loop
+from .ui import text
+
+#: Runs kept for ``%parallel_retry`` and the sidebar.
+RUNS_KEPT = 20
+
+
+def _suggest_option(message: str, options: list[str]) -> str:
+    """Add ``did you mean --retries?`` to argparse's "unrecognized arguments" message."""
+    unknown = re.findall(r"(--?[\w-]+)", message.split("unrecognized arguments:")[-1])
+    hints = []
+    for word in unknown:
+        close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{word}: did you mean {close[0]}?")
+    return message + ("\n" + "\n".join(hints) if hints else "")
+
+
+@magics_class
+class DaskMagics(Magics):
+    """``%%parallel_for`` and its companions; one instance per shell."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.runs: OrderedDict[str, Run] = OrderedDict()
+        self.last_run: Run | None = None
+        self.bridge: Any = None
+
+    # -- %%parallel_for ------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--scheduler", metavar="ADDRESS", help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a local cluster.")
+    @argument("--client", metavar="NAME", help="Use the distributed Client (or cluster object) bound to NAME in the notebook.")
+    @argument("--workers", type=int, metavar="N", help="Number of workers of the local cluster (default: sized from cores and memory).")
+    @argument("--threads", type=int, metavar="N", help="Threads per worker of the local cluster (default 1: processes, not threads, for pure-Python code).")
+    @argument("--retries", type=int, default=0, metavar="N", help="Run a failing item up to N more times before reporting it (flaky I/O).")
+    @argument("--on-error", choices=["continue", "raise"], default="continue", help="continue (default): failed items are reported and the rest finish; raise: stop at the first failure and raise it.")
+    @argument("--batch", default="auto", metavar="{auto,N}", help="Items per task: auto (default) groups tiny items after measuring them; N fixes the size.")
+    @argument("--serial", action="store_true", help="Run the same rewritten body item by item in this kernel (no cluster), e.g. to use %%debug.")
+    @argument("--show", action="store_true", help="Print the code dask-magic generates for this cell and run nothing.")
+    @argument("--name", metavar="NAME", help="Bind the Run object to NAME in the notebook.")
+    @argument("--progress", choices=["auto", "widget", "text", "none"], default="auto", help="How to show progress: widget panel, one text line, or nothing.")
+    @no_var_expand
+    @cell_magic("parallel_for")
+    def parallel_for(self, line: str, cell: str) -> Any:
+        """Run the cell's top-level ``for`` loop as one Dask task per item (or batch of items).
+
+        Results land where the serial loop would have put them: ``results.append(x)``,
+        ``acc[k] = v`` and ``total += x`` are replayed in item order; names assigned in the
+        body keep the last item's value. Failed items are reported, not fatal; retry them
+        with ``%parallel_retry`` after a fix.
+        """
+        args = self._parse(self.parallel_for, line)
+        raw = f"%%parallel_for {line}".rstrip() + "\n" + cell
+        transformed = self.shell.transform_cell(cell)
+        filename = self.shell.compile.cache(f"%%parallel_for {line}".rstrip() + "\n" + transformed, self.shell.execution_count, raw_code=raw)
+        plan = self._rewrite(transformed, filename, raw)
+        if args.show:
+            print(plan.show())
+            return None
+        self._run_code(plan.prelude, filename)
+        items = self._list_items(plan, filename)
+        options = self._options(args, filename)
+        run = self._start(plan, items, options, args.progress)
+        return self._after(run, plan, filename)
+
+    def _parse(self, magic: Any, line: str) -> Any:
+        try:
+            return parse_argstring(magic, line)
+        except UsageError as exc:
+            options = [s for a in magic.parser._actions for s in a.option_strings]
+            raise UsageError(_suggest_option(str(exc), options)) from None
+
+    def _rewrite(self, transformed: str, filename: str, raw: str) -> Any:
+        try:
+            return rewrite_loop(transformed, filename=filename, line_offset=1, display_source=raw)
+        except UnsupportedLoopError as exc:
+            raise UsageError(f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}") from None
+        except SyntaxError as exc:
+            caret = " " * max(0, (exc.offset or 1) - 1) + "^"
+            raise UsageError(f"line {exc.lineno}: {exc.msg}\n    {(exc.text or '').rstrip()}\n    {caret}") from None
+
+    def _run_code(self, module: ast.Module, filename: str) -> None:
+        if module.body:
+            module = self.shell.transform_ast(module)
+            exec(compile(module, filename, "exec"), self.shell.user_ns)  # noqa: S102 - the user's cell
+
+    def _list_items(self, plan: Any, filename: str) -> list[Any]:
+        code = compile(plan.iterable, filename, "eval")
+        try:
+            items = list(eval(code, self.shell.user_ns))  # noqa: S307 - the user's own expression
+        except Exception as exc:
+            info = error_info(exc)  # the magic's own frames are marked internal and hidden
+            text = tracebacks.render_traceback(info, labels=self._labels(filename))
+            source = ast.unparse(plan.iterable.body)
+            raise UsageError(f"listing the loop's items (`{source}`, line {plan.loop_lineno}) failed:\n{text}") from None
+        advice = preflight.big_items_advice(items)
+        if advice:
+            print(f"dask-magic: {advice}", file=sys.stderr)
+        missing = missing_accumulators(plan, self.shell.user_ns)
+        if missing:
+            names = ", ".join(f"`{n}`" for n in missing)
+            raise UsageError(f"the loop adds to {names}, which is not defined before the loop; "
+                             f"give it a starting value first, e.g. `{missing[0]} = []`")
+        return items
+
+    def _labels(self, filename: str) -> dict[str, str]:
+        labels = {filename: f"Cell In[{self.shell.execution_count}]"}
+        mapping = getattr(self.shell.compile, "_filename_map", {}) or {}
+        for name, number in mapping.items():
+            labels.setdefault(name, f"Cell In[{number}]")
+        return labels
+
+    def _options(self, args: Any, filename: str) -> RunOptions:
+        client = None
+        if args.client:
+            if args.client not in self.shell.user_ns:
+                raise UsageError(f"--client {args.client}: no variable `{args.client}` in the notebook; pass the name of a distributed Client or cluster object")
+            client = self.shell.user_ns[args.client]
+        try:
+            batch = parse_batch(args.batch)
+        except ValueError as exc:
+            raise UsageError(f"--batch {args.batch}: {exc}") from None
+        for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} {value}: give a positive number")
+        if args.retries < 0:
+            raise UsageError(f"--retries {args.retries}: give 0 or more")
+        return RunOptions(
+            client=client, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+            retries=args.retries, on_error=args.on_error, batch=batch, serial=args.serial,
+            name=args.name, labels=self._labels(filename),
+        )
+
+    def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
+        observers = _observers(progress)
+        try:
+            run = start_loop(plan, self.shell.user_ns, items, options, observers=observers, cell_id=_cell_id(self.shell))
+        except (ClusterError, PicklingError) as exc:
+            raise UsageError(str(exc)) from None
+        self._remember(run)
+        return run
+
+    def _remember(self, run: Run) -> None:
+        self.runs[run.run_id] = run
+        while len(self.runs) > RUNS_KEPT:
+            self.runs.popitem(last=False)
+        self.last_run = run
+        if run.name:
+            self.shell.user_ns[run.name] = run
+
+    def _after(self, run: Run, plan: Any, filename: str) -> Any:
+        """Warn, stop or finish the cell the way the serial loop would have."""
+        lost = lost_names(run)
+        if lost:
+            print(f"dask-magic: the last value of {', '.join(lost)} was lost with its worker; "
+                  "those names keep their previous value", file=sys.stderr)
+        if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
+            raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
+        if run.on_error == "raise" and run.counts.failed:
+            first = run.failures[0]
+            raise UsageError(f"item {first.index} ({first.item_repr}) failed:\n{first.traceback}")
+        self._run_code(plan.postlude, filename)
+        if plan.last_expr is not None:
+            expr = ast.Expression(self.shell.transform_ast(ast.Module([ast.Expr(plan.last_expr.body)], [])).body[0].value)
+            return eval(compile(expr, filename, "eval"), self.shell.user_ns)  # noqa: S307
+        return run
+
+    # -- %parallel_retry -----------------------------------------------------------------------
+    @magic_arguments()
+    @argument("run", nargs="?", help="The run to retry: its --name, or nothing for the last run.")
+    @argument("--retries", type=int, default=None, metavar="N", help="Run a failing item up to N more times.")
+    @argument("--serial", action="store_true", default=None, help="Retry in this kernel instead of on the cluster.")
+    @argument("--here", type=int, metavar="INDEX", help="Run item INDEX in this kernel with errors raised, so %%debug opens at your line.")
+    @argument("--progress", choices=["auto", "widget", "text", "none"], default="auto", help="How to show progress.")
+    @line_magic("parallel_retry")
+    def parallel_retry(self, line: str) -> Any:
+        """Run the failed (and cancelled) items of the last run again, after a fix.
+
+        Their results are replayed into the same accumulators in item order, so the notebook
+        ends as a clean serial run would; the statements after the loop run again.
+        """
+        args = self._parse(self.parallel_retry, line)
+        run = self._find_run(args.run)
+        return self.retry_run(run, retries=args.retries, serial=args.serial or None, here=args.here, progress=args.progress)
+
+    def retry_run(self, run: Run, *, retries: int | None = None, serial: bool | None = None,
+                  here: int | None = None, progress: str = "auto") -> Any:
+        """Retry ``run`` (also what the panel's and the sidebar's buttons call)."""
+        state = run._loop_state
+        if here is not None:
+            from .engine.loop import run_item_here
+
+            run_item_here(run, here)
+        else:
+            if not run.pending_indices:
+                print(f"dask-magic: nothing to retry: all {run.counts.total} items are done")
+                return run
+            observers = _observers(progress)
+            run.observers[:] = [o for o in run.observers if getattr(o, "persistent", False)] + observers
+            try:
+                run.retry(retries=retries, serial=serial)
+            except (ClusterError, PicklingError) as exc:
+                raise UsageError(str(exc)) from None
+        return self._after(run, state.plan, state.plan.filename)
+
+    def _find_run(self, ref: str | None) -> Run:
+        if ref is None:
+            if self.last_run is None:
+                raise UsageError("no %%parallel_for run to retry yet in this kernel")
+            return self.last_run
+        value = self.shell.user_ns.get(ref)
+        if isinstance(value, Run):
+            return value
+        if ref in self.runs:
+            return self.runs[ref]
+        known = [r.name for r in self.runs.values() if r.name]
+        hint = f"; known runs: {', '.join(known)}" if known else ""
+        raise UsageError(f"no run named `{ref}`{hint}")
+
+    # -- %dask_cluster -------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--close", action="store_true", help="Close the local cluster dask-magic started.")
+    @argument("--restart", action="store_true", help="Restart the workers (frees their memory).")
+    @argument("--scale", type=int, metavar="N", help="Scale the local cluster to N workers.")
+    @argument("--scheduler", metavar="ADDRESS", help="Connect to this scheduler and show it.")
+    @line_magic("dask_cluster")
+    def dask_cluster(self, line: str) -> None:
+        """Show the cluster ``%%parallel_for`` uses; close, restart or scale it."""
+        args = self._parse(self.dask_cluster, line)
+        try:
+            if args.close:
+                closed = cluster.close_cluster()
+                print("dask-magic: local cluster closed" if closed else "dask-magic: no local cluster of dask-magic's is running")
+                return
+            if args.restart:
+                cluster.restart_cluster()
+            if args.scale is not None:
+                cluster.scale_cluster(args.scale)
+            client = cluster.get_client(scheduler=args.scheduler)
+        except ClusterError as exc:
+            raise UsageError(str(exc)) from None
+        print(text.cluster_text(cluster.cluster_info(client)))
+
+
+# -- the views of a run (issue 3: the live panel) ------------------------------------------------
+def _observers(progress: str) -> list[Any]:
+    """The views for one run, chosen by ``--progress``.
+
+    ``auto`` picks the widget panel inside a Jupyter kernel (ipykernel: a front end that
+    has comms, as JupyterLab, VS Code, nbclient and papermill do) and the one-line text
+    progress in a terminal IPython; ``widget``, ``text`` and ``none`` are taken as named.
+    """
+    if progress == "auto":
+        progress = "widget" if _in_kernel() else "text"
+    if progress == "none":
+        return []
+    if progress == "text":
+        return [text.TextProgress()]
+    return [_panel()]
+
+
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    # Only ipykernel's shell has a kernel, and with it a comm channel for widgets.
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _panel() -> Any:
+    """A `ProgressPanel` whose buttons call `DaskMagics.retry_run` on the panel's run."""
+    from IPython import get_ipython
+
+    from .ui.panel import ProgressPanel  # ipywidgets is imported only when a panel is shown
+
+    magics = _MAGICS.get(id(get_ipython()))
+    if magics is None:  # no %load_ext in this shell (the plain API): a panel without buttons
+        return ProgressPanel()
+    panel = ProgressPanel(
+        on_retry=lambda: magics.retry_run(_panel_run(magics, panel), progress="none"),
+        on_rerun=lambda index: magics.retry_run(_panel_run(magics, panel), here=index),
+    )
+    return panel
+
+
+def _panel_run(magics: DaskMagics, panel: Any) -> Run:
+    """The run a panel shows, found by the run id of its last snapshot.
+
+    The panel stays an observer of its run through retries (``persistent``), so
+    ``progress="none"`` above still updates it in place.
+    """
+    run_id = panel.snapshot.run_id if panel.snapshot is not None else None
+    run = magics.runs.get(run_id) if run_id else None
+    if run is None:
+        raise UsageError(f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs); "
+                         "run its cell again")
+    return run
+
+
+def _cell_id(shell: Any) -> str | None:
+    """The notebook cell id JupyterLab sends with the execute request (None elsewhere)."""
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else {}
+    except Exception:  # noqa: BLE001 - an older kernel without get_parent
+        parent = getattr(kernel, "_parent_header", {}) or {}
+    metadata = (parent or {}).get("metadata") or {}
+    return metadata.get("cellId") or None
+
+
+_MAGICS: dict[int, DaskMagics] = {}
+
+
+def load(ip: Any) -> None:
+    """Register the magics (``%load_ext dask_magic``); loading twice is harmless."""
+    if id(ip) in _MAGICS:
+        return
+    magics = DaskMagics(ip)
+    ip.register_magics(magics)
+    _MAGICS[id(ip)] = magics
+
+
+def unload(ip: Any) -> None:
+    magics = _MAGICS.pop(id(ip), None)
+    if magics is None:
+        return
+    for kind, names in (("cell", ["parallel_for"]), ("line", ["parallel_retry", "dask_cluster"])):
+        for name in names:
+            ip.magics_manager.magics[kind].pop(name, None)

@@ -1,0 +1,127 @@
+"""The catalog of loop shapes ``%%parallel_for`` refuses, one message and one fix each.
+
+Modelled on pyflakes' ``messages.py``: each kind is data (a code, a message template and a
+hint), so the README's table, the tests and the analysis all use the same wording.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ..errors import Finding
+
+
+@dataclass(frozen=True)
+class Kind:
+    code: str
+    message: str
+    hint: str
+
+    def at(self, node: ast.AST, line_offset: int = 0, **fields: object) -> Finding:
+        """A `Finding` of this kind located at ``node`` (lines shifted to the user's view)."""
+        lineno = getattr(node, "lineno", 1)
+        end = getattr(node, "end_lineno", None)
+        return Finding(
+            code=self.code,
+            message=self.message.format(**fields),
+            hint=self.hint.format(**fields),
+            lineno=lineno + line_offset,
+            col=getattr(node, "col_offset", 0),
+            end_lineno=None if end is None else end + line_offset,
+            end_col=getattr(node, "end_col_offset", None),
+        )
+
+
+NO_LOOP = Kind(
+    "DM001",
+    "this cell has no top-level `for` loop to run in parallel",
+    "put the `for` loop at the top level of the cell (not inside `if`, `with` or a function)",
+)
+SEVERAL_LOOPS = Kind(
+    "DM002",
+    "this cell has {count} top-level `for` loops (lines {lines}); %%parallel_for runs exactly one",
+    "split the cell so that each %%parallel_for cell holds one top-level `for` loop",
+)
+ASYNC_FOR = Kind(
+    "DM003",
+    "`async for` cannot be run in parallel",
+    "use a plain `for` loop over a list of items",
+)
+BREAK = Kind(
+    "DM004",
+    "`break` would stop the loop early, but every item runs at the same time",
+    "choose the items before the loop (e.g. `items = items[:n]` or `itertools.takewhile`) "
+    "and drop the `break`; `continue` is fine",
+)
+RETURN = Kind(
+    "DM005",
+    "`return` in the loop body has no function to return from",
+    "use `continue` to skip the rest of an item",
+)
+YIELD_AWAIT = Kind(
+    "DM006",
+    "`{what}` in the loop body cannot run on a worker",
+    "move the work into a regular function and call it from the loop body",
+)
+GLOBAL = Kind(
+    "DM007",
+    "`{what}` changes a notebook variable from a worker; the change would be lost",
+    "collect per-item values (e.g. `results.append(value)`) and assign the notebook variable "
+    "after the loop",
+)
+ACCUMULATOR_READ = Kind(
+    "DM008",
+    "`{name}` is added to on line {added} and read on line {line}; on a worker it holds only "
+    "the notebook's copy, not what other items added",
+    "only add to `{name}` in the loop (e.g. `{name}.append(x)`) and use it after the loop; to "
+    "skip duplicates, collect everything and de-duplicate afterwards",
+)
+LOOP_CARRIED = Kind(
+    "DM009",
+    "`{name}` is read on line {line} before this item assigns it (line {assigned}): its value "
+    "would come from the previous item, which runs elsewhere",
+    "give `{name}` a value at the top of the loop body, or collect a per-item value "
+    "(`parts.append(...)`) and combine after the loop (e.g. `{name} = sum(parts)`)",
+)
+DEL_OUTER = Kind(
+    "DM010",
+    "`del {name}` deletes a notebook variable from a worker",
+    "delete `{name}` after the loop",
+)
+OUTER_MUTATION = Kind(
+    "DM011",
+    "`{what}` changes the notebook object `{name}` on a worker; the change would be lost",
+    "collect the values instead (e.g. `updates.append((key, value))`) and apply them to "
+    "`{name}` after the loop",
+)
+IPYTHON_SYNTAX = Kind(
+    "DM012",
+    "IPython magics, `!` shell commands and `get_ipython()` cannot run on a worker",
+    "run them before or after the loop; for a shell command use `subprocess.run([...])` in "
+    "the body",
+)
+ACCUMULATE_AS_VALUE = Kind(
+    "DM013",
+    "`{name}.{method}(...)` is used as a value; dask-magic replays it in the notebook, where "
+    "its result is not available to the item",
+    "call `{name}.{method}(...)` as a statement of its own",
+)
+IN_PLACE_METHOD = Kind(
+    "DM014",
+    "`{name}.{method}()` changes the notebook object `{name}` in place on a worker; the change "
+    "would be lost",
+    "do it after the loop, or build a new object per item",
+)
+ACCUMULATE_NESTED = Kind(
+    "DM015",
+    "`{name}` is added to inside a nested function or comprehension; only additions made "
+    "directly in the loop body come back to the notebook",
+    "return the value from the function and add it in the loop body: "
+    "`{name}.append(f(x))`",
+)
+ACCUMULATE_CHAINED = Kind(
+    "DM016",
+    "`{name}` is assigned together with other targets in one statement",
+    "split the assignment into one statement per target",
+)

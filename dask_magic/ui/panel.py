@@ -1,0 +1,286 @@
+"""The live ipywidgets panel of a ``%%parallel_for`` run.
+
+`ProgressPanel` is a run observer (``update``/``finish``, see ``docs/architecture.md``): a
+view over `RunSnapshot` data only. It never talks to Dask and never throttles again; the
+engine calls ``update`` at most ~10 times a second and ``finish`` once per pass.
+
+Built from stock widgets (STYLE.md §5, the distributed ``ProgressWidget`` model): HTML
+widgets for the header, the bar with counts, and the failure rows, whose expansion is a
+browser-side ``<details>`` (so it works while the kernel is busy), plus buttons that only
+do something once the run has ended (a busy kernel cannot receive clicks). The display
+carries ``text/plain`` and ``text/html`` summaries beside the widget view, replaced when a
+pass ends, for front ends without widgets.
+
+Bounded by construction for runs with thousands of failures: widgets exist only for the
+rows on screen (a few per group, "show more" adds more), they are reused across updates,
+and traitlets only send a value that changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ipywidgets as w
+
+from dask_magic.engine.results import Failure, RunSnapshot, RunStatus, group_failures
+from dask_magic.ui import html, text
+
+__all__ = ["ProgressPanel"]
+
+#: Failure rows shown per group at first, and how many each "show more" click adds.
+ROWS_PER_GROUP = 5
+MORE_ROWS = 25
+#: Failure groups shown at first, and how many "show more groups" adds.
+GROUPS_SHOWN = 8
+
+_RUNNING_HINT = ("Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
+                 "finished items are kept. Buttons work once the run has ended.")
+_LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+
+Publish = Callable[[dict[str, Any], bool], None]
+
+
+class _IPythonDisplay:
+    """Shows a bundle once with a display id, then replaces it in place."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def __call__(self, bundle: dict[str, Any], update: bool) -> None:
+        from IPython.display import display  # ipywidgets needs IPython anyway
+
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+
+class _Row:
+    """One failed item on screen: its ``<details>`` and its "Re-run here" button."""
+
+    def __init__(self, layouts: Mapping[str, w.Layout], on_rerun: Callable[[int], None]) -> None:
+        self.index = -1
+        self.html = w.HTML(layout=layouts["row_html"])
+        self.button = w.Button(description="Re-run here", icon="play", layout=layouts["rerun"],
+                               tooltip="Run this item in the kernel with errors raised; then %debug opens at your line")
+        self.button.on_click(lambda _b: on_rerun(self.index))
+        self.box = w.HBox([self.html, self.button], layout=layouts["row"])
+
+    def show(self, failure: Failure) -> None:
+        self.index = failure.index
+        self.html.value = html.failure_html(failure)
+
+
+class _Group:
+    """One failure group: header, the rows on screen, and "show more"."""
+
+    def __init__(self, layouts: Mapping[str, w.Layout], on_rerun: Callable[[int], None],
+                 on_more: Callable[[str], None]) -> None:
+        self.label = ""
+        self._layouts, self._on_rerun = layouts, on_rerun
+        self.header = w.HTML()
+        self.rows = w.VBox()
+        self.more = w.Button(layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-more"])
+        self.more.on_click(lambda _b: on_more(self.label))
+        self.box = w.VBox([self.header, self.rows, self.more])
+        self._pool: list[_Row] = []
+
+    def show(self, label: str, group: list[Failure], cap: int) -> None:
+        self.label = label
+        self.header.value = html.group_html(label, group)
+        shown = group[:cap]
+        while len(self._pool) < len(shown):
+            self._pool.append(_Row(self._layouts, self._on_rerun))
+        for row, failure in zip(self._pool, shown):
+            row.show(failure)
+        self.rows.children = tuple(row.box for row in self._pool[: len(shown)])
+        hidden = len(group) - len(shown)
+        self.more.description = f"Show {min(MORE_ROWS, hidden)} more ({hidden:,} not shown)" if hidden else ""
+        self.more.layout.display = "" if hidden else "none"
+
+
+class ProgressPanel:
+    """Live panel for one run: bar, counts, timing, cluster, grouped failures and buttons.
+
+    Parameters
+    ----------
+    on_retry:
+        Called with no arguments by "Retry failed" (after the run ended); e.g. a call of
+        ``DaskMagics.retry_run(run)``. Its output goes to the panel's output area.
+    on_rerun:
+        Called with an item index by a row's "Re-run here"; exceptions it raises are shown
+        as a traceback in the output area (and ``%debug`` can open them).
+    publish:
+        ``publish(bundle, update)`` shows the display bundle; IPython's display with a
+        display id when not given.
+    environ:
+        Environment used for the dashboard link (``JUPYTERHUB_SERVICE_PREFIX``);
+        ``os.environ`` when not given.
+
+    Attributes
+    ----------
+    persistent:
+        True: a retry of the run keeps this view (``DaskMagics.retry_run``), so the cell
+        that started the run shows the run's latest state.
+    """
+
+    persistent = True
+
+    def __init__(self, *, on_retry: Callable[[], Any] | None = None,
+                 on_rerun: Callable[[int], Any] | None = None, publish: Publish | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self._on_retry, self._on_rerun = on_retry, on_rerun
+        self._publish = publish or _IPythonDisplay()
+        self._environ = environ
+        self.snapshot: RunSnapshot | None = None
+        self._shown = False
+        self._failures_key: tuple[int, ...] | None = None
+        self._caps: dict[str, int] = {}
+        self._groups_cap = GROUPS_SHOWN
+        self._layouts = {
+            "row": w.Layout(align_items="flex-start", width="100%"),
+            "row_html": w.Layout(flex="1 1 auto", min_width="0"),
+            # One layout for every "Re-run here": a single message hides or shows them all.
+            "rerun": w.Layout(display="none", width="auto", flex="0 0 auto"),
+        }
+        self._build()
+
+    def _build(self) -> None:
+        self.css = w.HTML(html.CSS)  # sent once; the other HTML widgets rely on its classes
+        self.head = w.HTML(_dom_classes=["dm-head-w"])
+        self.status = w.HTML(_dom_classes=["dm-status-w"])
+        self.hint = w.HTML(_dom_classes=["dm-hint-w"])
+        self.retry_button = w.Button(description="Retry failed", icon="redo", button_style="warning",
+                                     layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-retry"],
+                                     tooltip="Run the failed and unfinished items again (same as %parallel_retry)")
+        self.retry_button.on_click(lambda _b: self._call("retry", None))
+        self.groups = w.VBox(_dom_classes=["dm-failures"])
+        self.more_groups = w.Button(layout=w.Layout(display="none", width="auto"), _dom_classes=["dm-more-groups"])
+        self.more_groups.on_click(lambda _b: self._more_groups())
+        self.output = w.Output(_dom_classes=["dm-output"])
+        self._group_views: list[_Group] = []
+        self.widget = w.VBox(
+            [self.css, self.head, self.status, self.hint, self.retry_button, self.groups, self.more_groups, self.output],
+            _dom_classes=["dm-panel", "dask-magic-panel"],
+        )
+
+    # -- the observer protocol ---------------------------------------------------------------------
+    def update(self, snapshot: RunSnapshot) -> None:
+        """Show a live snapshot (the engine calls this at most ~10 times a second)."""
+        self._render(snapshot)
+        if not self._shown:
+            self._shown = True
+            self._publish(self._bundle(snapshot), False)
+
+    def finish(self, snapshot: RunSnapshot) -> None:
+        """Show the final state of a pass and replace the text fallbacks with the summary."""
+        self._render(snapshot)
+        self._publish(self._bundle(snapshot), self._shown)
+        self._shown = True
+
+    # -- rendering ------------------------------------------------------------------------------
+    def _render(self, snapshot: RunSnapshot) -> None:
+        self.snapshot = snapshot
+        live = snapshot.status in _LIVE
+        self.head.value = html.head_html(snapshot, self._environ)
+        self.status.value = html.status_html(snapshot)
+        self.hint.value = self._hint_html(snapshot, live)
+        c = snapshot.counts
+        left = c.total - c.done
+        with self.retry_button.hold_sync():
+            self.retry_button.description = f"Retry failed ({left:,})" if left else "Retry failed"
+            self.retry_button.layout.display = "none" if live or not left or self._on_retry is None else ""
+        self._layouts["rerun"].display = "none" if live or self._on_rerun is None else ""
+        self._render_failures(snapshot.failures)
+
+    def _hint_html(self, snapshot: RunSnapshot, live: bool) -> str:
+        if live:
+            return f'<div class="dm-hint">{html.esc(_RUNNING_HINT)}</div>'
+        parts = []
+        if snapshot.message:
+            parts.append(f'<div class="dm-message">{html.esc(snapshot.message)}</div>')
+        if snapshot.counts.total - snapshot.counts.done:
+            parts.append('<div class="dm-hint">Fix the cause, then click <b>Retry failed</b> (or run '
+                         "<code>%parallel_retry</code>). <b>Re-run here</b> runs one item in this kernel "
+                         "so that <code>%debug</code> opens at your line.</div>")
+        return "".join(parts)
+
+    def _render_failures(self, failures: tuple[Failure, ...], force: bool = False) -> None:
+        # Run caches one Failure object per outcome, so identities tell whether anything changed.
+        key = tuple(id(f) for f in failures)
+        if key == self._failures_key and not force:
+            return
+        self._failures_key = key
+        self._failures_ref = failures  # keeps the ids in the key from being reused
+        groups = group_failures(failures)
+        shown = groups[: self._groups_cap]
+        while len(self._group_views) < len(shown):
+            self._group_views.append(_Group(self._layouts, lambda i: self._call("rerun", i), self._more_rows))
+        for view, (label, group) in zip(self._group_views, shown):
+            view.show(label, group, self._caps.get(label, ROWS_PER_GROUP))
+        self.groups.children = tuple(v.box for v in self._group_views[: len(shown)])
+        rest = groups[self._groups_cap:]
+        count = sum(len(g) for _, g in rest)
+        self.more_groups.description = f"Show more groups ({len(rest)} more, {count:,} items)" if rest else ""
+        self.more_groups.layout.display = "" if rest else "none"
+
+    def _more_rows(self, label: str) -> None:
+        self._caps[label] = self._caps.get(label, ROWS_PER_GROUP) + MORE_ROWS
+        if self.snapshot is not None:
+            self._render_failures(self.snapshot.failures, force=True)
+
+    def _more_groups(self) -> None:
+        self._groups_cap += GROUPS_SHOWN
+        if self.snapshot is not None:
+            self._render_failures(self.snapshot.failures, force=True)
+
+    # -- buttons ---------------------------------------------------------------------------------
+    def _call(self, action: str, index: int | None) -> None:
+        """Run a button's callback with its output (and any traceback) in the output area."""
+        callback = self._on_retry if action == "retry" else self._on_rerun
+        if callback is None:
+            return
+        self.output.clear_output()
+        with self.output:  # an exception is shown here by the Output widget (and kept for %debug)
+            if action == "retry":
+                print("dask-magic: retrying the failed items ...")
+                callback()
+            else:
+                value = self._item_repr(index)
+                print(f"dask-magic: running item {index} ({value}) here in the kernel; "
+                      "if it fails, run %debug in a new cell to open the debugger at your line")
+                callback(index)
+                print(f"dask-magic: item {index} succeeded and its result landed in the notebook")
+
+    def _item_repr(self, index: int | None) -> str:
+        failures = self.snapshot.failures if self.snapshot else ()
+        return next((f.item_repr for f in failures if f.index == index), "?")
+
+    # -- display ---------------------------------------------------------------------------------
+    def _bundle(self, snapshot: RunSnapshot) -> dict[str, Any]:
+        live = snapshot.status in _LIVE
+        return {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id,
+            },
+            "text/plain": text.progress_line(snapshot) if live else text.summary_text(snapshot),
+            "text/html": html.summary_html(snapshot, self._environ),
+        }
+
+    def _repr_mimebundle_(self, **_kwargs: Any) -> dict[str, Any]:
+        if self.snapshot is None:
+            return self.widget._repr_mimebundle_()
+        return self._bundle(self.snapshot)
+
+    def close(self) -> None:
+        """Close every widget of the panel, pooled rows included (their views go away)."""
+        for group in self._group_views:
+            for row in group._pool:
+                for widget in (row.html, row.button, row.box):
+                    widget.close()
+            for widget in (group.header, group.rows, group.more, group.box):
+                widget.close()
+        for child in self.widget.children:
+            child.close()
+        self.widget.close()

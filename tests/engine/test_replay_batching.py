@@ -1,0 +1,71 @@
+"""Replaying recorded operations, final bindings, and batch sizing (pure functions)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from dask_magic.engine import batching, replay
+from dask_magic.engine.results import STASHED, ItemOutcome
+
+
+def done(index, ops=(), bound=None, deleted=()):
+    return ItemOutcome(index=index, status="done", ops=list(ops), bound=bound or {}, deleted=frozenset(deleted))
+
+
+def test_replay_applies_in_item_order_whatever_the_arrival_order():
+    ns = {"out": [], "total": 0.0}
+    outcomes = [
+        done(2, [("call", "out", (), "append", (2,), {}), ("aug", "total", (), "Add", 0.3)]),
+        done(0, [("call", "out", (), "append", (0,), {}), ("aug", "total", (), "Add", 0.1)]),
+        ItemOutcome(index=1, status="failed"),
+    ]
+    replay.replay(ns, outcomes)
+    assert ns == {"out": [0, 2], "total": 0.1 + 0.3}
+
+
+def test_replay_paths_set_and_augmented_items():
+    ns = {"groups": defaultdict(list), "table": {"a": {}}, "counts": {"x": 1}}
+    replay.replay(ns, [done(0, [
+        ("call", "groups", (("item", "k"),), "append", (5,), {}),
+        ("set", "table", (("item", "a"), ("item", "b")), 7),
+        ("aug", "counts", (("item", "x"),), "Mult", 3),
+    ])])
+    assert ns["groups"] == {"k": [5]} and ns["table"] == {"a": {"b": 7}} and ns["counts"] == {"x": 3}
+
+
+def test_last_bindings_take_the_last_successful_binder_and_deletions():
+    final = replay.last_bindings([
+        done(0, bound={"y": 1, "e": "err"}),
+        done(1, bound={"y": STASHED}, deleted={"e"}),
+        ItemOutcome(index=2, status="failed", bound={"y": 99}),
+    ])
+    assert final["y"] == (1, STASHED) and final["e"] == (1, replay.UNBOUND)
+    ns = {"e": "before"}
+    assert replay.bind_final(ns, final) == ["y"]
+    assert "e" not in ns
+
+
+@pytest.mark.parametrize(("n", "threads", "batch", "probe"), [
+    (5, 2, "auto", 5), (8, 2, "auto", 8), (10_000, 2, "auto", 4), (100, 16, "auto", 32), (50, 2, 7, 50),
+])
+def test_probe_count(n, threads, batch, probe):
+    assert batching.probe_count(n, threads, batch) == probe
+
+
+def test_batch_size_groups_tiny_items_but_keeps_tasks_for_every_thread():
+    assert batching.batch_size(1e-6, 9_996, 2) == 2_499  # balance caps it: 2 tasks per thread
+    assert batching.batch_size(0.5, 1_000, 2) == 1  # slow items: one per task
+    assert batching.batch_size(0.01, 10_000, 4) == 20  # ~0.2 s per task
+
+
+def test_first_wave_with_a_fixed_batch_submits_everything():
+    wave, held = batching.first_wave(list(range(10)), 2, 4)
+    assert [len(b) for b in wave] == [4, 4, 2] and held == []
+
+
+def test_parse_batch():
+    assert batching.parse_batch("auto") == "auto" and batching.parse_batch("12") == 12
+    with pytest.raises(ValueError):
+        batching.parse_batch("0")
