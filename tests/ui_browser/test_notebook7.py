@@ -38,11 +38,11 @@ def test_notebook7_pages_and_panel(notebook7, page, artifacts):
     cells = page.locator(".jp-Cell")
     cells.nth(0).locator(".jp-InputPrompt").click()
     page.keyboard.press("Shift+Enter")
-    expect(cells.nth(0)).to_contain_text("bridge ready", timeout=30_000)
+    expect(cells.nth(0)).to_contain_text("loaded", timeout=30_000)
     cells.nth(1).locator(".jp-InputPrompt").click()
     page.keyboard.press("Shift+Enter")
-    run = sidebar.locator(".jp-DaskMagic-run[data-run-id='files-1']")
-    expect(run).to_have_attribute("data-status", "failed", timeout=30_000)
+    run = sidebar.locator(".jp-DaskMagic-run[data-run-id]").first
+    expect(run).to_have_attribute("data-status", "failed", timeout=90_000)
     expect(run.locator("[data-count='failed']")).to_have_text("3 failed")
 
     cells.nth(3).locator(".jp-InputPrompt").click()
