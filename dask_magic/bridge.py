@@ -16,13 +16,17 @@ The frontend sends ``{"version": 1, "action": "retry", "run_id": str}``,
 ``{"version": 1, "action": "close_cluster"}`` and ``{"version": 1, "action": "refresh"}``.
 Anything else is refused with an error message. Valid actions go to ``on_action``.
 
-Only stdlib, `comm` and `dask_magic.engine.results` are imported here.
+A ``run`` message whose failures did not change since the last one sent for that run carries
+``"failures": null`` (the sidebar keeps what it has), so a long run with many failures does
+not resend them five times a second.
+
+Only stdlib, `comm` and `dask_magic.engine.results` are imported here (the JSON builders live
+in `dask_magic._bridge_json`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +35,8 @@ from typing import Any
 
 import comm
 
-from .engine.results import ClusterInfo, Failure, RunSnapshot, RunStatus, group_failures
+from ._bridge_json import cluster_to_json, run_to_json
+from .engine.results import ClusterInfo, RunSnapshot, RunStatus
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -48,109 +53,11 @@ __all__ = [
 PROTOCOL_VERSION = 1
 TARGET_NAME = "dask_magic"
 MAX_RUNS = 20  # runs kept (and sent on open) per kernel
-MAX_ITEMS_PER_GROUP = 50  # failure items sent per group; the group's count stays exact
-MAX_GROUPS = 50
-MAX_TEXT = 20_000  # characters kept of one traceback / stdout / stderr
 MIN_INTERVAL = 0.2  # seconds between two "run" messages of one run (final state excepted)
 ACTIONS = ("retry", "close_cluster", "refresh")
 
 ActionHandler = Callable[[str, dict], None]
 _log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- JSON builders
-
-
-def _number(value: float | None) -> float | None:
-    """JSON has no NaN or infinity: those become None."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _text(value: str | None, limit: int = MAX_TEXT) -> str:
-    if not value:
-        return ""
-    if len(value) <= limit:
-        return value
-    return value[:limit] + f"\n… ({len(value) - limit} more characters not shown)"
-
-
-def cluster_to_json(info: ClusterInfo | None) -> dict | None:
-    """The sidebar's view of a cluster; memory in bytes."""
-    if info is None:
-        return None
-    return {
-        "scheduler": info.scheduler,
-        "workers": int(info.workers),
-        "threads": int(info.threads),
-        "memory": int(info.memory),
-        "dashboard": info.dashboard or None,
-        "local": bool(info.local),
-    }
-
-
-def failure_to_json(failure: Failure) -> dict:
-    """One failed item: where it failed, why, and what it printed."""
-    error = failure.error
-    return {
-        "index": failure.index,
-        "item": _text(failure.item_repr, 500),
-        "type": error.type_name,
-        "message": _text(error.message, 2_000),
-        "line": failure.line,
-        "kind": error.kind,
-        "hint": _text(error.hint, 2_000),
-        "traceback": _text(failure.traceback or failure.full_traceback or error.summary),
-        "stdout": _text(failure.stdout),
-        "stderr": _text(failure.stderr),
-    }
-
-
-def _groups_to_json(failures: tuple[Failure, ...]) -> list[dict]:
-    groups = []
-    for label, members in group_failures(failures)[:MAX_GROUPS]:
-        first = members[0]
-        groups.append(
-            {
-                "label": label,
-                "type": first.error.type_name,
-                "line": first.line,
-                "count": len(members),
-                "items": [failure_to_json(f) for f in members[:MAX_ITEMS_PER_GROUP]],
-            }
-        )
-    return groups
-
-
-def run_to_json(snapshot: RunSnapshot) -> dict:
-    """The JSON the sidebar gets for one run (``RunJSON`` in protocol.ts)."""
-    counts = snapshot.counts
-    return {
-        "run_id": snapshot.run_id,
-        "name": snapshot.name,
-        "status": str(snapshot.status),
-        "counts": {
-            "total": counts.total,
-            "done": counts.done,
-            "failed": counts.failed,
-            "running": counts.running,
-            "queued": counts.queued,
-            "cancelled": counts.cancelled,
-        },
-        "started": _number(snapshot.started),
-        "elapsed": _number(snapshot.elapsed),
-        "rate": _number(snapshot.rate),
-        "eta": _number(snapshot.eta),
-        "cell_id": snapshot.cell_id,
-        "message": _text(snapshot.message, 2_000),
-        "retry_of": snapshot.retry_of,
-        "failures": {
-            "total": len(snapshot.failures),
-            "groups": _groups_to_json(snapshot.failures),
-        },
-        "cluster": cluster_to_json(snapshot.cluster),
-    }
 
 
 # --------------------------------------------------------------------------- incoming actions
@@ -224,6 +131,7 @@ class Bridge:
         self._runs: OrderedDict[str, dict] = OrderedDict()  # oldest first
         self._cluster: dict | None = None
         self._sent_at: dict[str, float] = {}
+        self._sent_failures: dict[str, dict] = {}  # the failures JSON last sent, per run
         self._dirty: set[str] = set()
         self._timers: dict[str, threading.Timer] = {}
         self._closed = False
@@ -313,6 +221,7 @@ class Bridge:
         if timer is not None:
             timer.cancel()
         self._sent_at.pop(run_id, None)
+        self._sent_failures.pop(run_id, None)
         self._dirty.discard(run_id)
 
     def _set_cluster_json(self, cluster: dict | None) -> None:
@@ -333,6 +242,10 @@ class Bridge:
         self._dirty.discard(run_id)
         self._sent_at[run_id] = self._clock()
         run = self._runs[run_id]
+        if self._sent_failures.get(run_id) == run["failures"]:
+            run = {**run, "failures": None}  # unchanged: the sidebar keeps what it has
+        else:
+            self._sent_failures[run_id] = run["failures"]
         self._broadcast({"version": PROTOCOL_VERSION, "type": "run", "run": run})
 
     def _broadcast(self, message: dict) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dask_magic import bridge
+from dask_magic._bridge_json import MAX_ITEMS_PER_GROUP, MAX_ITEMS_TOTAL
 from dask_magic.bridge import (
-    MAX_ITEMS_PER_GROUP,
     PROTOCOL_VERSION,
     TARGET_NAME,
     ActionError,
@@ -301,10 +301,23 @@ def test_groups_cap_items_but_keep_count():
     assert data["failures"]["total"] == MAX_ITEMS_PER_GROUP + 25
 
 
+def test_groups_share_a_total_budget():
+    fails = tuple(failure(i, f"E{i % 10}", line=i % 10) for i in range(1000))
+    data = run_to_json(snapshot(failed=fails, total=1000))
+    groups = data["failures"]["groups"]
+    assert [g["count"] for g in groups] == [100] * 10
+    assert sum(len(g["items"]) for g in groups) == MAX_ITEMS_TOTAL
+    assert len(json.dumps(data)) < 200_000
+
+
 def test_long_text_is_cut():
-    data = run_to_json(snapshot(failed=(failure(0, traceback="x" * 50_000),)))
-    tb = data["failures"]["groups"][0]["items"][0]["traceback"]
-    assert len(tb) < 21_000 and tb.endswith("more characters not shown)")
+    long_output = "".join(f"line {i}\n" for i in range(5_000))
+    data = run_to_json(snapshot(failed=(failure(0, traceback="x" * 50_000, stdout=long_output),)))
+    item = data["failures"]["groups"][0]["items"][0]
+    assert len(item["traceback"]) < 8_100
+    assert item["traceback"].endswith("more characters not shown)")
+    assert len(item["stdout"]) < 4_100
+    assert item["stdout"].endswith("line 4999\n")  # the end of an output is kept
 
 
 def test_traceback_falls_back_to_summary():
@@ -336,6 +349,11 @@ def test_shared_fixture_matches_python(manager, make_bridge):
     messages = {
         "state": b.state_message(),
         "run": {"version": PROTOCOL_VERSION, "type": "run", "run": run_to_json(example_final())},
+        "run_same_failures": {
+            "version": PROTOCOL_VERSION,
+            "type": "run",
+            "run": {**run_to_json(example_final()), "status": "running", "failures": None},
+        },
         "cluster": {"version": PROTOCOL_VERSION, "type": "cluster", "cluster": None},
         "error": bridge._error_message("unknown run 'x'", "retry"),
     }
@@ -465,6 +483,23 @@ def test_final_state_always_goes_out(manager, make_bridge, clock, timers):
     assert timers[0].cancelled
     timers[0].fire()  # a timer that fires late sends nothing more
     assert len(c.of_type("run")) == 2
+
+
+def test_unchanged_failures_are_not_resent(manager, make_bridge, clock):
+    b = make_bridge()
+    (c,) = manager.created
+    fails = (failure(1),)
+    b.update(snapshot(done=1, failed=fails))
+    clock.now += 1
+    b.update(snapshot(done=2, failed=fails))
+    clock.now += 1
+    b.finish(snapshot(status=RunStatus.FAILED, done=9, failed=(*fails, failure(2)), running=0))
+    sent = [m["run"]["failures"] for m in c.of_type("run")]
+    assert sent[0]["total"] == 1
+    assert sent[1] is None  # the sidebar keeps the failures it has
+    assert sent[2]["total"] == 2
+    late = manager.open_from_frontend()  # a new comm gets everything
+    assert late.sent[0]["runs"][0]["failures"]["total"] == 2
 
 
 def test_throttle_is_per_run(manager, make_bridge, clock):
@@ -672,4 +707,7 @@ def test_bridge_imports_only_what_it_may():
         "collections.abc",
         "typing",
     }
-    assert set(imports) <= allowed_stdlib | {"comm", ".engine.results"}
+    assert set(imports) <= allowed_stdlib | {"comm", ".engine.results", "._bridge_json"}
+    helper = (ROOT / "dask_magic" / "_bridge_json.py").read_text()
+    imports = re.findall(r"^(?:from|import) ([\w.]+)", helper, flags=re.M)
+    assert set(imports) <= {"__future__", "math", ".engine.results"}

@@ -176,12 +176,14 @@ export class KernelRuns implements IDisposable {
         this._runs = orderRuns(msg.runs, this._limit);
         this._cluster = msg.cluster;
         break;
-      case 'run':
-        this._runs = orderRuns(
-          [msg.run, ...this._runs.filter(run => run.run_id !== msg.run.run_id)],
-          this._limit
-        );
+      case 'run': {
+        const id = msg.run.run_id;
+        const previous = this._runs.find(run => run.run_id === id);
+        const run =
+          msg.failuresUnchanged && previous ? { ...msg.run, failures: previous.failures } : msg.run;
+        this._runs = orderRuns([run, ...this._runs.filter(r => r.run_id !== id)], this._limit);
         break;
+      }
       case 'cluster':
         this._cluster = msg.cluster;
         break;

@@ -92,10 +92,14 @@ export interface IStateMessage {
   limit: number;
 }
 
-/** One run changed. */
+/**
+ * One run changed. The kernel sends `"failures": null` when they are the same as in its last
+ * message for this run: then `failuresUnchanged` is true and `run.failures` is empty.
+ */
 export interface IRunMessage {
   type: 'run';
   run: IRun;
+  failuresUnchanged: boolean;
 }
 
 /** The cluster changed (`null`: closed). */
@@ -142,7 +146,8 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
     }
     case 'run': {
       const run = parseRun(data.run);
-      return run ? { type: 'run', run } : null;
+      const failuresUnchanged = isObject(data.run) && data.run.failures === null;
+      return run ? { type: 'run', run, failuresUnchanged } : null;
     }
     case 'cluster':
       return { type: 'cluster', cluster: parseCluster(data.cluster) };

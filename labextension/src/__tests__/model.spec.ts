@@ -72,6 +72,20 @@ describe('KernelRuns', () => {
     expect(runs.runs.map(r => r.run_id)).toEqual(['run-newer', 'run-final']);
   });
 
+  it('keeps a run’s failures when the kernel says they did not change', () => {
+    const { kernel, runs } = connected();
+    kernel.kernelComms[0].receive(fixture.run_same_failures);
+    const run = runs.runs.find(r => r.run_id === 'run-final');
+    expect(run?.status).toBe('running');
+    expect(run?.failures.groups.map(g => g.count)).toEqual([2, 1]);
+    // a run seen for the first time without failures just has none
+    kernel.kernelComms[0].receive({
+      ...fixture.run_same_failures,
+      run: { ...fixture.run_same_failures.run, run_id: 'unseen' }
+    });
+    expect(runs.runs.find(r => r.run_id === 'unseen')?.failures.groups).toEqual([]);
+  });
+
   it('ignores unknown message types and versions without emitting', () => {
     const { kernel, runs } = connected();
     let changes = 0;

@@ -54,6 +54,13 @@ describe('parseKernelMessage', () => {
     ]);
   });
 
+  it('marks a run whose failures did not change', () => {
+    expect(parseKernelMessage(fixture.run)).toMatchObject({ failuresUnchanged: false });
+    const msg = parseKernelMessage(fixture.run_same_failures);
+    expect(msg).toMatchObject({ type: 'run', failuresUnchanged: true });
+    expect(msg?.type === 'run' && msg.run.failures.groups).toEqual([]);
+  });
+
   it('reads cluster and error messages', () => {
     expect(parseKernelMessage(fixture.cluster)).toEqual({ type: 'cluster', cluster: null });
     expect(parseKernelMessage(fixture.error)).toEqual({
