@@ -258,6 +258,7 @@ class DaskMagics(Magics):
         try:
             if args.close:
                 closed = cluster.close_cluster()
+                self._sidebar_cluster(None)
                 print("dask-magic: local cluster closed" if closed else "dask-magic: no local cluster of dask-magic's is running")
                 return
             if args.restart:
@@ -267,11 +268,44 @@ class DaskMagics(Magics):
             client = cluster.get_client(scheduler=args.scheduler)
         except ClusterError as exc:
             raise UsageError(str(exc)) from None
-        print(text.cluster_text(cluster.cluster_info(client)))
+        info = cluster.cluster_info(client)
+        self._sidebar_cluster(info)
+        print(text.cluster_text(info))
+
+    # -- the JupyterLab sidebar (issue 4) ------------------------------------------------------
+    def sidebar_action(self, action: str, args: dict[str, Any]) -> None:
+        """Do what a sidebar button asked (already validated by `dask_magic.bridge`).
+
+        The kernel reads these between cells, like any comm message; an exception here goes
+        back to the sidebar as an error message.
+        """
+        if action == "retry":
+            run = self.runs.get(args["run_id"])
+            if run is None:
+                raise UsageError(
+                    f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs)"
+                )
+            self.retry_run(run, progress="none")  # the sidebar shows its progress
+        elif action == "close_cluster":
+            cluster.close_cluster()
+            self._sidebar_cluster(None)
+
+    def _sidebar_cluster(self, info: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.set_cluster(info)
 
 
 # -- the views of a run (issue 3: the live panel) ------------------------------------------------
 def _observers(progress: str) -> list[Any]:
+    """The views of one run: the cell's view (``--progress``) and the JupyterLab sidebar."""
+    from IPython import get_ipython
+
+    magics = _MAGICS.get(id(get_ipython()))
+    sidebar = [magics.bridge] if magics is not None and magics.bridge is not None else []
+    return _cell_views(progress) + sidebar
+
+
+def _cell_views(progress: str) -> list[Any]:
     """The views for one run, chosen by ``--progress``.
 
     ``auto`` picks the widget panel inside a Jupyter kernel (ipykernel: a front end that
@@ -345,12 +379,21 @@ def load(ip: Any) -> None:
     magics = DaskMagics(ip)
     ip.register_magics(magics)
     _MAGICS[id(ip)] = magics
+    if getattr(ip, "kernel", None) is not None:  # a front end with comms: the JupyterLab sidebar
+        from . import bridge
+
+        magics.bridge = bridge.register(ip, magics.sidebar_action)
 
 
 def unload(ip: Any) -> None:
     magics = _MAGICS.pop(id(ip), None)
     if magics is None:
         return
+    if magics.bridge is not None:
+        from . import bridge
+
+        bridge.unregister(ip)
+        magics.bridge = None
     for kind, names in (("cell", ["parallel_for"]), ("line", ["parallel_retry", "dask_cluster"])):
         for name in names:
             ip.magics_manager.magics[kind].pop(name, None)
