@@ -7,18 +7,44 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dask-magic-installed
 
-.PHONY: venv test demo clean
+# The sidebar's build (jlpm, inside pip's build of the package) fetches npm packages from the
+# registry npm is configured for; no registry host is written down here.
+export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null)
+
+.PHONY: venv system-deps test demo clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pip install builds the JupyterLab sidebar too (hatch-jupyter-builder runs jlpm); the old
+# bundle is removed first so that a TypeScript change can never ship a stale one.
+$(STAMP): pyproject.toml labextension/package.json labextension/yarn.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	rm -rf dask_magic/labextension
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-test: venv
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "note: /usr/bin/chromium is missing and cannot be installed here: browser tests will be skipped"; \
+		fi; \
+	fi
+
+test: system-deps venv
 	$(PY) -m pytest
+
+# A browser can be opened on macOS or where DISPLAY / WAYLAND_DISPLAY is set: JupyterLab on
+# the quickstart. Elsewhere (CI, ssh): run the notebook headless and print its run summary.
+demo: venv
+	@if [ "$$(uname)" = Darwin ] || [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+		$(VENV)/bin/jupyter lab notebooks/01-quickstart.ipynb; \
+	else \
+		$(PY) notebooks/headless.py 01-quickstart.ipynb; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache dask_magic/labextension

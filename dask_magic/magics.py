@@ -80,7 +80,7 @@ class DaskMagics(Magics):
         args = self._parse(self.parallel_for, line)
         raw = f"%%parallel_for {line}".rstrip() + "\n" + cell
         transformed = self.shell.transform_cell(cell)
-        filename = self.shell.compile.cache(f"%%parallel_for {line}".rstrip() + "\n" + transformed, self.shell.execution_count, raw_code=raw)
+        filename = self.shell.compile.cache(f"%%parallel_for {line}".rstrip() + "\n" + transformed, self._cell_number(), raw_code=raw)
         plan = self._rewrite(transformed, filename, raw)
         if args.show:
             print(plan.show())
@@ -131,8 +131,17 @@ class DaskMagics(Magics):
                              f"give it a starting value first, e.g. `{missing[0]} = []`")
         return items
 
+    def _cell_number(self) -> int:
+        """The prompt number of the running cell (``In [5]``).
+
+        IPython caches the running cell under its number before executing it; depending on
+        the version, ``execution_count`` is that number or already the next one.
+        """
+        numbers = (getattr(self.shell.compile, "_filename_map", None) or {}).values()
+        return max(numbers, default=self.shell.execution_count)
+
     def _labels(self, filename: str) -> dict[str, str]:
-        labels = {filename: f"Cell In[{self.shell.execution_count}]"}
+        labels = {filename: f"Cell In[{self._cell_number()}]"}
         mapping = getattr(self.shell.compile, "_filename_map", {}) or {}
         for name, number in mapping.items():
             labels.setdefault(name, f"Cell In[{number}]")
@@ -191,7 +200,9 @@ class DaskMagics(Magics):
         if plan.last_expr is not None:
             expr = ast.Expression(self.shell.transform_ast(ast.Module([ast.Expr(plan.last_expr.body)], [])).body[0].value)
             return eval(compile(expr, filename, "eval"), self.shell.user_ns)  # noqa: S307
-        return run
+        # the cell's value is the Run, unless the live panel already is its display (an
+        # `Out[n]: <Run ...>` under it would only go stale after a retry)
+        return None if any(getattr(o, "persistent", False) for o in run.observers) else run
 
     # -- %parallel_retry -----------------------------------------------------------------------
     @magic_arguments()

@@ -117,13 +117,6 @@ def test_text_fallbacks_hold_the_final_summary(executed):
     assert "4 \u00d7 ValueError at line 5" in data["text/plain"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "magics labels the cell with shell.execution_count, which IPython 9 has already advanced "
-        "while the cell runs: the traceback says Cell In[4] for the cell shown as [3]"
-    ),
-)
 def test_traceback_names_the_cell_as_its_prompt_does(executed):
     assert executed.cells[2].execution_count == 3
     assert (
