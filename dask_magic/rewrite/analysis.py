@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 
 from ..errors import Finding
 from . import findings as F
+from .carried import LoopCarried
+from .scopes import (
+    COMPREHENSIONS,
+    iter_body_scope,
+    root_name,
+    stored_names,
+    targets,
+    walk_scoped,
+    walk_with_loop_depth,
+)
 
 #: Methods whose statement-level call on a notebook object is recorded on the worker and
 #: replayed in the kernel in item order (DESIGN §3 "accumulators").
@@ -26,54 +36,6 @@ IN_PLACE_METHODS = frozenset({
     "discard", "appendleft", "extendleft", "popleft", "difference_update",
     "intersection_update", "symmetric_difference_update",
 })
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def root_name(node: ast.expr) -> ast.Name | None:
-    """The Name at the root of ``a.b[c].d``, or None if the chain starts elsewhere."""
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node if isinstance(node, ast.Name) else None
-
-
-def iter_body_scope(nodes: list[ast.stmt]) -> Iterator[ast.AST]:
-    """Every node of ``nodes`` that belongs to the body's own scope (nested scopes skipped,
-    except the parts of them evaluated in the body's scope: decorators, defaults, the first
-    iterable of a comprehension)."""
-    stack: list[ast.AST] = list(reversed(nodes))
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            children = [*node.decorator_list, *node.args.defaults, *filter(None, node.args.kw_defaults)]
-        elif isinstance(node, ast.Lambda):
-            children = [*node.args.defaults, *filter(None, node.args.kw_defaults)]
-        elif isinstance(node, ast.ClassDef):
-            children = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
-        elif isinstance(node, _COMPREHENSIONS):
-            children = [node.generators[0].iter]
-        else:
-            children = list(ast.iter_child_nodes(node))
-        stack.extend(reversed(children))
-
-
-def _stored_names(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
-    """Names a single body-scope node binds (not counting ``x += ...`` on a plain name)."""
-    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-        yield node.id, node
-    elif isinstance(node, (ast.Import, ast.ImportFrom)):
-        for alias in node.names:
-            if alias.name != "*":
-                yield (alias.asname or alias.name.split(".")[0]), node
-    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        yield node.name, node
-    elif isinstance(node, ast.ExceptHandler) and node.name:
-        yield node.name, node
-    elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-        yield node.name, node
-    elif isinstance(node, ast.MatchMapping) and node.rest:
-        yield node.rest, node
 
 
 @dataclass
@@ -105,9 +67,9 @@ def locate_loop(tree: ast.Module, offset: int) -> tuple[int, ast.For | None, lis
 
 def analyze_body(loop: ast.For, offset: int) -> BodyFacts:
     """Everything `transform` needs, plus every refusal found in the loop body."""
-    mark_aug_targets(loop.body)
-    facts = BodyFacts(target_names=[n for n, _ in _targets(loop.target)])
-    for name, node in _targets(loop.target):
+    mark_augtargets(loop.body)
+    facts = BodyFacts(target_names=[n for n, _ in targets(loop.target)])
+    for name, node in targets(loop.target):
         facts.local_names.setdefault(name, node)
     facts.findings += _control_flow(loop.body, offset)
     _collect_bindings(loop.body, facts)
@@ -117,17 +79,11 @@ def analyze_body(loop: ast.For, offset: int) -> BodyFacts:
     return facts
 
 
-def _targets(node: ast.expr) -> Iterator[tuple[str, ast.AST]]:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name):
-            yield sub.id, sub
-
-
 # -- control flow: break, return, yield, await, global, IPython ----------------------------
 
 def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
     found: list[Finding] = []
-    for node in _walk_with_loop_depth(body):
+    for node in walk_with_loop_depth(body):
         node, depth = node
         if isinstance(node, ast.Break) and depth == 0:
             found.append(F.BREAK.at(node, offset))
@@ -164,20 +120,6 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
     return unique
 
 
-def _walk_with_loop_depth(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, int]]:
-    """Body-scope nodes with how many nested loops enclose them (break/continue belong there)."""
-    stack: list[tuple[ast.AST, int]] = [(s, 0) for s in reversed(body)]
-    while stack:
-        node, depth = stack.pop()
-        yield node, depth
-        if isinstance(node, (*_SCOPES, *_COMPREHENSIONS)):
-            continue  # their own scope: return/yield/await there are fine
-        inner = depth + 1 if isinstance(node, (ast.For, ast.While, ast.AsyncFor)) else depth
-        for child in reversed(list(ast.iter_child_nodes(node))):
-            in_else = isinstance(node, (ast.For, ast.While)) and child in node.orelse
-            stack.append((child, depth if in_else else inner))
-
-
 # -- bindings --------------------------------------------------------------------------------
 
 def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
@@ -188,7 +130,7 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
             continue
         if isinstance(node, ast.NamedExpr):
             facts.local_names.setdefault(node.target.id, node)
-        for name, where in _stored_names(node):
+        for name, where in stored_names(node):
             if getattr(where, "_dm_aug_target", False):
                 continue
             facts.local_names.setdefault(name, where)
@@ -198,7 +140,7 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
             facts.deletable.update(t.id for t in node.targets if isinstance(t, ast.Name))
     # walrus inside comprehensions binds in the body's scope (PEP 572)
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
-        if isinstance(node, _COMPREHENSIONS):
+        if isinstance(node, COMPREHENSIONS):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.NamedExpr):
                     facts.local_names.setdefault(sub.target.id, sub)
@@ -207,7 +149,7 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
             facts.accumulators.setdefault(name, node)
 
 
-def mark_aug_targets(body: list[ast.stmt]) -> None:
+def mark_augtargets(body: list[ast.stmt]) -> None:
     """Tag the Name of every ``x op= ...`` so binding collection can tell it apart."""
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
@@ -284,33 +226,6 @@ def _op_text(op: ast.operator) -> str:
     return ast.unparse(ast.BinOp(ast.Name("a"), op, ast.Name("b")))[2:-2]
 
 
-def walk_scoped(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, frozenset[str], bool]]:
-    """Every node under ``body`` with the names bound by the nested scopes around it, and
-    whether it lies in the body's own scope."""
-    stack: list[tuple[ast.AST, frozenset[str], bool]] = [(s, frozenset(), True) for s in reversed(body)]
-    while stack:
-        node, shadow, own = stack.pop()
-        yield node, shadow, own
-        inner, inner_own = shadow, own
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            inner, inner_own = shadow | _scope_bindings(node), False
-        elif isinstance(node, _COMPREHENSIONS):
-            inner, inner_own = shadow | {n for g in node.generators for n, _ in _targets(g.target)}, False
-        elif isinstance(node, ast.ClassDef):
-            inner_own = False
-        for child in reversed(list(ast.iter_child_nodes(node))):
-            stack.append((child, inner, inner_own))
-
-
-def _scope_bindings(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> frozenset[str]:
-    args = fn.args
-    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
-    names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
-    if not isinstance(fn, ast.Lambda):
-        names |= {n for node in iter_body_scope(fn.body) for n, _ in _stored_names(node)}
-    return frozenset(names)
-
-
 def _refuse_value_uses(body: list[ast.stmt], facts: BodyFacts, offset: int, outer) -> None:  # noqa: ANN001
     """``y = acc.append(x)``, in-place methods (``x.pop()``) and additions made inside nested
     functions: each would change only the worker's copy of a notebook object."""
@@ -346,201 +261,3 @@ def _refuse_accumulator_reads(body: list[ast.stmt], facts: BodyFacts, offset: in
         facts.findings.append(
             F.ACCUMULATOR_READ.at(node, offset, name=node.id, added=site.lineno + offset, line=node.lineno + offset)
         )
-
-
-# -- loop-carried state: reads of body names before this item assigns them ----------------------
-
-Assigned = frozenset[str] | None  # None: control never falls through (continue, raise, ...)
-
-
-class LoopCarried:
-    """Definite-assignment analysis over the loop body (a small forward dataflow).
-
-    A body-local name read where this item has not surely assigned it would, in the serial
-    loop, see the previous item's value: state carried between items, which a parallel run
-    cannot reproduce. Reads inside lambdas and nested functions run later and are not checked.
-    """
-
-    def __init__(self, facts: BodyFacts, offset: int) -> None:
-        self.local = set(facts.local_names)
-        self.facts = facts
-        self.offset = offset
-        self.found: dict[str, Finding] = {}
-
-    def check(self, body: list[ast.stmt]) -> list[Finding]:
-        self.block(body, frozenset(self.facts.target_names))
-        return list(self.found.values())
-
-    # statements
-    def block(self, stmts: list[ast.stmt], assigned: Assigned) -> Assigned:
-        for stmt in stmts:
-            if assigned is None:
-                return None
-            assigned = self.stmt(stmt, assigned)
-        return assigned
-
-    def stmt(self, s: ast.stmt, a: frozenset[str]) -> Assigned:  # noqa: PLR0911
-        if isinstance(s, (ast.Continue, ast.Break, ast.Return)):
-            if isinstance(s, ast.Return) and s.value:
-                self.expr(s.value, a)
-            return None
-        if isinstance(s, ast.Raise):
-            for e in (s.exc, s.cause):
-                if e:
-                    self.expr(e, a)
-            return None
-        if isinstance(s, ast.If):
-            a = self.expr(s.test, a)
-            return _join(self.block(s.body, a), self.block(s.orelse, a))
-        if isinstance(s, (ast.For, ast.AsyncFor, ast.While)):
-            return self.loop(s, a)
-        if isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
-            return self.try_(s, a)  # type: ignore[arg-type]
-        if isinstance(s, (ast.With, ast.AsyncWith)):
-            for item in s.items:
-                a = self.expr(item.context_expr, a)
-                if item.optional_vars is not None:
-                    a = self.store(item.optional_vars, a)
-            return self.block(s.body, a)
-        if isinstance(s, ast.Match):
-            return self.match(s, a)
-        return self.simple(s, a)
-
-    def simple(self, s: ast.stmt, a: frozenset[str]) -> frozenset[str]:
-        if isinstance(s, ast.Assign):
-            a = self.expr(s.value, a)
-            for t in s.targets:
-                a = self.store(t, a)
-            return a
-        if isinstance(s, ast.AnnAssign):
-            if s.value is None:
-                return a
-            return self.store(s.target, self.expr(s.value, a))
-        if isinstance(s, ast.AugAssign):
-            if isinstance(s.target, ast.Name):
-                self.read(s.target, a)
-                return self.expr(s.value, a) | {s.target.id}
-            return self.expr(s.value, self.expr(s.target, a))
-        if isinstance(s, ast.Delete):
-            for t in s.targets:
-                if isinstance(t, ast.Name):
-                    self.read(t, a)
-                    a = a - {t.id}
-                else:
-                    a = self.expr(t, a)
-            return a
-        a = self.expr_children(s, a)
-        return a | {n for n, _ in _stored_names(s)}
-
-    def loop(self, s: ast.For | ast.While, a: frozenset[str]) -> frozenset[str]:
-        if isinstance(s, ast.While):
-            a = self.expr(s.test, a)
-            inner = a
-        else:
-            a = self.expr(s.iter, a)
-            inner = self.store(s.target, a)
-        self.block(s.body, inner)  # zero iterations are possible: nothing it assigns is sure
-        has_break = any(isinstance(n, ast.Break) for n, d in _walk_with_loop_depth(s.body) if d == 0)
-        after_else = self.block(s.orelse, a)
-        return a if has_break or after_else is None else after_else
-
-    def try_(self, s: ast.Try, a: frozenset[str]) -> Assigned:
-        body_end = self.block(s.body, a)
-        ends = [self.block(s.orelse, body_end) if body_end is not None else None]
-        for handler in s.handlers:
-            h = a
-            if handler.type is not None:
-                h = self.expr(handler.type, h)
-            if handler.name:
-                h = h | {handler.name}
-            end = self.block(handler.body, h)
-            ends.append(None if end is None else end - {handler.name} if handler.name else end)
-        joined = _join(*ends)
-        final_end = self.block(s.finalbody, a) if s.finalbody else a
-        if joined is None or final_end is None:
-            return None
-        return joined | (final_end - a)
-
-    def match(self, s: ast.Match, a: frozenset[str]) -> Assigned:
-        a = self.expr(s.subject, a)
-        ends: list[Assigned] = []
-        irrefutable = False
-        for case in s.cases:
-            c = a | {n for node in ast.walk(case.pattern) for n, _ in _stored_names(node)}
-            if case.guard is not None:
-                c = self.expr(case.guard, c)
-            ends.append(self.block(case.body, c))
-            irrefutable |= isinstance(case.pattern, ast.MatchAs) and case.pattern.pattern is None and case.guard is None
-        if not irrefutable:
-            ends.append(a)
-        return _join(*ends)
-
-    # expressions, in evaluation order
-    def expr(self, node: ast.AST, a: frozenset[str]) -> frozenset[str]:
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
-                self.read(node, a)
-            return a
-        if isinstance(node, ast.NamedExpr):
-            return self.expr(node.value, a) | {node.target.id}
-        if isinstance(node, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for part in iter_body_scope([node]):
-                if part is not node and isinstance(part, ast.expr):
-                    a = self.expr(part, a)
-            return a
-        if isinstance(node, _COMPREHENSIONS):
-            return self.comprehension(node, a)
-        return self.expr_children(node, a)
-
-    def expr_children(self, node: ast.AST, a: frozenset[str]) -> frozenset[str]:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.expr, ast.keyword, ast.arg, ast.arguments, ast.comprehension)):
-                a = self.expr(child, a)
-            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                a = self.expr(child, a)
-        return a
-
-    def comprehension(self, node: ast.AST, a: frozenset[str]) -> frozenset[str]:
-        shadow: set[str] = set()
-        for gen in node.generators:  # type: ignore[attr-defined]
-            a = self.expr(gen.iter, a) if not shadow else self._with_shadow(gen.iter, a, shadow)
-            shadow |= {n for n, _ in _targets(gen.target)}
-            for cond in gen.ifs:
-                a = self._with_shadow(cond, a, shadow)
-        elts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]  # type: ignore[attr-defined]
-        for elt in elts:
-            a = self._with_shadow(elt, a, shadow)
-        return a
-
-    def _with_shadow(self, node: ast.AST, a: frozenset[str], shadow: set[str]) -> frozenset[str]:
-        return self.expr(node, a | frozenset(shadow)) - (frozenset(shadow) - a)
-
-    def store(self, target: ast.expr, a: frozenset[str]) -> frozenset[str]:
-        if isinstance(target, ast.Name):
-            return a | {target.id}
-        if isinstance(target, (ast.Tuple, ast.List)):
-            for elt in target.elts:
-                a = self.store(elt, a)
-            return a
-        if isinstance(target, ast.Starred):
-            return self.store(target.value, a)
-        return self.expr(target, a)  # obj.attr / obj[key]: their parts are reads
-
-    def read(self, node: ast.Name, a: frozenset[str]) -> None:
-        name = node.id
-        if name in self.local and name not in a and name not in self.found:
-            first = self.facts.local_names.get(name) or node
-            self.found[name] = F.LOOP_CARRIED.at(
-                node, self.offset, name=name, line=node.lineno + self.offset,
-                assigned=getattr(first, "lineno", node.lineno) + self.offset,
-            )
-
-
-def _join(*ends: Assigned) -> Assigned:
-    live = [e for e in ends if e is not None]
-    if not live:
-        return None
-    result = live[0]
-    for e in live[1:]:
-        result = result & e
-    return result
