@@ -47,6 +47,14 @@ def notebook7(tmp_path_factory):
 
 
 @pytest.fixture
+def lab_kernels(lab):
+    """Shut the test's kernels (and the clusters they started) down after it."""
+    yield
+    for kernel in lab.api("/api/kernels"):
+        lab.api(f"/api/kernels/{kernel['id']}", method="DELETE")
+
+
+@pytest.fixture
 def page(artifacts):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():

@@ -50,12 +50,13 @@ class Lab:
     def notebook7_url(self, path: str) -> str:
         return f"{self.url}/{path}?token={self.token}"
 
-    def api(self, path: str) -> dict | list:
+    def api(self, path: str, method: str = "GET") -> dict | list | None:
         request = urllib.request.Request(
-            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
+            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}, method=method
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
 
 
 def start_lab(workdir: Path, timeout: float = 60.0, app: str = "jupyterlab") -> Lab:

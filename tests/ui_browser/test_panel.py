@@ -1,6 +1,6 @@
 """The panel in a real JupyterLab in Chromium: counts, a traceback, Re-run here, Retry failed.
 
-Screenshots of each step are saved under ``test-artifacts/browser/``; look at them.
+Screenshots of each step are saved under ``test-artifacts/ui/``; look at them.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ def _open(page, lab, name: str):
     """Open notebook ``name`` and wait for its kernel; return the notebook panel locator."""
     from playwright.sync_api import expect
 
-    base, token, _root = lab
-    page.goto(f"{base}/lab/tree/{name}?token={token}&reset")
+    page.goto(lab.page_url(name))
     nb = page.locator(".jp-NotebookPanel").first
     nb.locator(".jp-Cell").first.wait_for(timeout=TIMEOUT)
     _wait_idle(page, expect)
@@ -85,7 +84,7 @@ def dialogs(page):
 def test_counts_traceback_rerun_and_retry_in_jupyterlab(lab, lab_kernels, page, artifacts, dialogs):
     from playwright.sync_api import expect
 
-    nb = _open(page, lab, _notebook(lab[2], "panel.ipynb", SETUP, LOOP, FIX))
+    nb = _open(page, lab, _notebook(lab.root, "panel.ipynb", SETUP, LOOP, FIX))
     for index in range(3):
         _run_cell(page, nb, index)
     panel = nb.locator(".jp-Cell").nth(2).locator(".dm-panel").first
@@ -139,7 +138,7 @@ def test_counts_traceback_rerun_and_retry_in_jupyterlab(lab, lab_kernels, page, 
     _wait_idle(page, expect)
     _shot(page, artifacts, "04-retried")
     assert page.locator(".dm-panel img").count() == 0
-    _check_saved_fallback(page, lab[2] / "panel.ipynb")
+    _check_saved_fallback(page, lab.root / "panel.ipynb")
 
 
 def _check_saved_fallback(page, path) -> None:
@@ -163,7 +162,7 @@ def _check_saved_fallback(page, path) -> None:
 def test_10000_items_with_2000_failures_stay_responsive(lab, lab_kernels, page, artifacts, dialogs):
     from playwright.sync_api import expect
 
-    nb = _open(page, lab, _notebook(lab[2], "big.ipynb", BIG_SETUP, BIG_LOOP))
+    nb = _open(page, lab, _notebook(lab.root, "big.ipynb", BIG_SETUP, BIG_LOOP))
     started = time.monotonic()
     for index in range(3):
         _run_cell(page, nb, index)
