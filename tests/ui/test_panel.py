@@ -365,7 +365,8 @@ def test_observers_follow_the_progress_option(fresh, monkeypatch):
 
 def test_panel_buttons_retry_and_rerun_through_the_magic(fresh):
     run_ok(fresh, SETUP)
-    run = run_ok(fresh, LOOP.format(progress="widget", n=20))
+    assert run_ok(fresh, LOOP.format(progress="widget", n=20)) is None  # the panel is the display
+    run = fresh.magics_manager.registry["DaskMagics"].last_run
     panel = next(o for o in run.observers if isinstance(o, ProgressPanel))
     assert (_counts_of(panel.status.value)["failed"], run.counts.failed) == (4, 4)
     row = panel._group_views[0]._pool[0]
@@ -385,7 +386,8 @@ def test_panel_buttons_retry_and_rerun_through_the_magic(fresh):
 def test_a_real_10000_item_run_with_2000_failures(fresh, sent):
     run_ok(fresh, SETUP)
     started = time.monotonic()
-    run = run_ok(fresh, LOOP.format(progress="widget", n=10_000))
+    run_ok(fresh, LOOP.format(progress="widget", n=10_000))
+    run = fresh.magics_manager.registry["DaskMagics"].last_run
     elapsed = time.monotonic() - started
     assert run.counts.failed == 2000 and run.counts.done == 8000
     panel = next(o for o in run.observers if isinstance(o, ProgressPanel))
