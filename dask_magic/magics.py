@@ -26,6 +26,7 @@ from .engine.results import RunStatus
 from .engine.worker import error_info
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError
+from . import views
 from .rewrite import rewrite_loop
 from .ui import text
 
@@ -169,7 +170,7 @@ class DaskMagics(Magics):
         )
 
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
-        observers = _observers(progress)
+        observers = views.observers(self, progress)
         try:
             run = start_loop(plan, self.shell.user_ns, items, options, observers=observers, cell_id=_cell_id(self.shell))
         except (ClusterError, PicklingError) as exc:
@@ -234,7 +235,7 @@ class DaskMagics(Magics):
             if not run.pending_indices:
                 print(f"dask-magic: nothing to retry: all {run.counts.total} items are done")
                 return run
-            observers = _observers(progress)
+            observers = views.observers(self, progress)
             run.observers[:] = [o for o in run.observers if getattr(o, "persistent", False)] + observers
             try:
                 run.retry(retries=retries, serial=serial)
@@ -304,69 +305,6 @@ class DaskMagics(Magics):
     def _sidebar_cluster(self, info: Any) -> None:
         if self.bridge is not None:
             self.bridge.set_cluster(info)
-
-
-# -- the views of a run (issue 3: the live panel) ------------------------------------------------
-def _observers(progress: str) -> list[Any]:
-    """The views of one run: the cell's view (``--progress``) and the JupyterLab sidebar."""
-    from IPython import get_ipython
-
-    magics = _MAGICS.get(id(get_ipython()))
-    sidebar = [magics.bridge] if magics is not None and magics.bridge is not None else []
-    return _cell_views(progress) + sidebar
-
-
-def _cell_views(progress: str) -> list[Any]:
-    """The views for one run, chosen by ``--progress``.
-
-    ``auto`` picks the widget panel inside a Jupyter kernel (ipykernel: a front end that
-    has comms, as JupyterLab, VS Code, nbclient and papermill do) and the one-line text
-    progress in a terminal IPython; ``widget``, ``text`` and ``none`` are taken as named.
-    """
-    if progress == "auto":
-        progress = "widget" if _in_kernel() else "text"
-    if progress == "none":
-        return []
-    if progress == "text":
-        return [text.TextProgress()]
-    return [_panel()]
-
-
-def _in_kernel() -> bool:
-    from IPython import get_ipython
-
-    # Only ipykernel's shell has a kernel, and with it a comm channel for widgets.
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _panel() -> Any:
-    """A `ProgressPanel` whose buttons call `DaskMagics.retry_run` on the panel's run."""
-    from IPython import get_ipython
-
-    from .ui.panel import ProgressPanel  # ipywidgets is imported only when a panel is shown
-
-    magics = _MAGICS.get(id(get_ipython()))
-    if magics is None:  # no %load_ext in this shell (the plain API): a panel without buttons
-        return ProgressPanel()
-    panel = ProgressPanel(
-        on_retry=lambda: magics.retry_run(_panel_run(magics, panel), progress="none"),
-        on_rerun=lambda index: magics.retry_run(_panel_run(magics, panel), here=index),
-    )
-    return panel
-
-
-def _panel_run(magics: DaskMagics, panel: Any) -> Run:
-    """The run a panel shows, found by the run id of its last snapshot.
-
-    The panel stays an observer of its run through retries (``persistent``), so
-    ``progress="none"`` above still updates it in place.
-    """
-    run_id = panel.snapshot.run_id if panel.snapshot is not None else None
-    run = magics.runs.get(run_id) if run_id else None
-    if run is None:
-        raise UsageError(f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs); "
-                         "run its cell again")
-    return run
 
 
 def _cell_id(shell: Any) -> str | None:

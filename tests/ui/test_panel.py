@@ -17,7 +17,7 @@ import pytest
 from comm.base_comm import BaseComm
 from conftest import run_ok
 
-from dask_magic import magics as magics_module
+from dask_magic import views
 from dask_magic.engine.results import (
     ClusterInfo,
     Counts,
@@ -355,12 +355,13 @@ LOOP = (
 
 
 def test_observers_follow_the_progress_option(fresh, monkeypatch):
-    assert magics_module._observers("none") == []
-    assert isinstance(magics_module._observers("text")[0], TextProgress)
-    assert isinstance(magics_module._observers("auto")[0], TextProgress)  # a terminal shell
+    magics = fresh.magics_manager.registry["DaskMagics"]
+    assert views.observers(magics, "none") == []
+    assert isinstance(views.observers(magics, "text")[0], TextProgress)
+    assert isinstance(views.observers(magics, "auto")[0], TextProgress)  # a terminal shell
     monkeypatch.setattr(fresh, "kernel", object(), raising=False)  # what ipykernel's shell has
-    assert isinstance(magics_module._observers("auto")[0], ProgressPanel)
-    assert isinstance(magics_module._observers("widget")[0], ProgressPanel)
+    assert isinstance(views.observers(magics, "auto")[0], ProgressPanel)
+    assert isinstance(views.observers(magics, "widget")[0], ProgressPanel)
 
 
 def test_panel_buttons_retry_and_rerun_through_the_magic(fresh):

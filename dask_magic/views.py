@@ -1,0 +1,68 @@
+"""Which views watch a run: the cell's own (``--progress``) and the JupyterLab sidebar.
+
+``auto`` picks the widget panel inside a Jupyter kernel (ipykernel: a front end that has
+comms, as JupyterLab, VS Code, nbclient and papermill do) and the one-line text progress in a
+terminal IPython; ``widget``, ``text`` and ``none`` are taken as named. The panel's buttons
+call back into the magics (`DaskMagics.retry_run`), found through the magics object passed in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from .ui import text
+
+if TYPE_CHECKING:
+    from .engine.run import Run
+    from .magics import DaskMagics
+
+
+def observers(magics: DaskMagics, progress: str) -> list[Any]:
+    """The views of one run: the cell's view and, in a kernel, the sidebar bridge."""
+    sidebar = [magics.bridge] if magics.bridge is not None else []
+    return cell_views(magics, progress) + sidebar
+
+
+def cell_views(magics: DaskMagics, progress: str) -> list[Any]:
+    """The cell's view of a run, chosen by ``--progress``."""
+    if progress == "auto":
+        progress = "widget" if in_kernel(magics.shell) else "text"
+    if progress == "none":
+        return []
+    if progress == "text":
+        return [text.TextProgress()]
+    return [panel(magics)]
+
+
+def in_kernel(shell: Any) -> bool:
+    # Only ipykernel's shell has a kernel, and with it a comm channel for widgets.
+    return getattr(shell, "kernel", None) is not None
+
+
+def panel(magics: DaskMagics) -> Any:
+    """A `ProgressPanel` whose buttons call `DaskMagics.retry_run` on the panel's run."""
+    from .ui.panel import ProgressPanel  # ipywidgets is imported only when a panel is shown
+
+    view = ProgressPanel(
+        on_retry=lambda: magics.retry_run(panel_run(magics, view), progress="none"),
+        on_rerun=lambda index: magics.retry_run(panel_run(magics, view), here=index),
+    )
+    return view
+
+
+def panel_run(magics: DaskMagics, view: Any) -> Run:
+    """The run a panel shows, found by the run id of its last snapshot.
+
+    The panel stays an observer of its run through retries (``persistent``), so
+    ``progress="none"`` above still updates it in place.
+    """
+    from .magics import RUNS_KEPT
+
+    run_id = view.snapshot.run_id if view.snapshot is not None else None
+    run = magics.runs.get(run_id) if run_id else None
+    if run is None:
+        raise UsageError(f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs); "
+                         "run its cell again")
+    return run
