@@ -228,3 +228,16 @@ def test_unload_removes_the_magics(ip):
     finally:
         ip.run_line_magic("load_ext", "dask_magic")
     assert "parallel_for" in ip.magics_manager.magics["cell"]
+
+
+def test_dask_cluster_scale_restart_and_close(fresh, capsys):
+    run_ok(fresh, "%dask_cluster --scale 1")
+    assert "1 worker" in capsys.readouterr().out
+    run_ok(fresh, "%dask_cluster --scale 2")
+    run_ok(fresh, "%dask_cluster --restart")
+    assert "2 workers" in capsys.readouterr().out
+    before = cluster.get_client().scheduler.address
+    run_ok(fresh, "%dask_cluster --close")
+    assert "closed" in capsys.readouterr().out
+    run = run_ok(fresh, "%%parallel_for --progress none\nout = []\nfor x in range(3):\n    out.append(x)\n")
+    assert run.counts.done == 3 and run.cluster.scheduler != before  # a fresh cluster on demand
