@@ -237,6 +237,12 @@ class _ThreadRoutedStream(io.TextIOBase):
         self._local = local
         self._attr = attr
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything else is the original stream's: in a Jupyter kernel (``--serial``)
+        # ipykernel calls ``sys.stdout.set_parent(...)`` before each cell, and output must keep
+        # going to the cell that is running.
+        return getattr(self._original, name)
+
     def write(self, text: str) -> int:
         item = getattr(self._local, "item", None)
         if item is None:
