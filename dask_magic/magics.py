@@ -85,6 +85,7 @@ class DaskMagics(Magics):
         plan = self._rewrite(transformed, filename, raw)
         if args.show:
             print(plan.show())
+            print(_sent_names(plan, self.shell.user_ns))
             return None
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
@@ -190,7 +191,9 @@ class DaskMagics(Magics):
         """Warn, stop or finish the cell the way the serial loop would have."""
         lost = lost_names(run)
         if lost:
-            print(f"dask-magic: the last value of {', '.join(lost)} was lost with its worker; "
+            names = ", ".join(f"`{n}`" for n in lost)
+            print(f"dask-magic: the last value of {names} could not be brought back to the notebook "
+                  "(it cannot be pickled, like an open file, or its worker is gone); "
                   "those names keep their previous value", file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
@@ -305,6 +308,24 @@ class DaskMagics(Magics):
     def _sidebar_cluster(self, info: Any) -> None:
         if self.bridge is not None:
             self.bridge.set_cluster(info)
+
+
+def _sent_names(plan: Any, ns: dict[str, Any]) -> str:
+    """What ``--show`` says about the notebook names the body reads: how each one travels."""
+    from dask.sizeof import sizeof
+    from dask.utils import format_bytes
+
+    from .engine import scatter
+
+    lines = ["# names the body reads from the notebook, and how they reach the workers"]
+    for name in plan.free_names():
+        if name not in ns:
+            continue
+        value = ns[name]
+        how = "scattered once, re-used by later runs while unchanged" if scatter.should_scatter(value) \
+            else "sent with the run's code"
+        lines.append(f"#   {name}: {type(value).__name__}, {format_bytes(sizeof(value))}: {how}")
+    return "\n".join(lines) if len(lines) > 1 else lines[0] + ": none"
 
 
 def _cell_id(shell: Any) -> str | None:

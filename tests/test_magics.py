@@ -174,8 +174,11 @@ def test_iterable_that_raises_is_reported_with_its_line(fresh):
 
 
 def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
-    run_ok(fresh, "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n    results.append(f)\n")
+    run_ok(fresh, "import numpy as np\ntable = np.zeros(1_000_000)\nscale = 3")
+    run_ok(fresh, "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n    results.append(f * scale + table[f])\n")
     out = capsys.readouterr().out
+    assert "#   table: ndarray, 7.63 MiB: scattered once, re-used by later runs while unchanged" in out
+    assert "#   scale: int, 28 B: sent with the run's code" in out
     assert "def dask_magic_loop(@dm_item, @dm_rec):" in out
     assert "@dm_rec.call('results', (), 'append', (f,), {})" in out
     assert "results" not in user_names(fresh.user_ns)

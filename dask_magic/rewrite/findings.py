@@ -74,15 +74,16 @@ ACCUMULATOR_READ = Kind(
     "DM008",
     "`{name}` is added to on line {added} and read on line {line}; on a worker it holds only "
     "the notebook's copy, not what other items added",
-    "only add to `{name}` in the loop (e.g. `{name}.append(x)`) and use it after the loop; to "
-    "skip duplicates, collect everything and de-duplicate afterwards",
+    "only add to `{name}` in the loop and use it after the loop; to skip duplicates, collect "
+    "everything (`found.append(x)`) and de-duplicate afterwards (`set(found)`)",
 )
 LOOP_CARRIED = Kind(
     "DM009",
     "`{name}` is read on line {line} before this item assigns it (line {assigned}): its value "
     "would come from the previous item, which runs elsewhere",
     "give `{name}` a value at the top of the loop body, or collect a per-item value "
-    "(`parts.append(...)`) and combine after the loop (e.g. `{name} = sum(parts)`)",
+    "(`parts.append(...)`) and combine after the loop (`{name} = sum(parts)`, or "
+    "`pd.concat(parts)` for DataFrames)",
 )
 DEL_OUTER = Kind(
     "DM010",
