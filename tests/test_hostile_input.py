@@ -49,8 +49,11 @@ def test_body_that_prints_ten_megabytes(fresh):
 def test_item_that_cannot_be_sent_to_a_worker(fresh):
     run_ok(fresh, "import threading\nitems = [1, threading.Lock(), 3]")
     run = run_ok(fresh, "%%parallel_for --progress none --batch 1\nout = []\nfor x in items:\n    out.append(str(type(x)))\n")
-    assert run.counts.total == 3
-    assert run.counts.done + run.counts.failed == 3
+    assert (run.counts.done, run.counts.failed) == (2, 1)
+    assert fresh.user_ns["out"] == ["<class 'int'>", "<class 'int'>"]
+    failure = run.failures[0]
+    assert failure.index == 1 and "cannot be sent to a worker" in failure.error.message
+    assert "inside the loop body" in failure.error.hint
 
 
 def test_unpicklable_name_is_named_before_anything_runs(fresh, tmp_path):
