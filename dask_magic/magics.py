@@ -195,6 +195,12 @@ class DaskMagics(Magics):
             print(f"dask-magic: the last value of {names} could not be brought back to the notebook "
                   "(it cannot be pickled, like an open file, or its worker is gone); "
                   "those names keep their previous value", file=sys.stderr)
+        changed = sorted({name for o in run.outcomes.values() for name in o.mutated})
+        if changed:
+            names = ", ".join(f"`{n}`" for n in changed)
+            print(f"dask-magic: {names} was changed by the loop body on a worker; that change does "
+                  "not come back to the notebook. Return values instead (e.g. "
+                  "`results.append(...)`) and apply them after the loop.", file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
         if run.on_error == "raise" and run.counts.failed:

@@ -244,3 +244,12 @@ def test_dask_cluster_scale_restart_and_close(fresh, capsys):
     assert "closed" in capsys.readouterr().out
     run = run_ok(fresh, "%%parallel_for --progress none\nout = []\nfor x in range(3):\n    out.append(x)\n")
     assert run.counts.done == 3 and run.cluster.scheduler != before  # a fresh cluster on demand
+
+
+def test_a_change_the_code_cannot_show_is_reported(fresh, capsys):
+    run_ok(fresh, "class Model:\n    def __init__(self):\n        self.seen = []\n    def fit(self, x):\n        self.seen.append(x)\n"
+                  "model = Model()\nconfig = {'scale': 2}")
+    run_ok(fresh, "%%parallel_for --progress none\nout = []\nfor x in range(4):\n    model.fit(x)\n    out.append(x * config['scale'])\n")
+    err = capsys.readouterr().err
+    assert "`model` was changed by the loop body on a worker" in err and "`config`" not in err
+    assert fresh.user_ns["model"].seen == [] and fresh.user_ns["out"] == [0, 2, 4, 6]

@@ -78,6 +78,7 @@ class ItemOutcome:
     error: ErrorInfo | None = None
     duration: float = 0.0
     worker: str | None = None
+    mutated: tuple[str, ...] = ()  # notebook names the batch changed in place (never comes back)
 
 
 class _Stashed:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import hashlib
 import io
 import itertools
 import sys
@@ -400,7 +401,7 @@ _EMPTY_NAMES: frozenset[str] = frozenset()
 #: `ItemOutcome`'s fields in the order `_unpack` passes them positionally (~40 % cheaper than
 #: keywords, which counts at 10,000 items); checked against the dataclass at import.
 _POSITIONAL = ("index", "status", "ops", "bound", "deleted", "value", "stdout", "stderr", "warnings",
-               "error", "duration", "worker")
+               "error", "duration", "worker", "mutated")
 _BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
 
 
@@ -414,7 +415,7 @@ def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> l
         make, empty = ItemOutcome, _EMPTY_NAMES
         outcomes = [
             make(index, "done", item_ops, fromkeys(bound, stashed) if bound else {}, empty, value, "", "", (),
-                 None, duration, worker)
+                 None, duration, worker, ())
             for index, item_ops, bound, value, duration in zip(indices, ops, names, values, durations)
         ]
     else:  # pragma: no cover - ItemOutcome's fields were reordered: keywords are always right
@@ -633,10 +634,37 @@ def run_batch(
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
+    watched = fingerprints(load_bundle(token, blob)["env"]) if kind == "loop" else {}
     columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget)
+    changed = tuple(name for name, print_ in fingerprints(
+        {n: body.__globals__[n] for n in watched}).items() if print_ != watched[name])
+    if changed and columns.indices:
+        columns.extras.setdefault(0, {})["mutated"] = changed
     if not serialize:
         return _unpack(*columns.fields())
     return _dumps(columns)
+
+
+#: Notebook objects up to this pickled size are fingerprinted around each batch, so that a
+#: change the code cannot show (``ax.plot(x)``, ``model.fit(X)``) is reported, not lost.
+FINGERPRINT_LIMIT = 100_000
+_NEVER_CHANGE = (int, float, complex, str, bytes, bool, type(None), frozenset, range,
+                 types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+
+
+def fingerprints(env: dict[str, Any]) -> dict[str, bytes]:
+    """A digest of each small mutable object in ``env`` (those that cannot pickle are skipped)."""
+    found = {}
+    for name, value in env.items():
+        if isinstance(value, _NEVER_CHANGE):
+            continue
+        try:
+            data = cloudpickle.dumps(value)
+        except Exception:  # noqa: BLE001 - what cannot be pickled cannot be compared either
+            continue
+        if len(data) <= FINGERPRINT_LIMIT:
+            found[name] = hashlib.blake2b(data, digest_size=16).digest()
+    return found
 
 
 def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:
