@@ -31,6 +31,13 @@ MIN_TASKS_PER_THREAD = 2
 SMALL_RUN_PER_THREAD = 4
 #: A first-wave task stops starting items once it has run this long.
 FIRST_WAVE_SECONDS = 0.1
+#: First-wave tasks per thread: two, so that a thread has the second to run while the kernel
+#: sends the tail of the first again; one when there are so many items per thread that they
+#: are likely tiny (then every task is a round trip that costs more than it hides).
+FIRST_WAVE_TASKS_PER_THREAD = 2
+MANY_ITEMS_PER_THREAD = 1000
+#: No task shorter than this (by the measured time per item), except at the very end.
+MIN_TASK_SECONDS = 0.02
 #: At most this many items per first-wave task (a million tiny items are not all sent at once).
 FIRST_WAVE_MAX_ITEMS = 8192
 #: The first wave ships at most this many pickled bytes; above it, single-item probes.
@@ -65,7 +72,8 @@ def timed_first_wave(
     """The first wave, the items held back, and the wave's time budget per task (or None).
 
     With ``--batch N`` everything goes at once and nothing is timed; a small run is one item
-    per task; otherwise every thread gets `MIN_TASKS_PER_THREAD` tasks of an equal share
+    per task; otherwise every thread gets `FIRST_WAVE_TASKS_PER_THREAD` tasks (one when there are at least
+    `MANY_ITEMS_PER_THREAD` items per thread) of an equal share
     (at most `FIRST_WAVE_MAX_ITEMS` each), to be run until `FIRST_WAVE_SECONDS` are spent.
     """
     if batch != "auto":
@@ -74,7 +82,8 @@ def timed_first_wave(
     n = len(pairs)
     if n <= SMALL_RUN_PER_THREAD * threads:
         return chunk(pairs, 1), [], None
-    tasks = MIN_TASKS_PER_THREAD * threads
+    per_thread = 1 if n >= MANY_ITEMS_PER_THREAD * threads else FIRST_WAVE_TASKS_PER_THREAD
+    tasks = per_thread * threads
     per_task = min(math.ceil(n / tasks), FIRST_WAVE_MAX_ITEMS)
     sent = min(n, tasks * per_task)
     return chunk(pairs[:sent], per_task), list(pairs[sent:]), FIRST_WAVE_SECONDS
@@ -88,6 +97,38 @@ def batch_size(seconds_per_item: float, remaining: int, threads: int) -> int:
     by_time = TARGET_TASK_SECONDS / max(seconds_per_item, 1e-7)
     by_balance = math.ceil(remaining / (MIN_TASKS_PER_THREAD * threads))
     return max(1, min(int(by_time), by_balance))
+
+
+def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
+    """Task sizes for ``n`` items, largest first, shrinking towards the end of the run.
+
+    Guided self-scheduling: each task takes a ``1 / (MIN_TASKS_PER_THREAD * threads)`` share of
+    what is left, within `MIN_TASK_SECONDS` .. `TARGET_TASK_SECONDS` of measured work, and no
+    more than a thread's fair share. Big tasks early keep the per-task cost low; small tasks
+    last mean the threads finish together (the run does not wait for one long last task).
+    """
+    threads = max(1, threads)
+    per_item = max(seconds_per_item, 1e-7)
+    largest = max(1, int(TARGET_TASK_SECONDS / per_item))
+    smallest = max(1, math.ceil(MIN_TASK_SECONDS / per_item))
+    fair = max(1, math.ceil(n / threads))
+    sizes = []
+    left = n
+    while left > 0:
+        size = math.ceil(left / (MIN_TASKS_PER_THREAD * threads))
+        size = min(max(size, smallest), largest, fair, left)
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def chunk_sizes(pairs: Sequence[T], sizes: Sequence[int]) -> list[list[T]]:
+    """``pairs`` cut into consecutive chunks of ``sizes``."""
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(list(pairs[start : start + size]))
+        start += size
+    return chunks
 
 
 def median(values: Sequence[float]) -> float:

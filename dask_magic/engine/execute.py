@@ -19,6 +19,7 @@ import gc
 import hashlib
 import io
 import marshal
+import operator
 import pickle
 import queue
 import signal
@@ -40,6 +41,7 @@ TICK_SECONDS = 0.1
 SALVAGE_SECONDS = 5.0
 #: A bundle up to this size rides along with every task; a bigger one is scattered once.
 INLINE_BUNDLE_BYTES = 256 * 1024
+_INDEX = operator.attrgetter("index")
 
 
 @dataclass
@@ -196,7 +198,7 @@ class DaskRun:
         self.batch_counter = 0
 
     def _add(self, outcomes: list[ItemOutcome]) -> None:
-        self.reported.update(o.index for o in outcomes)
+        self.reported.update(map(_INDEX, outcomes))
         self.sink.add(outcomes)
 
     # submission
@@ -206,12 +208,14 @@ class DaskRun:
             return
         if self.bundle is None:
             self.bundle = self._ship_bundle()
+        if payloads is None:
+            batches, payloads = self._pickle(batches)
+            if not batches:
+                return
         n = len(batches)
         keys = [f"{self.job.key_prefix}-{self.run_key}-{self.batch_counter + i + 1}" for i in range(n)]
         self.batch_counter += n
         self.unrecorded_keys = keys  # if Ctrl-C lands inside map(), these still get cancelled
-        if payloads is None:
-            payloads = [cloudpickle.dumps(batch) for batch in batches]
         with deferred_interrupt():  # a Ctrl-C inside map() could leave tasks nobody tracks
             futures = self.client.map(
                 _run_on_worker, [self.job.token] * n, [self.bundle] * n, [self.job.big_env] * n,
@@ -232,13 +236,34 @@ class DaskRun:
         if budget is None:
             self.submit(wave)
             return
-        payloads = [cloudpickle.dumps(batch) for batch in wave]
+        wave, payloads = self._pickle(wave)
         if sum(map(len, payloads)) > batching.FIRST_WAVE_MAX_BYTES:
             # big items: a probe of single items, so that none is sent twice
             wave, self.held = batching.first_wave(self.pairs, self.threads, self.job.batch)
             self.submit(wave)
             return
         self.submit(wave, budget, payloads)
+
+    def _pickle(self, batches: list[list[tuple[int, Any]]]) -> tuple[list[list[tuple[int, Any]]], list[bytes]]:
+        """Each batch's items as one blob; an item that cannot be pickled fails alone."""
+        kept, payloads, failed = [], [], []
+        for batch in batches:
+            try:
+                payloads.append(cloudpickle.dumps(batch))
+                kept.append(batch)
+                continue
+            except Exception:  # noqa: BLE001 - find the items to blame, send the others
+                pass
+            for pair in batch:
+                try:
+                    payloads.append(cloudpickle.dumps([pair]))
+                except Exception as exc:
+                    failed.append(_unsendable_item(pair[0], exc))
+                    continue
+                kept.append([pair])
+        if failed:
+            self._add(failed)
+        return kept, payloads
 
     def _ship_bundle(self) -> Any:
         """The bundle as every task will get it: the bytes, or a future of them on every worker."""
@@ -333,6 +358,10 @@ class DaskRun:
             exc = future.exception(timeout=SALVAGE_SECONDS)
         except Exception as lookup_error:  # the scheduler is gone: describe what we know
             exc = lookup_error
+        if type(exc).__name__ == "KilledWorker" and len(batch) > 1:
+            # one item of the batch may have killed the worker: run them one per task
+            self.submit([[pair] for pair in batch])
+            return []
         if type(exc).__name__ == "KilledWorker":
             # Dask blames every task that was on a worker when it died, so an innocent item
             # can be "killed" by its neighbour: give each such item one run of its own, alone
@@ -348,9 +377,8 @@ class DaskRun:
 
     def _submit_rest(self) -> None:
         per_item = batching.median(self.probe_durations)
-        size = batching.batch_size(per_item, len(self.held), self.threads)
         rest, self.held = self.held, []
-        self.submit(batching.chunk(rest, size))
+        self.submit(batching.chunk_sizes(rest, batching.guided_sizes(per_item, len(rest), self.threads)))
 
     def _cancel_all(self) -> None:
         pending = list(self.in_flight)
@@ -381,6 +409,16 @@ class DaskRun:
         missing = [i for i, _ in self.pairs if i not in self.reported]
         if missing:
             self._add([ItemOutcome(index=i, status="cancelled") for i in missing])
+
+
+def _unsendable_item(index: int, exc: BaseException) -> ItemOutcome:
+    error = ErrorInfo(
+        type_name="dask_magic.UnpicklableItem",
+        message=f"item {index} cannot be sent to a worker: {type(exc).__name__}: {exc}",
+        hint="Loop over things that can be pickled (paths, numbers, keys) and create open "
+        "files, locks or connections inside the loop body.",
+    )
+    return ItemOutcome(index=index, status="failed", error=error)
 
 
 def infrastructure_error(exc: BaseException) -> ErrorInfo:

@@ -112,7 +112,8 @@ def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool
     options = state.options
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
     client = pick_client(options)
-    job = _job(state.plan, env, client, options)
+    run.cluster = None if client is None else cluster.cluster_info(client)  # one round trip a pass
+    job = _job(state.plan, env, client, options, run.cluster)
     drive(run, job, indices, client, lambda key: _land(run, state, client, key, rebuild))
 
 
@@ -134,7 +135,8 @@ def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any
     pairs = [(i, run.items[i]) for i in indices]
     unsendable = {} if client is None else _unsendable(pairs)
     pairs = [pair for pair in pairs if pair[0] not in unsendable]
-    run.cluster = None if client is None else cluster.cluster_info(client)
+    if client is not None and run.cluster is None:
+        run.cluster = cluster.cluster_info(client)
     stash_key = f"{run.run_id}-{run.passes + 1}"
     run.begin(indices)
     run.add([ItemOutcome(index=i, status="failed", error=info) for i, info in unsendable.items()])
@@ -173,7 +175,7 @@ def _unsendable(pairs: list[tuple[int, Any]]) -> dict[int, ErrorInfo]:
     return found
 
 
-def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions) -> execute.Job:
+def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any = None) -> execute.Job:
     job_options = {"retries": options.retries, "batch": options.batch}
     if client is None:
         bundle = {"kind": "loop", "code": plan.body_code(), "env": env}
@@ -184,7 +186,7 @@ def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions) 
     problems = preflight.unpicklable_names(small)
     if problems:
         raise PicklingError(_pickling_message(problems))
-    if not cluster.cluster_info(client).local:
+    if not (info or cluster.cluster_info(client)).local:
         # workers elsewhere cannot import the notebook folder's own modules: send them
         preflight.ship_local_modules(client, preflight.local_modules(env, Path.cwd()))
     big_futures = {name: scatter.default_cache.get(client, name, value) for name, value in big.items()}

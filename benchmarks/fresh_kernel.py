@@ -1,0 +1,97 @@
+"""One fresh process, as a fresh kernel is: prints one JSON line of timings (workload 5).
+
+``python fresh_kernel.py magic N``: ``%load_ext dask_magic`` (timed apart), then the first
+``%%parallel_for`` cell of the kernel, 1 item, which starts the local cluster of N workers.
+
+``python fresh_kernel.py cluster N``: ``import distributed`` (timed apart), then the
+`LocalCluster` + `Client` start that dask-magic does (same arguments), and a first
+``client.submit(...).result()`` on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import sys
+import time
+
+
+def magic(workers: int) -> dict[str, float]:
+    start = time.perf_counter()
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "dask_magic")
+    ip.run_cell("from bench_work import inc\nout = []")
+    loaded = time.perf_counter()
+    cell = f"%%parallel_for --progress none --workers {workers}\nfor x in [1]:\n    out.append(inc(x))\n"
+    from dask_magic.engine import cluster
+
+    started: list[float] = []
+    start_local = cluster._start_local
+
+    def timed_start(*args: object, **kwargs: object) -> object:  # the cluster start inside the cell
+        t0 = time.perf_counter()
+        try:
+            return start_local(*args, **kwargs)
+        finally:
+            started.append(time.perf_counter() - t0)
+
+    cluster._start_local = timed_start
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        result = ip.run_cell(cell)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ip.run_cell(cell)
+        second = time.perf_counter() - t0
+    ok = result.success and ip.user_ns["out"] == [2, 2]
+    cluster.close_cluster()
+    return {
+        "load_s": loaded - start,
+        "first_cell_s": first,
+        "cluster_start_in_cell_s": sum(started),
+        "second_cell_s": second,
+        "ok": ok,
+    }
+
+
+def cluster(workers: int) -> dict[str, float]:
+    start = time.perf_counter()
+    from bench_work import inc
+    from distributed import Client, LocalCluster
+
+    from dask_magic.engine import cluster as dm_cluster  # the same sizing dask-magic uses
+
+    size = dm_cluster._local_cluster_size(workers, dm_cluster._memory_budget(), workers=workers)
+    imported = time.perf_counter()
+    t0 = time.perf_counter()
+    local = LocalCluster(
+        n_workers=size.workers,
+        threads_per_worker=size.threads,
+        memory_limit=size.memory_limit,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.WARNING,
+    )
+    client = Client(local, set_as_default=False)
+    started = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ok = client.submit(inc, 1, pure=False).result() == 2
+    first_submit = time.perf_counter() - t0
+    client.close()
+    local.close()
+    return {
+        "import_s": imported - start,
+        "cluster_start_s": started,
+        "first_submit_s": first_submit,
+        "ok": ok,
+    }
+
+
+if __name__ == "__main__":
+    mode, n = sys.argv[1], int(sys.argv[2])
+    print(json.dumps(magic(n) if mode == "magic" else cluster(n)))

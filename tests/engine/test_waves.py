@@ -1,0 +1,111 @@
+"""The first wave, guided task sizes, time-boxed batches and the columns a batch travels as."""
+
+from __future__ import annotations
+
+import cloudpickle
+import pytest
+
+from dask_magic.engine import batching, execute, worker
+from dask_magic.engine.results import STASHED
+from dask_magic.rewrite import rewrite_loop
+
+
+@pytest.mark.parametrize(
+    ("n", "threads", "tasks", "held"),
+    [
+        (5, 2, 5, 0),  # a small run: one item per task, nothing timed
+        (10_000, 2, 2, 0),  # many items per thread: one share each
+        (16, 2, 4, 0),  # few items per thread: two shares each
+        (200, 16, 29, 0),
+        (100_000, 2, 2, 100_000 - 2 * batching.FIRST_WAVE_MAX_ITEMS),  # shares are capped
+    ],
+)
+def test_timed_first_wave_shapes(n, threads, tasks, held):
+    wave, rest, budget = batching.timed_first_wave(list(range(n)), threads, "auto")
+    assert len(wave) == tasks and len(rest) == held
+    assert [x for b in wave for x in b] + rest == list(range(n))  # every item once, in order
+    assert (budget is None) == (n <= batching.SMALL_RUN_PER_THREAD * threads)
+
+
+def test_timed_first_wave_with_a_fixed_batch_is_not_timed():
+    wave, rest, budget = batching.timed_first_wave(list(range(10)), 2, 4)
+    assert [len(b) for b in wave] == [4, 4, 2] and rest == [] and budget is None
+
+
+@pytest.mark.parametrize(
+    ("per_item", "n", "threads"),
+    [
+        (0.007, 170, 2),
+        (0.1, 14, 2),
+        (1e-6, 90_000, 2),
+        (0.1, 96, 16),
+        (2.0, 3, 4),
+        (0.0, 50, 1),
+    ],
+)
+def test_guided_sizes_cover_everything_and_shrink(per_item, n, threads):
+    sizes = batching.guided_sizes(per_item, n, threads)
+    assert sum(sizes) == n and min(sizes) >= 1
+    assert sizes == sorted(sizes, reverse=True) or sizes[-1] < sizes[0]
+    assert max(sizes) <= max(1, -(-n // threads))  # never more than a thread's share
+    largest = max(1, int(batching.TARGET_TASK_SECONDS / max(per_item, 1e-7)))
+    assert max(sizes) <= largest
+
+
+def test_guided_sizes_end_small():
+    sizes = batching.guided_sizes(0.007, 170, 2)
+    assert sizes[0] == int(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
+
+
+def test_chunk_sizes():
+    assert batching.chunk_sizes(list(range(6)), [3, 2, 1]) == [[0, 1, 2], [3, 4], [5]]
+
+
+def _job(cell: str, env=None):
+    plan = rewrite_loop(cell, filename="<cell>", line_offset=1)
+    return execute.make_job({"kind": "loop", "code": plan.body_code(), "env": env or {}})
+
+
+def test_a_budget_runs_a_head_of_the_batch():
+    import time
+
+    job = _job("for x in items:\n    time.sleep(0.02)\n    out.append(x)\n", {"time": time})
+    pairs = list(enumerate(range(50)))
+    out = worker.run_batch(job.token, job.blob, {}, pairs, 49, "k", "w", 0, False, budget=0.01)
+    assert 1 <= len(out) < 50
+    assert [o.index for o in out] == list(range(len(out)))
+    worker.drop_stash("k")
+
+
+def test_columns_round_trip_keeps_every_field():
+    cell = (
+        "for x in items:\n"
+        "    y = x * 2\n"
+        "    if x == 1:\n"
+        "        print('one')\n"
+        "    if x == 2:\n"
+        "        raise ValueError('two')\n"
+        "    out.append(y)\n"
+    )
+    job = _job(cell)
+    pairs = list(enumerate([0, 1, 2, 3]))
+    blob = worker.run_batch(job.token, job.blob, {}, pairs, 3, "run-cols", "w1")
+    a, b, c, d = cloudpickle.loads(blob)
+    assert [o.status for o in (a, b, c, d)] == ["done", "done", "failed", "done"]
+    assert a.bound == {"x": STASHED, "y": STASHED} and d.bound == {"x": 3, "y": 6}
+    assert b.stdout == "one\n" and a.stdout == "" and c.error.summary == "ValueError: two"
+    assert a.ops == [("call", "out", (), "append", (0,), {})] and c.ops == []
+    assert {o.worker for o in (a, b, c, d)} == {"w1"}
+    assert a.bound is not b.bound  # each item its own dict: the kernel fills in fetched values
+    assert worker.fetch_stash("run-cols", {"y": 1}) == {"y": 2}
+
+
+def test_the_stash_keeps_the_last_binding_of_each_name_across_shapes():
+    cell = "for x in items:\n    if x % 2:\n        odd = x\n    else:\n        even = x\n"
+    job = _job(cell)
+    worker.run_batch(job.token, job.blob, {}, list(enumerate(range(6))), 99, "run-shapes", "w")
+    assert worker.fetch_stash("run-shapes", {"odd": 5, "even": 4, "x": 5}) == {
+        "odd": 5,
+        "even": 4,
+        "x": 5,
+    }
