@@ -2,6 +2,7 @@
 #   make demo   - build .venv from nothing, then JupyterLab on notebooks/01-quickstart.ipynb
 #                 (headless machines: run that notebook and print its run summary)
 #   make test   - build .venv from nothing, then the full test suite
+#   make bench  - the benchmarks against the peers (benchmarks/README.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.dask-magic-installed
 # registry npm is configured for; no registry host is written down here.
 export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null)
 
-.PHONY: venv system-deps test demo clean
+.PHONY: venv system-deps test demo bench clean
 
 venv: $(STAMP)
 
@@ -45,6 +46,12 @@ demo: venv
 	else \
 		$(PY) notebooks/headless.py 01-quickstart.ipynb; \
 	fi
+
+# Every workload against every peer, in one run (about 5 minutes on 2 cores); the table goes to
+# stdout and benchmarks/results/. Add ARGS="--workers 8" on a bigger machine.
+bench: venv
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache dask_magic/labextension
