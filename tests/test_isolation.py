@@ -4,7 +4,6 @@ at once, each with its own local cluster (issue 7)."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from pathlib import Path
 
