@@ -53,3 +53,16 @@ def run_ok(ip, cell: str):
     if not result.success:
         raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{cell}")
     return result.result
+
+
+@pytest.fixture(scope="module")
+def one_worker_cluster():
+    """A LocalCluster of one single-threaded worker process on loopback, per test module."""
+    from distributed import LocalCluster
+
+    made = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True,
+        host="127.0.0.1", dashboard_address="127.0.0.1:0",
+    )
+    yield made
+    made.close()

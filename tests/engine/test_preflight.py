@@ -172,17 +172,9 @@ def test_installed_and_stdlib_modules_are_not_local(notebook_dir) -> None:
 
 
 @pytest.fixture(scope="module")
-def process_cluster():
+def process_cluster(one_worker_cluster):
     """Worker processes started before any notebook folder is on ``sys.path``."""
-    made = LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
-    yield made
-    made.close()
+    return one_worker_cluster
 
 
 def _import_on_worker(client: Client, name: str, attribute: str) -> object:

@@ -21,16 +21,8 @@ from dask_magic.engine.scatter import (
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    made = LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
-    yield made
-    made.close()
+def cluster(one_worker_cluster):
+    return one_worker_cluster
 
 
 @pytest.fixture(scope="module")
