@@ -19,14 +19,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from . import views
 from .engine import cluster, preflight, tracebacks
 from .engine.batching import parse_batch
+from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, start_loop
 from .engine.results import RunStatus
-from .engine.worker import error_info
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError
-from . import views
 from .rewrite import rewrite_loop
 from .ui import text
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from . import batching, worker
+from . import batching, errorinfo, worker
 from .results import ErrorInfo, ItemOutcome
 
 #: How long the kernel waits for a completion before refreshing the progress display.
@@ -432,7 +432,7 @@ def infrastructure_error(exc: BaseException) -> ErrorInfo:
         "on the workers, or keep it next to the notebook so dask-magic can upload it.",
         "CancelledError": "The task was cancelled on the cluster, or the scheduler was lost.",
     }
-    info = worker.error_info(exc, kind="infrastructure", hint=hints.get(name, ""))
+    info = errorinfo.error_info(exc, kind="infrastructure", hint=hints.get(name, ""))
     return info
 
 

@@ -23,9 +23,9 @@ import cloudpickle
 from ..errors import PicklingError
 from ..rewrite.plan import LoopPlan
 from . import cluster, execute, preflight, replay, scatter, tracebacks
+from .errorinfo import error_info
 from .results import ErrorInfo, ItemOutcome
 from .run import Run
-from .worker import error_info
 
 
 @dataclass

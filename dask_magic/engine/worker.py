@@ -19,20 +19,18 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import hashlib
-import io
 import itertools
-import sys
 import threading
 import time
-import traceback
 import types
-import warnings
 from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
 
-from .results import STASHED, ErrorInfo, Frame, ItemOutcome
+from .capture import _CAPTURE, _install_capture, _ItemCapture
+from .errorinfo import _safe_str, _type_name, error_info
+from .results import STASHED, ErrorInfo, ItemOutcome
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
@@ -40,12 +38,6 @@ ITEM_NAME = "@dm_item"
 RECORDER_NAME = "@dm_rec"
 LOCALS_NAME = "@dm_locals"
 
-#: Captured output per stream and item: the head and the tail are kept, the middle dropped,
-#: so a body that prints 10 MB costs the kernel 64 KB.
-OUTPUT_HEAD = 16_384
-OUTPUT_TAIL = 49_152
-MESSAGE_LIMIT = 10_000
-_INTERNAL_MODULES = ("dask_magic.", "dask.", "distributed.", "tornado.", "asyncio.")
 
 
 class Recorder:
@@ -176,187 +168,6 @@ def fetch_stash(key: str, wanted: dict[str, int]) -> dict[str, Any]:
 def drop_stash(key: str) -> None:
     with _STASH_LOCK:
         _STASH.pop(key, None)
-
-
-# -- per-item capture of stdout, stderr and warnings -----------------------------------------
-
-class _CappedText:
-    """Keeps the head and the tail of what is written to it."""
-
-    def __init__(self) -> None:
-        self._head = io.StringIO()
-        self._head_len = 0
-        self._tail: list[str] = []
-        self._tail_len = 0
-        self._dropped = 0
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            text = str(text)
-        room = OUTPUT_HEAD - self._head_len
-        if room > 0:
-            self._head.write(text[:room])
-            self._head_len += min(room, len(text))
-            text = text[room:]
-        if text:
-            self._tail.append(text)
-            self._tail_len += len(text)
-            while self._tail_len - len(self._tail[0]) >= OUTPUT_TAIL:
-                self._dropped += len(self._tail[0])
-                self._tail_len -= len(self._tail.pop(0))
-        return len(text)
-
-    def getvalue(self) -> str:
-        tail = "".join(self._tail)
-        if len(tail) > OUTPUT_TAIL:
-            self._dropped += len(tail) - OUTPUT_TAIL
-            tail = tail[-OUTPUT_TAIL:]
-        middle = f"\n[... {self._dropped:,} characters of output dropped ...]\n" if self._dropped else ""
-        return self._head.getvalue() + middle + tail
-
-
-class _ItemCapture:
-    """What one thread's current item printed and warned; buffers are made on first use.
-
-    One instance per batch is reset between items: an item that prints nothing (the common
-    case) costs three attribute stores, not two buffers and a list.
-    """
-
-    __slots__ = ("stderr", "stdout", "warnings")
-
-    def __init__(self) -> None:
-        self.stdout: _CappedText | None = None
-        self.stderr: _CappedText | None = None
-        self.warnings: list[str] | None = None
-
-
-class _ThreadRoutedStream(io.TextIOBase):
-    """A ``sys.stdout`` stand-in that sends each thread's writes to that thread's item."""
-
-    def __init__(self, original: Any, local: threading.local, attr: str) -> None:
-        self._original = original
-        self._local = local
-        self._attr = attr
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else is the original stream's: in a Jupyter kernel (``--serial``)
-        # ipykernel calls ``sys.stdout.set_parent(...)`` before each cell, and output must keep
-        # going to the cell that is running.
-        return getattr(self._original, name)
-
-    def write(self, text: str) -> int:
-        item = getattr(self._local, "item", None)
-        if item is None:
-            return self._original.write(text)
-        buffer = getattr(item, self._attr)
-        if buffer is None:
-            buffer = _CappedText()
-            setattr(item, self._attr, buffer)
-        return buffer.write(text)
-
-    def flush(self) -> None:
-        if getattr(self._local, "item", None) is None:
-            self._original.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self._original, "encoding", "utf-8")
-
-
-_CAPTURE = threading.local()
-_INSTALL_LOCK = threading.Lock()
-
-
-def _install_capture() -> None:
-    """Route stdout, stderr and warnings through per-thread buffers (once per process)."""
-    with _INSTALL_LOCK:
-        if not isinstance(sys.stdout, _ThreadRoutedStream):
-            sys.stdout = _ThreadRoutedStream(sys.stdout, _CAPTURE, "stdout")
-        if not isinstance(sys.stderr, _ThreadRoutedStream):
-            sys.stderr = _ThreadRoutedStream(sys.stderr, _CAPTURE, "stderr")
-        if getattr(warnings.showwarning, "_dask_magic", False):
-            return
-        original = warnings.showwarning
-
-        def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-            item = getattr(_CAPTURE, "item", None)
-            if item is None:
-                return original(message, category, filename, lineno, file, line)
-            if item.warnings is None:
-                item.warnings = []
-            item.warnings.append(f"{filename}:{lineno}: {category.__name__}: {message}")
-            return None
-
-        showwarning._dask_magic = True  # type: ignore[attr-defined]
-        warnings.showwarning = showwarning
-
-
-# -- errors as data ---------------------------------------------------------------------------
-
-def _is_internal(frame: types.FrameType) -> bool:
-    module = frame.f_globals.get("__name__") or ""
-    return module == "dask_magic" or module.startswith(_INTERNAL_MODULES)
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not lose the failure
-        text = f"<unprintable {type(exc).__name__}>"
-    if len(text) > MESSAGE_LIMIT:
-        text = text[:MESSAGE_LIMIT] + f" [... {len(text) - MESSAGE_LIMIT:,} more characters]"
-    return text
-
-
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    # a class defined in the loop body is local to the generated function: hide that
-    name = cls.__qualname__.replace("dask_magic_loop.<locals>.", "")
-    return name if module in ("builtins", "__main__", None) else f"{module}.{name}"
-
-
-def frames_of(tb: types.TracebackType | None) -> tuple[Frame, ...]:
-    """Structured frames of a traceback, without reading any source (that happens in the kernel)."""
-    return tuple(
-        Frame(f.f_code.co_filename, lineno or f.f_lineno, f.f_code.co_name, _is_internal(f))
-        for f, lineno in traceback.walk_tb(tb)
-    )
-
-
-def _portable(exc: BaseException) -> BaseException | None:
-    """The exception if it survives a pickle round trip (many do not), else None."""
-    try:
-        return cloudpickle.loads(cloudpickle.dumps(exc.with_traceback(None)))
-    except Exception:
-        return None
-
-
-def _chain_text(exc: BaseException) -> str:
-    parts = []
-    seen = {id(exc)}
-    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    while cause is not None and id(cause) not in seen and len(parts) < 5:
-        seen.add(id(cause))
-        parts.append(f"{_type_name(cause)}: {_safe_str(cause)}")
-        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
-    return "\n".join(parts)
-
-
-def error_info(exc: BaseException, kind: str = "user", hint: str = "") -> ErrorInfo:
-    """Describe ``exc`` as data that always reaches the kernel."""
-    return ErrorInfo(
-        type_name=_type_name(exc),
-        message=_safe_str(exc),
-        frames=frames_of(exc.__traceback__),
-        kind=kind,  # type: ignore[arg-type]
-        exception=_portable(exc),
-        chained=_chain_text(exc),
-        hint=hint,
-    )
 
 
 # -- running a batch --------------------------------------------------------------------------
