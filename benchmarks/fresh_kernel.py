@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import sys
 import time
 
@@ -60,23 +59,17 @@ def magic(workers: int) -> dict[str, float]:
 
 def cluster(workers: int) -> dict[str, float]:
     start = time.perf_counter()
+    import dask
     from bench_work import inc
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from dask_magic.engine import cluster as dm_cluster  # the same sizing dask-magic uses
 
     size = dm_cluster._local_cluster_size(workers, dm_cluster._memory_budget(), workers=workers)
     imported = time.perf_counter()
     t0 = time.perf_counter()
-    local = LocalCluster(
-        n_workers=size.workers,
-        threads_per_worker=size.threads,
-        memory_limit=size.memory_limit,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.WARNING,
-    )
+    with dask.config.set(dm_cluster._WORKER_CONFIG):  # exactly what dask-magic starts
+        local = dm_cluster._new_local_cluster(size)
     client = Client(local, set_as_default=False)
     started = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import cloudpickle
 
 from ..errors import PicklingError
 from ..rewrite.plan import LoopPlan
 from . import cluster, execute, preflight, replay, scatter, tracebacks
-from .errorinfo import error_info
-from .results import ErrorInfo, ItemOutcome
+from .results import ItemOutcome
 from .run import Run
 
 
@@ -133,13 +130,10 @@ def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any
     is closed with a status that says why.
     """
     pairs = [(i, run.items[i]) for i in indices]
-    unsendable = {} if client is None else _unsendable(pairs)
-    pairs = [pair for pair in pairs if pair[0] not in unsendable]
     if client is not None and run.cluster is None:
         run.cluster = cluster.cluster_info(client)
     stash_key = f"{run.run_id}-{run.passes + 1}"
     run.begin(indices)
-    run.add([ItemOutcome(index=i, status="failed", error=info) for i, info in unsendable.items()])
     how, message = "completed", ""
     try:
         if client is None:
@@ -153,29 +147,7 @@ def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any
         run.end(how, message)
 
 
-def _unsendable(pairs: list[tuple[int, Any]]) -> dict[int, ErrorInfo]:
-    """Items that cannot be pickled (a lock, an open connection): failures before sending.
-
-    One pickle of all items answers for almost every run; only when it fails is each item
-    tried on its own, to name the ones at fault and send the others.
-    """
-    try:
-        cloudpickle.dumps([item for _, item in pairs])
-        return {}
-    except Exception:  # noqa: BLE001 - found item by item below
-        pass
-    found = {}
-    for index, item in pairs:
-        try:
-            cloudpickle.dumps(item)
-        except Exception as exc:  # noqa: BLE001 - any pickling error makes the item unsendable
-            info = error_info(exc, hint="Loop over something that can be sent (a path, an id) and "
-                              "open or create the object inside the loop body.")
-            found[index] = replace(info, message=f"this item cannot be sent to a worker: {info.message}")
-    return found
-
-
-def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any = None) -> execute.Job:
+def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any) -> execute.Job:
     job_options = {"retries": options.retries, "batch": options.batch}
     if client is None:
         bundle = {"kind": "loop", "code": plan.body_code(), "env": env}
@@ -186,7 +158,7 @@ def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, 
     problems = preflight.unpicklable_names(small)
     if problems:
         raise PicklingError(_pickling_message(problems))
-    if not (info or cluster.cluster_info(client)).local:
+    if not info.local:
         # workers elsewhere cannot import the notebook folder's own modules: send them
         preflight.ship_local_modules(client, preflight.local_modules(env, Path.cwd()))
     big_futures = {name: scatter.default_cache.get(client, name, value) for name, value in big.items()}
