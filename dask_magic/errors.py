@@ -54,7 +54,14 @@ class UnsupportedLoopError(SyntaxError, DaskMagicError):
         text = lines[first.lineno - 1] if 0 < first.lineno <= len(lines) else ""
         super().__init__(
             first.message,
-            (filename, first.lineno, first.col + 1, text, first.end_lineno, (first.end_col or 0) + 1),
+            (
+                filename,
+                first.lineno,
+                first.col + 1,
+                text,
+                first.end_lineno,
+                (first.end_col or 0) + 1,
+            ),
         )
         self.findings = list(findings)
         self.source = source

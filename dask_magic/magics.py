@@ -57,17 +57,64 @@ class DaskMagics(Magics):
 
     # -- %%parallel_for ------------------------------------------------------------------------
     @magic_arguments()
-    @argument("--scheduler", metavar="ADDRESS", help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a local cluster.")
-    @argument("--client", metavar="NAME", help="Use the distributed Client (or cluster object) bound to NAME in the notebook.")
-    @argument("--workers", type=int, metavar="N", help="Number of workers of the local cluster (default: sized from cores and memory).")
-    @argument("--threads", type=int, metavar="N", help="Threads per worker of the local cluster (default 1: processes, not threads, for pure-Python code).")
-    @argument("--retries", type=int, default=0, metavar="N", help="Run a failing item up to N more times before reporting it (flaky I/O).")
-    @argument("--on-error", choices=["continue", "raise"], default="continue", help="continue (default): failed items are reported and the rest finish; raise: stop at the first failure and raise it.")
-    @argument("--batch", default="auto", metavar="{auto,N}", help="Items per task: auto (default) groups tiny items after measuring them; N fixes the size.")
-    @argument("--serial", action="store_true", help="Run the same rewritten body item by item in this kernel (no cluster), e.g. to use %%debug.")
-    @argument("--show", action="store_true", help="Print the code dask-magic generates for this cell and run nothing.")
+    @argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a local cluster.",
+    )
+    @argument(
+        "--client",
+        metavar="NAME",
+        help="Use the distributed Client (or cluster object) bound to NAME in the notebook.",
+    )
+    @argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="Number of workers of the local cluster (default: sized from cores and memory).",
+    )
+    @argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="Threads per worker of the local cluster (default 1: processes, not threads, for pure-Python code).",
+    )
+    @argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Run a failing item up to N more times before reporting it (flaky I/O).",
+    )
+    @argument(
+        "--on-error",
+        choices=["continue", "raise"],
+        default="continue",
+        help="continue (default): failed items are reported and the rest finish; raise: stop at the first failure and raise it.",
+    )
+    @argument(
+        "--batch",
+        default="auto",
+        metavar="{auto,N}",
+        help="Items per task: auto (default) groups tiny items after measuring them; N fixes the size.",
+    )
+    @argument(
+        "--serial",
+        action="store_true",
+        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. to use %%debug.",
+    )
+    @argument(
+        "--show",
+        action="store_true",
+        help="Print the code dask-magic generates for this cell and run nothing.",
+    )
     @argument("--name", metavar="NAME", help="Bind the Run object to NAME in the notebook.")
-    @argument("--progress", choices=["auto", "widget", "text", "none"], default="auto", help="How to show progress: widget panel, one text line, or nothing.")
+    @argument(
+        "--progress",
+        choices=["auto", "widget", "text", "none"],
+        default="auto",
+        help="How to show progress: widget panel, one text line, or nothing.",
+    )
     @no_var_expand
     @cell_magic("parallel_for")
     def parallel_for(self, line: str, cell: str) -> Any:
@@ -81,7 +128,11 @@ class DaskMagics(Magics):
         args = self._parse(self.parallel_for, line)
         raw = f"%%parallel_for {line}".rstrip() + "\n" + cell
         transformed = self.shell.transform_cell(cell)
-        filename = self.shell.compile.cache(f"%%parallel_for {line}".rstrip() + "\n" + transformed, self._cell_number(), raw_code=raw)
+        filename = self.shell.compile.cache(
+            f"%%parallel_for {line}".rstrip() + "\n" + transformed,
+            self._cell_number(),
+            raw_code=raw,
+        )
         plan = self._rewrite(transformed, filename, raw)
         if args.show:
             print(plan.show())
@@ -104,10 +155,14 @@ class DaskMagics(Magics):
         try:
             return rewrite_loop(transformed, filename=filename, line_offset=1, display_source=raw)
         except UnsupportedLoopError as exc:
-            raise UsageError(f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}") from None
+            raise UsageError(
+                f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}"
+            ) from None
         except SyntaxError as exc:
             caret = " " * max(0, (exc.offset or 1) - 1) + "^"
-            raise UsageError(f"line {exc.lineno}: {exc.msg}\n    {(exc.text or '').rstrip()}\n    {caret}") from None
+            raise UsageError(
+                f"line {exc.lineno}: {exc.msg}\n    {(exc.text or '').rstrip()}\n    {caret}"
+            ) from None
 
     def _run_code(self, module: ast.Module, filename: str) -> None:
         if module.body:
@@ -122,15 +177,19 @@ class DaskMagics(Magics):
             info = error_info(exc)  # the magic's own frames are marked internal and hidden
             text = tracebacks.render_traceback(info, labels=self._labels(filename))
             source = ast.unparse(plan.iterable.body)
-            raise UsageError(f"listing the loop's items (`{source}`, line {plan.loop_lineno}) failed:\n{text}") from None
+            raise UsageError(
+                f"listing the loop's items (`{source}`, line {plan.loop_lineno}) failed:\n{text}"
+            ) from None
         advice = preflight.big_items_advice(items)
         if advice:
             print(f"dask-magic: {advice}", file=sys.stderr)
         missing = missing_accumulators(plan, self.shell.user_ns)
         if missing:
             names = ", ".join(f"`{n}`" for n in missing)
-            raise UsageError(f"the loop adds to {names}, which is not defined before the loop; "
-                             f"give it a starting value first, e.g. `{missing[0]} = []`")
+            raise UsageError(
+                f"the loop adds to {names}, which is not defined before the loop; "
+                f"give it a starting value first, e.g. `{missing[0]} = []`"
+            )
         return items
 
     def _cell_number(self) -> int:
@@ -153,7 +212,9 @@ class DaskMagics(Magics):
         client = None
         if args.client:
             if args.client not in self.shell.user_ns:
-                raise UsageError(f"--client {args.client}: no variable `{args.client}` in the notebook; pass the name of a distributed Client or cluster object")
+                raise UsageError(
+                    f"--client {args.client}: no variable `{args.client}` in the notebook; pass the name of a distributed Client or cluster object"
+                )
             client = self.shell.user_ns[args.client]
         try:
             batch = parse_batch(args.batch)
@@ -165,15 +226,29 @@ class DaskMagics(Magics):
         if args.retries < 0:
             raise UsageError(f"--retries {args.retries}: give 0 or more")
         return RunOptions(
-            client=client, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
-            retries=args.retries, on_error=args.on_error, batch=batch, serial=args.serial,
-            name=args.name, labels=self._labels(filename),
+            client=client,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            threads=args.threads,
+            retries=args.retries,
+            on_error=args.on_error,
+            batch=batch,
+            serial=args.serial,
+            name=args.name,
+            labels=self._labels(filename),
         )
 
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
         observers = views.observers(self, progress)
         try:
-            run = start_loop(plan, self.shell.user_ns, items, options, observers=observers, cell_id=_cell_id(self.shell))
+            run = start_loop(
+                plan,
+                self.shell.user_ns,
+                items,
+                options,
+                observers=observers,
+                cell_id=_cell_id(self.shell),
+            )
         except (ClusterError, PicklingError) as exc:
             raise UsageError(str(exc)) from None
         self._remember(run)
@@ -192,15 +267,21 @@ class DaskMagics(Magics):
         lost = lost_names(run)
         if lost:
             names = ", ".join(f"`{n}`" for n in lost)
-            print(f"dask-magic: the last value of {names} could not be brought back to the notebook "
-                  "(it cannot be pickled, like an open file, or its worker is gone); "
-                  "those names keep their previous value", file=sys.stderr)
+            print(
+                f"dask-magic: the last value of {names} could not be brought back to the notebook "
+                "(it cannot be pickled, like an open file, or its worker is gone); "
+                "those names keep their previous value",
+                file=sys.stderr,
+            )
         changed = sorted({name for o in run.outcomes.values() for name in o.mutated})
         if changed:
             names = ", ".join(f"`{n}`" for n in changed)
-            print(f"dask-magic: {names} was changed by the loop body on a worker; that change does "
-                  "not come back to the notebook. Return values instead (e.g. "
-                  "`results.append(...)`) and apply them after the loop.", file=sys.stderr)
+            print(
+                f"dask-magic: {names} was changed by the loop body on a worker; that change does "
+                "not come back to the notebook. Return values instead (e.g. "
+                "`results.append(...)`) and apply them after the loop.",
+                file=sys.stderr,
+            )
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
         if run.on_error == "raise" and run.counts.failed:
@@ -208,7 +289,11 @@ class DaskMagics(Magics):
             raise UsageError(f"item {first.index} ({first.item_repr}) failed:\n{first.traceback}")
         self._run_code(plan.postlude, filename)
         if plan.last_expr is not None:
-            expr = ast.Expression(self.shell.transform_ast(ast.Module([ast.Expr(plan.last_expr.body)], [])).body[0].value)
+            expr = ast.Expression(
+                self.shell.transform_ast(ast.Module([ast.Expr(plan.last_expr.body)], []))
+                .body[0]
+                .value
+            )
             return eval(compile(expr, filename, "eval"), self.shell.user_ns)  # noqa: S307
         # the cell's value is the Run, unless the live panel already is its display (an
         # `Out[n]: <Run ...>` under it would only go stale after a retry)
@@ -217,10 +302,31 @@ class DaskMagics(Magics):
     # -- %parallel_retry -----------------------------------------------------------------------
     @magic_arguments()
     @argument("run", nargs="?", help="The run to retry: its --name, or nothing for the last run.")
-    @argument("--retries", type=int, default=None, metavar="N", help="Run a failing item up to N more times.")
-    @argument("--serial", action="store_true", default=None, help="Retry in this kernel instead of on the cluster.")
-    @argument("--here", type=int, metavar="INDEX", help="Run item INDEX in this kernel with errors raised, so %%debug opens at your line.")
-    @argument("--progress", choices=["auto", "widget", "text", "none"], default="auto", help="How to show progress.")
+    @argument(
+        "--retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Run a failing item up to N more times.",
+    )
+    @argument(
+        "--serial",
+        action="store_true",
+        default=None,
+        help="Retry in this kernel instead of on the cluster.",
+    )
+    @argument(
+        "--here",
+        type=int,
+        metavar="INDEX",
+        help="Run item INDEX in this kernel with errors raised, so %%debug opens at your line.",
+    )
+    @argument(
+        "--progress",
+        choices=["auto", "widget", "text", "none"],
+        default="auto",
+        help="How to show progress.",
+    )
     @line_magic("parallel_retry")
     def parallel_retry(self, line: str) -> Any:
         """Run the failed (and cancelled) items of the last run again, after a fix.
@@ -230,10 +336,23 @@ class DaskMagics(Magics):
         """
         args = self._parse(self.parallel_retry, line)
         run = self._find_run(args.run)
-        return self.retry_run(run, retries=args.retries, serial=args.serial or None, here=args.here, progress=args.progress)
+        return self.retry_run(
+            run,
+            retries=args.retries,
+            serial=args.serial or None,
+            here=args.here,
+            progress=args.progress,
+        )
 
-    def retry_run(self, run: Run, *, retries: int | None = None, serial: bool | None = None,
-                  here: int | None = None, progress: str = "auto") -> Any:
+    def retry_run(
+        self,
+        run: Run,
+        *,
+        retries: int | None = None,
+        serial: bool | None = None,
+        here: int | None = None,
+        progress: str = "auto",
+    ) -> Any:
         """Retry ``run`` (also what the panel's and the sidebar's buttons call)."""
         state = run._loop_state
         if here is not None:
@@ -245,7 +364,9 @@ class DaskMagics(Magics):
                 print(f"dask-magic: nothing to retry: all {run.counts.total} items are done")
                 return run
             observers = views.observers(self, progress)
-            run.observers[:] = [o for o in run.observers if getattr(o, "persistent", False)] + observers
+            run.observers[:] = [
+                o for o in run.observers if getattr(o, "persistent", False)
+            ] + observers
             try:
                 run.retry(retries=retries, serial=serial)
             except (ClusterError, PicklingError) as exc:
@@ -280,7 +401,11 @@ class DaskMagics(Magics):
             if args.close:
                 closed = cluster.close_cluster()
                 self._sidebar_cluster(None)
-                print("dask-magic: local cluster closed" if closed else "dask-magic: no local cluster of dask-magic's is running")
+                print(
+                    "dask-magic: local cluster closed"
+                    if closed
+                    else "dask-magic: no local cluster of dask-magic's is running"
+                )
                 return
             if args.restart:
                 cluster.restart_cluster()
@@ -328,8 +453,11 @@ def _sent_names(plan: Any, ns: dict[str, Any]) -> str:
         if name not in ns:
             continue
         value = ns[name]
-        how = "scattered once, re-used by later runs while unchanged" if scatter.should_scatter(value) \
+        how = (
+            "scattered once, re-used by later runs while unchanged"
+            if scatter.should_scatter(value)
             else "sent with the run's code"
+        )
         lines.append(f"#   {name}: {type(value).__name__}, {format_bytes(sizeof(value))}: {how}")
     return "\n".join(lines) if len(lines) > 1 else lines[0] + ": none"
 

@@ -63,6 +63,8 @@ def panel_run(magics: DaskMagics, view: Any) -> Run:
     run_id = view.snapshot.run_id if view.snapshot is not None else None
     run = magics.runs.get(run_id) if run_id else None
     if run is None:
-        raise UsageError(f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs); "
-                         "run its cell again")
+        raise UsageError(
+            f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs); "
+            "run its cell again"
+        )
     return run

@@ -63,7 +63,9 @@ def execute(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3",
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
     )
     try:
@@ -107,8 +109,12 @@ def summaries(nb: nbformat.NotebookNode) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", default=["01-quickstart.ipynb"],
-                        help="notebooks to run (names in notebooks/ or paths)")
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        default=["01-quickstart.ipynb"],
+        help="notebooks to run (names in notebooks/ or paths)",
+    )
     parser.add_argument("--workdir", help="working folder (default: a new temporary folder)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell")
     args = parser.parse_args(argv)
@@ -120,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         nb = execute(path, workdir, timeout=args.timeout)
         for text in summaries(nb):
             print("\n" + text)
-        print(f"\n{path.name}: {len(nb.cells)} cells in {time.perf_counter() - start:.0f} s; "
-              f"executed copy: {workdir / path.name}")
+        print(
+            f"\n{path.name}: {len(nb.cells)} cells in {time.perf_counter() - start:.0f} s; "
+            f"executed copy: {workdir / path.name}"
+        )
     return 0
 
 

@@ -41,17 +41,16 @@ def fresh(ip):
 
 def user_names(ns: dict) -> dict:
     """The part of a namespace a user wrote (no IPython history variables)."""
-    return {
-        k: v for k, v in ns.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES
-    }
+    return {k: v for k, v in ns.items() if not k.startswith("_") and k not in _IPYTHON_NAMES}
 
 
 def run_ok(ip, cell: str):
     """Run a cell and fail the test with the cell's error if it raised."""
     result = ip.run_cell(cell)
     if not result.success:
-        raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{cell}")
+        raise AssertionError(
+            f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{cell}"
+        )
     return result.result
 
 
@@ -61,8 +60,11 @@ def one_worker_cluster():
     from distributed import LocalCluster
 
     made = LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True,
-        host="127.0.0.1", dashboard_address="127.0.0.1:0",
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
     )
     yield made
     made.close()

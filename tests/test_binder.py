@@ -58,8 +58,17 @@ def test_binder_files():
 def test_requirements_are_ranges():
     requirements = _requirements()
     names = {re.split(r"[<>=!~\[ ]", r)[0].lower() for r in requirements}
-    assert {"jupyterlab", "ipykernel", "ipywidgets", "jupyter-server-proxy", "bokeh", "dask",
-            "distributed", "pandas", "numpy"} <= names
+    assert {
+        "jupyterlab",
+        "ipykernel",
+        "ipywidgets",
+        "jupyter-server-proxy",
+        "bokeh",
+        "dask",
+        "distributed",
+        "pandas",
+        "numpy",
+    } <= names
     for requirement in requirements:
         ranged = ">=" in requirement and "<" in requirement.replace("<=", "")
         assert ranged, f"not a range: {requirement}"
@@ -80,23 +89,34 @@ def test_start_routes_the_dashboard_through_the_proxy_and_sizes_the_cluster():
         " budget, size.workers]))\n"
     )
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([str(BINDER / "start"), sys.executable, "-c", probe], env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(BINDER / "start"), sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     limit, link, shown, budget, workers = json.loads(done.stdout)
     assert limit == str(2 * 2**30 - 768 * 2**20)  # the session's 2 GiB less 768 MiB
     assert link == shown == "/user/someone/proxy/8787/status"
     assert budget == 1280 * 2**20 and workers == 1
     # a value set by hand wins
     env["DASK_MAGIC_MEMORY_LIMIT"] = "2GB"
-    done = subprocess.run([str(BINDER / "start"), "env"], env=env, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [str(BINDER / "start"), "env"], env=env, capture_output=True, text=True, check=True
+    )
     assert "DASK_MAGIC_MEMORY_LIMIT=2GB" in done.stdout.splitlines()
 
 
 def _copy_checkout(target: Path) -> None:
     """The files git would commit (tracked, and new ones not ignored), as Binder clones them."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():
@@ -128,12 +148,14 @@ def test_binder_environment_from_scratch_runs_the_quickstart(tmp_path):
     env = _clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", VIRTUAL_ENV=str(venv))
     if "YARN_NPM_REGISTRY_SERVER" not in env and shutil.which("npm"):
         # the sidebar's build fetches from npm's configured registry, as the Makefile arranges
-        registry = subprocess.run(["npm", "config", "get", "registry"],
-                                  capture_output=True, text=True).stdout.strip()
+        registry = subprocess.run(
+            ["npm", "config", "get", "registry"], capture_output=True, text=True
+        ).stdout.strip()
         if registry:
             env["YARN_NPM_REGISTRY_SERVER"] = registry
-    build = subprocess.run([str(repo / "binder" / "postBuild")], cwd=repo, env=env,
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [str(repo / "binder" / "postBuild")], cwd=repo, env=env, capture_output=True, text=True
+    )
     built = time.perf_counter()
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     assert "JupyterLab extension @jupyter-widgets/jupyterlab-manager enabled OK" in build.stdout
@@ -144,17 +166,32 @@ def test_binder_environment_from_scratch_runs_the_quickstart(tmp_path):
     nb = nbformat.read(str(repo / "notebooks" / "01-quickstart.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(FACTS))
     nbformat.write(nb, str(work / "01-quickstart.ipynb"))
-    session = dict(env, DASK_MAGIC_MEMORY_LIMIT="2GB",
-                   JUPYTERHUB_SERVICE_PREFIX="/user/binder-test/")
+    session = dict(
+        env, DASK_MAGIC_MEMORY_LIMIT="2GB", JUPYTERHUB_SERVICE_PREFIX="/user/binder-test/"
+    )
     run = subprocess.run(
-        [str(repo / "binder" / "start"), str(venv / "bin" / "jupyter"), "nbconvert",
-         "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=600",
-         "--output", "executed.ipynb", "01-quickstart.ipynb"],
-        cwd=work, env=session, capture_output=True, text=True,
+        [
+            str(repo / "binder" / "start"),
+            str(venv / "bin" / "jupyter"),
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.timeout=600",
+            "--output",
+            "executed.ipynb",
+            "01-quickstart.ipynb",
+        ],
+        cwd=work,
+        env=session,
+        capture_output=True,
+        text=True,
     )
     finished = time.perf_counter()
-    print(f"\nbinder from scratch: venv + postBuild {built - started:.0f} s, "
-          f"01-quickstart {finished - built:.0f} s, total {finished - started:.0f} s")
+    print(
+        f"\nbinder from scratch: venv + postBuild {built - started:.0f} s, "
+        f"01-quickstart {finished - built:.0f} s, total {finished - started:.0f} s"
+    )
     assert run.returncode == 0, run.stderr[-4000:]
 
     executed = nbformat.read(str(work / "executed.ipynb"), as_version=4)

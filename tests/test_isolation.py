@@ -53,7 +53,10 @@ REPORT = "from dask_magic.engine import cluster\nprint('RESULT', total, cluster.
 
 
 def test_two_kernels_each_with_their_own_cluster():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     kernels = [start_new_kernel(kernel_name="python3", env=env) for _ in range(2)]
     try:
         for _, client in kernels:
@@ -71,7 +74,12 @@ def test_two_kernels_each_with_their_own_cluster():
             t.join()
         assert all(r["status"] == "ok" for r in results.values()), results
         reports = [_execute(client, REPORT)["out"] for _, client in kernels]
-        parsed = [line.split(" ", 3) for r in reports for line in r.splitlines() if line.startswith("RESULT")]
+        parsed = [
+            line.split(" ", 3)
+            for r in reports
+            for line in r.splitlines()
+            if line.startswith("RESULT")
+        ]
         (_, total_a, sched_a, pids_a), (_, total_b, sched_b, pids_b) = parsed
         assert (int(total_a), int(total_b)) == (sum(range(40)), 2 * sum(range(40)))
         assert sched_a != sched_b and pids_a != pids_b  # separate clusters, separate workers

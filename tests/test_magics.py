@@ -20,7 +20,9 @@ def magics(ip):
 
 def usage_error(ip, cell: str) -> str:
     result = ip.run_cell(cell)
-    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec or result.error_before_exec
+    assert isinstance(result.error_in_exec, UsageError), (
+        result.error_in_exec or result.error_before_exec
+    )
     return str(result.error_in_exec)
 
 
@@ -81,12 +83,16 @@ def test_retry_with_nothing_to_do(fresh, capsys):
 
 def test_on_error_raise_stops_with_the_item_traceback(fresh):
     run_ok(fresh, FAILING_SETUP)
-    message = usage_error(fresh, FAILING_LOOP.replace("--progress none", "--progress none --on-error raise"))
+    message = usage_error(
+        fresh, FAILING_LOOP.replace("--progress none", "--progress none --on-error raise")
+    )
     assert "failed:" in message and "ValueError: bad record" in message
 
 
 def test_retries_rerun_flaky_items(fresh, tmp_path):
-    run_ok(fresh, f"import pathlib\nmarks = pathlib.Path({str(tmp_path)!r})\nitems = list(range(6))")
+    run_ok(
+        fresh, f"import pathlib\nmarks = pathlib.Path({str(tmp_path)!r})\nitems = list(range(6))"
+    )
     cell = """%%parallel_for --progress none --retries 2
 done = []
 for x in items:
@@ -113,7 +119,10 @@ def test_same_cluster_for_every_cell(fresh, capfd):
 def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
     run_ok(fresh, "import time\nitems = list(range(40))")
     cell = "%%parallel_for --progress none\nout = []\nfor x in items:\n    time.sleep(0.25)\n    out.append(x)\n"
-    run_ok(fresh, "%%parallel_for --progress none\nwarm = []\nfor x in items[:2]:\n    warm.append(x)\n")
+    run_ok(
+        fresh,
+        "%%parallel_for --progress none\nwarm = []\nfor x in items[:2]:\n    warm.append(x)\n",
+    )
     timer = threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     message = usage_error(fresh, cell)
@@ -128,11 +137,18 @@ def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
     # the cluster is still usable, and the retry runs exactly the unfinished items
     fresh.run_line_magic("parallel_retry", "--progress none")
     assert fresh.user_ns["out"] == list(range(40))
-    assert run_ok(fresh, "%%parallel_for --progress none\nz = []\nfor x in items[:3]:\n    z.append(x)\n").counts.done == 3
+    assert (
+        run_ok(
+            fresh, "%%parallel_for --progress none\nz = []\nfor x in items[:3]:\n    z.append(x)\n"
+        ).counts.done
+        == 3
+    )
 
 
 def test_refusal_through_the_magic_names_line_and_column(fresh):
-    message = usage_error(fresh, "%%parallel_for\ncount = 0\nfor f in [1, 2]:\n    count = count + 1\n")
+    message = usage_error(
+        fresh, "%%parallel_for\ncount = 0\nfor f in [1, 2]:\n    count = count + 1\n"
+    )
     assert "cannot run this loop in parallel" in message
     assert "line 4, column 13: `count` is read on line 4" in message
     assert "    count = count + 1" in message and "fix:" in message
@@ -148,14 +164,17 @@ def test_misspelled_option_gets_a_suggestion(fresh):
     assert "did you mean --retries?" in message
 
 
-@pytest.mark.parametrize(("line", "words"), [
-    ("--batch 0", "--batch 0"),
-    ("--batch many", "--batch many"),
-    ("--workers 0", "--workers 0"),
-    ("--retries -1", "--retries -1"),
-    ("--on-error stop", "invalid choice"),
-    ("--client nosuchname", "no variable `nosuchname`"),
-])
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("--batch 0", "--batch 0"),
+        ("--batch many", "--batch many"),
+        ("--workers 0", "--workers 0"),
+        ("--retries -1", "--retries -1"),
+        ("--on-error stop", "invalid choice"),
+        ("--client nosuchname", "no variable `nosuchname`"),
+    ],
+)
 def test_bad_option_values(fresh, line, words):
     assert words in usage_error(fresh, f"%%parallel_for {line}\nfor f in [1]:\n    pass\n")
 
@@ -174,9 +193,14 @@ def test_iterable_that_raises_is_reported_with_its_line(fresh):
 
 def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
     run_ok(fresh, "import numpy as np\ntable = np.zeros(1_000_000)\nscale = 3")
-    run_ok(fresh, "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n    results.append(f * scale + table[f])\n")
+    run_ok(
+        fresh,
+        "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n    results.append(f * scale + table[f])\n",
+    )
     out = capsys.readouterr().out
-    assert "#   table: ndarray, 7.63 MiB: scattered once, re-used by later runs while unchanged" in out
+    assert (
+        "#   table: ndarray, 7.63 MiB: scattered once, re-used by later runs while unchanged" in out
+    )
     assert "#   scale: int, 28 B: sent with the run's code" in out
     assert "def dask_magic_loop(@dm_item, @dm_rec):" in out
     assert "@dm_rec.call('results', (), 'append', (f * scale + table[f],), {})" in out
@@ -184,7 +208,10 @@ def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
 
 
 def test_name_binds_the_run_and_last_expression_is_the_value(fresh):
-    value = run_ok(fresh, "%%parallel_for --name myrun --progress none\nout = []\nfor f in range(3):\n    out.append(f)\nlen(out)\n")
+    value = run_ok(
+        fresh,
+        "%%parallel_for --name myrun --progress none\nout = []\nfor f in range(3):\n    out.append(f)\nlen(out)\n",
+    )
     assert value == 3
     assert fresh.user_ns["myrun"].counts.done == 3
     assert repr(fresh.user_ns["myrun"]).startswith("<Run 'myrun' finished: 3 done, 0 failed of 3")
@@ -192,7 +219,10 @@ def test_name_binds_the_run_and_last_expression_is_the_value(fresh):
 
 def test_serial_reruns_in_the_kernel(fresh):
     run_ok(fresh, "import os\npids = []")
-    run_ok(fresh, "%%parallel_for --serial --progress none\nfor f in range(3):\n    pids.append(os.getpid())\n")
+    run_ok(
+        fresh,
+        "%%parallel_for --serial --progress none\nfor f in range(3):\n    pids.append(os.getpid())\n",
+    )
     assert set(fresh.user_ns["pids"]) == {os.getpid()}
 
 
@@ -241,14 +271,22 @@ def test_dask_cluster_scale_restart_and_close(fresh, capsys):
     before = cluster.get_client().scheduler.address
     run_ok(fresh, "%dask_cluster --close")
     assert "closed" in capsys.readouterr().out
-    run = run_ok(fresh, "%%parallel_for --progress none\nout = []\nfor x in range(3):\n    out.append(x)\n")
+    run = run_ok(
+        fresh, "%%parallel_for --progress none\nout = []\nfor x in range(3):\n    out.append(x)\n"
+    )
     assert run.counts.done == 3 and run.cluster.scheduler != before  # a fresh cluster on demand
 
 
 def test_a_change_the_code_cannot_show_is_reported(fresh, capsys):
-    run_ok(fresh, "class Model:\n    def __init__(self):\n        self.seen = []\n    def fit(self, x):\n        self.seen.append(x)\n"
-                  "model = Model()\nconfig = {'scale': 2}")
-    run_ok(fresh, "%%parallel_for --progress none\nout = []\nfor x in range(4):\n    model.fit(x)\n    out.append(x * config['scale'])\n")
+    run_ok(
+        fresh,
+        "class Model:\n    def __init__(self):\n        self.seen = []\n    def fit(self, x):\n        self.seen.append(x)\n"
+        "model = Model()\nconfig = {'scale': 2}",
+    )
+    run_ok(
+        fresh,
+        "%%parallel_for --progress none\nout = []\nfor x in range(4):\n    model.fit(x)\n    out.append(x * config['scale'])\n",
+    )
     err = capsys.readouterr().err
     assert "`model` was changed by the loop body on a worker" in err and "`config`" not in err
     assert fresh.user_ns["model"].seen == [] and fresh.user_ns["out"] == [0, 2, 4, 6]

@@ -34,6 +34,7 @@ FACTS_MARK = "NOTEBOOK-FACTS "
 
 # -- helpers -------------------------------------------------------------------------------------
 
+
 def run_notebook(name: str, folder: Path, facts: str) -> tuple[nbformat.NotebookNode, dict]:
     """Execute ``name`` in ``folder``; ``facts`` is a dict expression evaluated at the end."""
     cell = (
@@ -47,7 +48,7 @@ def run_notebook(name: str, folder: Path, facts: str) -> tuple[nbformat.Notebook
     text = headless.outputs_text(nb.cells[-1])
     lines = [line for line in text.splitlines() if line.startswith(FACTS_MARK)]
     assert lines, f"{name}: the facts cell printed nothing: {nb.cells[-1].outputs}"
-    return nb, json.loads(lines[0][len(FACTS_MARK):])
+    return nb, json.loads(lines[0][len(FACTS_MARK) :])
 
 
 def cell(nb: nbformat.NotebookNode, cell_id: str) -> nbformat.NotebookNode:
@@ -82,9 +83,13 @@ def check_tagged_cells_raised(nb: nbformat.NotebookNode) -> None:
 
 # -- the committed notebooks -----------------------------------------------------------------
 
+
 def test_there_are_five_notebooks():
     assert [p.stem for p in ALL] == [
-        "01-quickstart", "02-big-objects", "03-failures-and-debugging", "04-scale-out",
+        "01-quickstart",
+        "02-big-objects",
+        "03-failures-and-debugging",
+        "04-scale-out",
         "05-what-can-run-in-parallel",
     ]
 
@@ -105,16 +110,21 @@ def test_committed_notebook_is_clean(path):
 
 # -- 01-quickstart -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
-    return run_notebook("01-quickstart.ipynb", tmp_path_factory.mktemp("nb01"), """{
+    return run_notebook(
+        "01-quickstart.ipynb",
+        tmp_path_factory.mktemp("nb01"),
+        """{
         "status": str(run.status), "counts": _counts(run), "n_summaries": len(summaries),
         "sensors_in_order": [s["sensor"] for s in summaries] == [Path(f).stem for f in files],
         "broken": broken, "failed_files": failed_files,
         "same_as_serial": all(summaries[files.index(f)] == summarize(f)
                               for f in failed_files + files[:10]),
         "empty_files": sorted(s["sensor"] for s in summaries if s["mean"] is None),
-    }""")
+    }""",
+    )
 
 
 def test_quickstart_plain_loop_stops_then_parallel_reports_the_damaged_files(quickstart):
@@ -130,8 +140,11 @@ def test_quickstart_plain_loop_stops_then_parallel_reports_the_damaged_files(qui
     assert "\n190 summaries\n" in out(nb, "compare")
 
     listing = out(nb, "failures")
-    expected = {"bad number": "ValueError", "missing column": "KeyError",
-                "empty file": "EmptyDataError"}
+    expected = {
+        "bad number": "ValueError",
+        "missing column": "KeyError",
+        "empty file": "EmptyDataError",
+    }
     kinds = sorted(facts["broken"].values())
     assert kinds == sorted(["bad number"] * 4 + ["missing column"] * 3 + ["empty file"] * 3)
     for path, kind in facts["broken"].items():
@@ -161,14 +174,19 @@ def test_quickstart_retry_fixes_only_the_failed_files(quickstart):
 
 # -- 02-big-objects ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big_objects(tmp_path_factory):
-    return run_notebook("02-big-objects.ipynb", tmp_path_factory.mktemp("nb02"), """{
+    return run_notebook(
+        "02-big-objects.ipynb",
+        tmp_path_factory.mktemp("nb02"),
+        """{
         "copies": sorted(copies), "workers": priced.cluster.workers, "priced": _counts(priced),
         "totals_ok": bool(np.allclose(totals, [prices[o].sum() for o in orders[:100]])),
         "correlations": correlations, "from_files": correlations_from_files,
         "expected": [df.corr().loc["a", "b"] for df in frames],
-    }""")
+    }""",
+    )
 
 
 def test_big_object_is_sent_once_and_reused_until_changed(big_objects):
@@ -199,14 +217,19 @@ def test_dataframe_items_get_the_paths_advice(big_objects):
 
 # -- 03-failures-and-debugging -----------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory):
-    return run_notebook("03-failures-and-debugging.ipynb", tmp_path_factory.mktemp("nb03"), """{
+    return run_notebook(
+        "03-failures-and-debugging.ipynb",
+        tmp_path_factory.mktemp("nb03"),
+        """{
         "orders": _counts(orders_run), "row_ids": [row["id"] for row in rows],
         "unknown": sorted(row["id"] for row in rows if row["customer"] == "unknown"),
         "no_retries": _counts(no_retries), "with_retries": _counts(with_retries),
         "rates": rates, "slow": _counts(slow), "checked": checked,
-    }""")
+    }""",
+    )
 
 
 def test_failures_grouped_with_traceback_and_output(failures):
@@ -222,8 +245,11 @@ def test_failures_grouped_with_traceback_and_output(failures):
         "51 orders parsed",
     ]
     tb = out(nb, "traceback")
-    assert re.search(r"Cell In\[\d+\], line 4, in <loop body>\n"
-                     r"    rows.append\(parse_order\(rec\)\)", tb)
+    assert re.search(
+        r"Cell In\[\d+\], line 4, in <loop body>\n"
+        r"    rows.append\(parse_order\(rec\)\)",
+        tb,
+    )
     assert re.search(r"Cell In\[\d+\], line 16, in parse_order", tb)
     assert tb.rstrip().endswith("KeyError: 'customer'") and "distributed" not in tb
     assert out(nb, "stdout").startswith("\"order 7 raw: {'id': 7,")
@@ -251,8 +277,9 @@ def test_retry_after_fix_retries_and_interrupt(failures):
     assert facts["rates"] == {str(day): round(1.08 + day / 1000, 4) for day in range(1, 31)}
     # the timer's SIGINT interrupted the run: finished items kept in order, the rest cancelled
     message = out(nb, "interrupted")
-    found = re.search(r"UsageError: interrupted: (\d+) finished items kept, (\d+) cancelled",
-                      message)
+    found = re.search(
+        r"UsageError: interrupted: (\d+) finished items kept, (\d+) cancelled", message
+    )
     assert found and int(found[1]) + int(found[2]) == 30 and int(found[2]) > 0
     assert f"kept {found[1]} finished results, in item order: True" in out(nb, "kept")
     assert facts["slow"]["done"] == 30 and facts["checked"] == [n * n for n in range(30)]
@@ -260,9 +287,13 @@ def test_retry_after_fix_retries_and_interrupt(failures):
 
 # -- 04-scale-out -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def scale_out(tmp_path_factory):
-    return run_notebook("04-scale-out.ipynb", tmp_path_factory.mktemp("nb04"), """{
+    return run_notebook(
+        "04-scale-out.ipynb",
+        tmp_path_factory.mktemp("nb04"),
+        """{
         "address": address,
         "remote": [remote.cluster.scheduler, remote.cluster.workers, remote.cluster.local],
         "from_env": from_env.cluster.scheduler,
@@ -271,7 +302,8 @@ def scale_out(tmp_path_factory):
         "lengths": [len(lengths), lengths[27], lengths[97]],
         "stopped": [p.returncode is not None for p in processes],
         "env_left": "DASK_SCHEDULER_ADDRESS" in os.environ,
-    }""")
+    }""",
+    )
 
 
 def test_same_cell_on_a_command_line_cluster(scale_out):
@@ -312,13 +344,17 @@ REFUSALS = {
 
 @pytest.fixture(scope="module")
 def what_can_run(tmp_path_factory):
-    return run_notebook("05-what-can-run-in-parallel.ipynb", tmp_path_factory.mktemp("nb05"), """{
+    return run_notebook(
+        "05-what-can-run-in-parallel.ipynb",
+        tmp_path_factory.mktemp("nb05"),
+        """{
         "words_col": df.words.tolist(), "first": first, "unique": unique,
         "table": [list(table.columns), len(table),
                   table.words.tolist() == [len(t.split()) for t in texts]],
         "todo": len(todo), "line_counts": line_counts, "letters": len(letters),
         "items_written": len(list(data.glob("item-*.txt"))), "log_closed": log.closed,
-    }""")
+    }""",
+    )
 
 
 @pytest.mark.parametrize("cell_id", sorted(REFUSALS))
@@ -339,7 +375,8 @@ def test_unpicklable_name_is_named(what_can_run):
     nb, _ = what_can_run
     message = out(nb, "refused-file")
     assert message.startswith(
-        "UsageError: the loop body reads `log`, which cannot be sent to the workers")
+        "UsageError: the loop body reads `log`, which cannot be sent to the workers"
+    )
     assert "an open file" in message and not has_panel(nb, "refused-file")
 
 
@@ -351,7 +388,12 @@ def test_accepted_loops_and_rewrites_give_the_serial_results(what_can_run):
     assert facts["words_col"] == [4.0, 0.0, 5.0, 3.0, 2.0] * 2
     assert facts["first"] == 2
     assert facts["unique"] == [
-        "the quick brown fox", "", "jumps over 13 lazy dogs", "and 7 cats", "the end"]
+        "the quick brown fox",
+        "",
+        "jumps over 13 lazy dogs",
+        "and 7 cats",
+        "the end",
+    ]
     assert facts["table"] == [["item", "words"], 100, True]
     assert facts["todo"] == 80 and facts["letters"] == 980
     assert facts["line_counts"] == {f"texts-{k}.txt": 25 for k in range(4)}

@@ -24,7 +24,10 @@ def _free_port() -> int:
 def _dask(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
     )
 
 
@@ -34,10 +37,33 @@ def scheduler(tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("cluster-cwd")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [_dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0", cwd=elsewhere)]
+    procs = [
+        _dask(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            "127.0.0.1:0",
+            cwd=elsewhere,
+        )
+    ]
     procs += [
-        _dask("worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-              "--dashboard-address", "127.0.0.1:0", "--no-nanny", cwd=elsewhere)
+        _dask(
+            "worker",
+            address,
+            "--host",
+            "127.0.0.1",
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "1",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--no-nanny",
+            cwd=elsewhere,
+        )
         for _ in range(2)
     ]
     from distributed import Client
@@ -58,9 +84,15 @@ def scheduler(tmp_path_factory):
 
 
 def test_parallel_for_on_a_command_line_cluster(fresh, scheduler):
-    run_ok(fresh, "import os\ndef describe(x):\n    return (x * x, os.getpid())\nitems = list(range(12))")
-    run = run_ok(fresh, f"%%parallel_for --scheduler {scheduler} --progress none\nsquares = []\npids = set()\n"
-                        "for x in items:\n    sq, pid = describe(x)\n    squares.append(sq)\n    pids.add(pid)\n")
+    run_ok(
+        fresh,
+        "import os\ndef describe(x):\n    return (x * x, os.getpid())\nitems = list(range(12))",
+    )
+    run = run_ok(
+        fresh,
+        f"%%parallel_for --scheduler {scheduler} --progress none\nsquares = []\npids = set()\n"
+        "for x in items:\n    sq, pid = describe(x)\n    squares.append(sq)\n    pids.add(pid)\n",
+    )
     assert run.counts.done == 12
     assert run.cluster.scheduler == scheduler and run.cluster.workers == 2 and not run.cluster.local
     assert fresh.user_ns["squares"] == [x * x for x in range(12)]
@@ -70,16 +102,24 @@ def test_parallel_for_on_a_command_line_cluster(fresh, scheduler):
 
 def test_failures_on_the_remote_cluster_point_at_the_cell(fresh, scheduler):
     run_ok(fresh, "def check(x):\n    if x == 3:\n        raise KeyError(x)\n    return x\n")
-    run = run_ok(fresh, f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(5):\n    out.append(check(x))\n")
+    run = run_ok(
+        fresh,
+        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(5):\n    out.append(check(x))\n",
+    )
     assert run.counts.failed == 1 and fresh.user_ns["out"] == [0, 1, 2, 4]
     assert run.failures[0].line == 4 and "out.append(check(x))" in run.failures[0].traceback
 
 
-def test_module_next_to_the_notebook_is_shipped_to_remote_workers(fresh, scheduler, tmp_path, monkeypatch):
+def test_module_next_to_the_notebook_is_shipped_to_remote_workers(
+    fresh, scheduler, tmp_path, monkeypatch
+):
     (tmp_path / "nb_helpers_xyz.py").write_text("def clean(x):\n    return f'clean-{x}'\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     run_ok(fresh, "import nb_helpers_xyz")
-    run = run_ok(fresh, f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(4):\n    out.append(nb_helpers_xyz.clean(x))\n")
+    run = run_ok(
+        fresh,
+        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(4):\n    out.append(nb_helpers_xyz.clean(x))\n",
+    )
     assert run.counts.done == 4, run.failures[0].traceback if run.failures else ""
     assert fresh.user_ns["out"] == [f"clean-{x}" for x in range(4)]

@@ -65,11 +65,15 @@ def _pass(run: Run, state: dict[str, Any], indices: list[int]) -> None:
     settings: RunOptions = state["options"]
     client = pick_client(settings)
     bundle = {"kind": "function", "fn": state["fn"]}
-    job = execute.make_job(bundle, pickle=client is not None, retries=settings.retries, batch=settings.batch)
+    job = execute.make_job(
+        bundle, pickle=client is not None, retries=settings.retries, batch=settings.batch
+    )
     drive(run, job, indices, client, lambda _key: None)
 
 
-def _retry(run: Run, state: dict[str, Any], fn: Callable[[Any], Any] | None, **overrides: Any) -> Run:
+def _retry(
+    run: Run, state: dict[str, Any], fn: Callable[[Any], Any] | None, **overrides: Any
+) -> Run:
     if fn is not None:
         state["fn"] = fn
     for key, value in overrides.items():

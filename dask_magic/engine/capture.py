@@ -50,7 +50,9 @@ class _CappedText:
         if len(tail) > OUTPUT_TAIL:
             self._dropped += len(tail) - OUTPUT_TAIL
             tail = tail[-OUTPUT_TAIL:]
-        middle = f"\n[... {self._dropped:,} characters of output dropped ...]\n" if self._dropped else ""
+        middle = (
+            f"\n[... {self._dropped:,} characters of output dropped ...]\n" if self._dropped else ""
+        )
         return self._head.getvalue() + middle + tail
 
 

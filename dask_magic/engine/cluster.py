@@ -310,7 +310,10 @@ def _start_local(workers: int | None, threads: int | None) -> _Local:
 #: Worker settings for dask-magic's own cluster: the statistical profiler (every 10 ms) and
 #: the 20 ms admin tick take the GIL from pure-Python items; measured in benchmarks/, they cost
 #: about 8 % of CPU-bound throughput. The dashboard's profile page stays empty as a result.
-_WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
+_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+}
 
 
 def _new_local_cluster(size: _Size) -> LocalCluster:

@@ -103,14 +103,22 @@ def dumps_keeping_filenames(obj: Any) -> bytes:
 
 # -- in the kernel (--serial) -------------------------------------------------------------------
 
+
 def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str:
     """Run the same body item by item in this process; returns how the run ended."""
     big_env = dict(job.big_env)
     for position, pair in enumerate(pairs):
         try:
             outcomes = worker.run_batch(
-                job.token, job.blob, big_env, [pair], -1, None,
-                worker="kernel", retries=job.retries, serialize=False,
+                job.token,
+                job.blob,
+                big_env,
+                [pair],
+                -1,
+                None,
+                worker="kernel",
+                retries=job.retries,
+                serialize=False,
             )
         except KeyboardInterrupt:
             sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in pairs[position:]])
@@ -118,12 +126,13 @@ def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str
         sink.add(outcomes)  # type: ignore[arg-type]
         sink.tick(0)
         if sink.should_stop():
-            sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in pairs[position + 1:]])
+            sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in pairs[position + 1 :]])
             return "stopped"
     return "completed"
 
 
 # -- on the cluster ------------------------------------------------------------------------------
+
 
 def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, budget=None):  # noqa: ANN001, ANN202
     """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
@@ -134,12 +143,16 @@ def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, 
     except ValueError:  # run outside a worker (a synchronous scheduler in tests)
         address = None
     batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
-    return worker.run_batch(token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget)
+    return worker.run_batch(
+        token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
+    )
 
 
 def total_threads(client: Any) -> int:
     """Worker threads the scheduler knows of, from the client's cached scheduler info."""
-    info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+    info = (
+        client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+    )
     return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
 
 
@@ -173,7 +186,9 @@ def deferred_interrupt() -> Iterator[None]:
 class DaskRun:
     """One pass of a run over ``pairs`` on a Dask cluster."""
 
-    def __init__(self, client: Any, job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink, stash_key: str) -> None:
+    def __init__(
+        self, client: Any, job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink, stash_key: str
+    ) -> None:
         self.client = client
         self.job = job
         self.sink = sink
@@ -202,8 +217,12 @@ class DaskRun:
         self.sink.add(outcomes)
 
     # submission
-    def submit(self, batches: list[list[tuple[int, Any]]], budget: float | None = None,
-               payloads: list[bytes] | None = None) -> None:
+    def submit(
+        self,
+        batches: list[list[tuple[int, Any]]],
+        budget: float | None = None,
+        payloads: list[bytes] | None = None,
+    ) -> None:
         if not batches:
             return
         if self.bundle is None:
@@ -213,14 +232,24 @@ class DaskRun:
             if not batches:
                 return
         n = len(batches)
-        keys = [f"{self.job.key_prefix}-{self.run_key}-{self.batch_counter + i + 1}" for i in range(n)]
+        keys = [
+            f"{self.job.key_prefix}-{self.run_key}-{self.batch_counter + i + 1}" for i in range(n)
+        ]
         self.batch_counter += n
         self.unrecorded_keys = keys  # if Ctrl-C lands inside map(), these still get cancelled
         with deferred_interrupt():  # a Ctrl-C inside map() could leave tasks nobody tracks
             futures = self.client.map(
-                _run_on_worker, [self.job.token] * n, [self.bundle] * n, [self.job.big_env] * n,
-                payloads, [self.last_index] * n, [self.stash_key] * n, [self.job.retries] * n,
-                [budget] * n, key=keys, pure=False,
+                _run_on_worker,
+                [self.job.token] * n,
+                [self.bundle] * n,
+                [self.job.big_env] * n,
+                payloads,
+                [self.last_index] * n,
+                [self.stash_key] * n,
+                [self.job.retries] * n,
+                [budget] * n,
+                key=keys,
+                pure=False,
             )
             for future, batch in zip(futures, batches):
                 self.in_flight[future] = batch
@@ -232,7 +261,9 @@ class DaskRun:
 
     def submit_first_wave(self) -> None:
         """Shares of the items, each run until its time budget is spent (see `batching`)."""
-        wave, self.held, budget = batching.timed_first_wave(self.pairs, self.threads, self.job.batch)
+        wave, self.held, budget = batching.timed_first_wave(
+            self.pairs, self.threads, self.job.batch
+        )
         if budget is None:
             self.submit(wave)
             return
@@ -244,7 +275,9 @@ class DaskRun:
             return
         self.submit(wave, budget, payloads)
 
-    def _pickle(self, batches: list[list[tuple[int, Any]]]) -> tuple[list[list[tuple[int, Any]]], list[bytes]]:
+    def _pickle(
+        self, batches: list[list[tuple[int, Any]]]
+    ) -> tuple[list[list[tuple[int, Any]]], list[bytes]]:
         """Each batch's items as one blob; an item that cannot be pickled fails alone."""
         kept, payloads, failed = [], [], []
         for batch in batches:
@@ -330,7 +363,7 @@ class DaskRun:
                     batch = self.in_flight.pop(future, None)
                     self.timed.discard(future)
                     if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
-                        self.held += batch[len(got):]
+                        self.held += batch[len(got) :]
                     outcomes += got
             finally:
                 if collecting:
@@ -378,13 +411,17 @@ class DaskRun:
     def _submit_rest(self) -> None:
         per_item = batching.median(self.probe_durations)
         rest, self.held = self.held, []
-        self.submit(batching.chunk_sizes(rest, batching.guided_sizes(per_item, len(rest), self.threads)))
+        self.submit(
+            batching.chunk_sizes(rest, batching.guided_sizes(per_item, len(rest), self.threads))
+        )
 
     def _cancel_all(self) -> None:
         pending = list(self.in_flight)
         if pending:
             self.client.cancel(pending)
-        cancelled = [pair for f in pending for pair in self.in_flight.pop(f)] + self.held + self.quarantine
+        cancelled = (
+            [pair for f in pending for pair in self.in_flight.pop(f)] + self.held + self.quarantine
+        )
         self.held, self.quarantine = [], []
         if cancelled:
             self._add([ItemOutcome(index=i, status="cancelled") for i, _ in cancelled])
@@ -436,7 +473,9 @@ def infrastructure_error(exc: BaseException) -> ErrorInfo:
     return info
 
 
-def fetch_final_values(client: Any, stash_key: str, wanted: dict[str | None, dict[str, int]]) -> dict[str, Any]:
+def fetch_final_values(
+    client: Any, stash_key: str, wanted: dict[str | None, dict[str, int]]
+) -> dict[str, Any]:
     """Bring back the stashed last bindings in ``wanted`` and clear the run's stash everywhere.
 
     One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not.
@@ -474,6 +513,8 @@ async def _drop_here(stash_key: str) -> None:
     worker.drop_stash(stash_key)
 
 
-def _fetch_here(stash_key: str, by_worker: dict[str, dict[str, int]], dask_worker: Any = None) -> dict[str, Any]:
+def _fetch_here(
+    stash_key: str, by_worker: dict[str, dict[str, int]], dask_worker: Any = None
+) -> dict[str, Any]:
     address = getattr(dask_worker, "address", None)
     return worker.fetch_stash(stash_key, by_worker.get(address, {}))

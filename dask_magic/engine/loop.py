@@ -68,7 +68,13 @@ def start_loop(
     cell_id: str | None = None,
 ) -> Run:
     """Run every item of ``items`` through ``plan``'s body and update ``ns`` like the serial loop."""
-    run = Run(items, name=options.name, describe=_describer(plan, options), cell_id=cell_id, on_error=options.on_error)
+    run = Run(
+        items,
+        name=options.name,
+        describe=_describer(plan, options),
+        cell_id=cell_id,
+        on_error=options.on_error,
+    )
     run.observers.extend(observers)
     before, restorable = _snapshot_accumulators(plan, ns)
     state = _LoopState(plan, ns, options, before, restorable)
@@ -87,7 +93,9 @@ def _describer(plan: LoopPlan, options: RunOptions):  # noqa: ANN202
     return describe
 
 
-def _snapshot_accumulators(plan: LoopPlan, ns: MutableMapping[str, Any]) -> tuple[dict[str, Any], bool]:
+def _snapshot_accumulators(
+    plan: LoopPlan, ns: MutableMapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
     try:
         return {name: copy.deepcopy(ns[name]) for name in plan.accumulators if name in ns}, True
     except Exception:  # an accumulator that cannot be copied: a retry appends instead of rebuilding
@@ -119,7 +127,10 @@ def pick_client(options: RunOptions) -> Any:
     if options.serial:
         return None
     return cluster.get_client(
-        client=options.client, scheduler=options.scheduler, workers=options.workers, threads=options.threads,
+        client=options.client,
+        scheduler=options.scheduler,
+        workers=options.workers,
+        threads=options.threads,
     )
 
 
@@ -147,7 +158,9 @@ def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any
         run.end(how, message)
 
 
-def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any) -> execute.Job:
+def _job(
+    plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any
+) -> execute.Job:
     job_options = {"retries": options.retries, "batch": options.batch}
     if client is None:
         bundle = {"kind": "loop", "code": plan.body_code(), "env": env}
@@ -161,7 +174,9 @@ def _job(plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, 
     if not info.local:
         # workers elsewhere cannot import the notebook folder's own modules: send them
         preflight.ship_local_modules(client, preflight.local_modules(env, Path.cwd()))
-    big_futures = {name: scatter.default_cache.get(client, name, value) for name, value in big.items()}
+    big_futures = {
+        name: scatter.default_cache.get(client, name, value) for name, value in big.items()
+    }
     bundle = {"kind": "loop", "code": plan.body_code(), "env": small}
     return execute.make_job(bundle, big_env=big_futures, **job_options)
 
@@ -170,7 +185,8 @@ def _pickling_message(problems: list[tuple[str, str]]) -> str:
     lines = [f"  {name}: {reason}" for name, reason in problems]
     names = ", ".join(f"`{n}`" for n, _ in problems)
     return (
-        f"the loop body reads {names}, which cannot be sent to the workers:\n" + "\n".join(lines)
+        f"the loop body reads {names}, which cannot be sent to the workers:\n"
+        + "\n".join(lines)
         + "\nfix: create these inside the loop body (e.g. open the file per item), or run with "
         "--serial to stay in the kernel"
     )
@@ -207,13 +223,25 @@ def run_item_here(run: Run, index: int) -> None:
 
     state: _LoopState = run._loop_state
     if not 0 <= index < len(run.items):
-        raise IndexError(f"item {index} does not exist: the run has items 0 to {len(run.items) - 1}")
+        raise IndexError(
+            f"item {index} does not exist: the run has items 0 to {len(run.items) - 1}"
+        )
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
     recorder = Recorder()
     make_body(state.plan.body_code(), env)(run.items[index], recorder)
     run.begin([index])
-    run.add([ItemOutcome(index=index, status="done", ops=recorder.ops, bound=dict(recorder.locals),
-                         deleted=frozenset(n for n in recorder.marked if n not in recorder.locals), worker="kernel")])
+    run.add(
+        [
+            ItemOutcome(
+                index=index,
+                status="done",
+                ops=recorder.ops,
+                bound=dict(recorder.locals),
+                deleted=frozenset(n for n in recorder.marked if n not in recorder.locals),
+                worker="kernel",
+            )
+        ]
+    )
     _land(run, state, None, "", rebuild=state.restorable)
     run.end("completed")
 

@@ -14,10 +14,18 @@ from typing import Any
 from .results import STASHED, ItemOutcome
 
 _IN_PLACE = {
-    "Add": operator.iadd, "Sub": operator.isub, "Mult": operator.imul,
-    "MatMult": operator.imatmul, "Div": operator.itruediv, "FloorDiv": operator.ifloordiv,
-    "Mod": operator.imod, "Pow": operator.ipow, "LShift": operator.ilshift,
-    "RShift": operator.irshift, "BitOr": operator.ior, "BitXor": operator.ixor,
+    "Add": operator.iadd,
+    "Sub": operator.isub,
+    "Mult": operator.imul,
+    "MatMult": operator.imatmul,
+    "Div": operator.itruediv,
+    "FloorDiv": operator.ifloordiv,
+    "Mod": operator.imod,
+    "Pow": operator.ipow,
+    "LShift": operator.ilshift,
+    "RShift": operator.irshift,
+    "BitOr": operator.ior,
+    "BitXor": operator.ixor,
     "BitAnd": operator.iand,
 }
 
@@ -86,7 +94,9 @@ def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]
     return final
 
 
-def stashed_wanted(final: dict[str, tuple[int, Any]], workers: dict[int, str | None]) -> dict[str | None, dict[str, int]]:
+def stashed_wanted(
+    final: dict[str, tuple[int, Any]], workers: dict[int, str | None]
+) -> dict[str | None, dict[str, int]]:
     """Which stashed values to fetch from which worker: ``{worker: {name: index}}``."""
     wanted: dict[str | None, dict[str, int]] = {}
     for name, (index, value) in final.items():

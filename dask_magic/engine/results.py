@@ -181,7 +181,9 @@ class RunSnapshot:
     retry_of: str | None = None  # run_id this run retried
 
 
-def group_failures(failures: tuple[Failure, ...] | list[Failure]) -> list[tuple[str, list[Failure]]]:
+def group_failures(
+    failures: tuple[Failure, ...] | list[Failure],
+) -> list[tuple[str, list[Failure]]]:
     """Failures grouped by exception type and cell line, largest group first."""
     groups: dict[tuple[str, int | None], list[Failure]] = {}
     for failure in failures:

@@ -144,7 +144,9 @@ class Run:
     @property
     def counts(self) -> Counts:
         return Counts(
-            total=len(self.items), done=self._tally["done"], failed=self._tally["failed"],
+            total=len(self.items),
+            done=self._tally["done"],
+            failed=self._tally["failed"],
             running=self._running if self.status is RunStatus.RUNNING else 0,
             cancelled=self._tally["cancelled"],
         )
@@ -178,24 +180,44 @@ class Run:
     @property
     def pending_indices(self) -> list[int]:
         """Items not done: failed, cancelled or never run."""
-        return [i for i in range(len(self.items)) if getattr(self.outcomes.get(i), "status", None) != "done"]
+        return [
+            i
+            for i in range(len(self.items))
+            if getattr(self.outcomes.get(i), "status", None) != "done"
+        ]
 
     @property
     def results(self) -> list[Any]:
         """Return values of the items that succeeded, in item order (the function API)."""
-        return [self.outcomes[i].value for i in sorted(self.outcomes) if self.outcomes[i].status == "done"]
+        return [
+            self.outcomes[i].value
+            for i in sorted(self.outcomes)
+            if self.outcomes[i].status == "done"
+        ]
 
     def snapshot(self) -> RunSnapshot:
         counts = self.counts
         elapsed = self.duration
-        pass_elapsed = max(1e-9, (time.time() if self.status is RunStatus.RUNNING else self._ended) - self._pass_start)
+        pass_elapsed = max(
+            1e-9,
+            (time.time() if self.status is RunStatus.RUNNING else self._ended) - self._pass_start,
+        )
         rate = self._pass_finished / pass_elapsed if self._pass_finished else None
         left = counts.total - counts.finished
         eta = left / rate if rate and self.status is RunStatus.RUNNING else None
         return RunSnapshot(
-            run_id=self.run_id, name=self.name, status=self.status, counts=counts,
-            started=self._started, elapsed=elapsed, rate=rate, eta=eta, cell_id=self.cell_id,
-            cluster=self.cluster, failures=tuple(self.failures), message=self.message,
+            run_id=self.run_id,
+            name=self.name,
+            status=self.status,
+            counts=counts,
+            started=self._started,
+            elapsed=elapsed,
+            rate=rate,
+            eta=eta,
+            cell_id=self.cell_id,
+            cluster=self.cluster,
+            failures=tuple(self.failures),
+            message=self.message,
         )
 
     # -- observers --------------------------------------------------------------------------------
@@ -214,7 +236,9 @@ class Run:
         except Exception as exc:  # a broken view must not lose the user's run
             if id(observer) not in self._broken_observers:
                 self._broken_observers.add(id(observer))
-                warnings.warn(f"dask-magic: a progress view failed: {exc!r}", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"dask-magic: a progress view failed: {exc!r}", RuntimeWarning, stacklevel=2
+                )
 
     # -- text ---------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -223,4 +247,6 @@ class Run:
         parts = [f"{c.done} done", f"{c.failed} failed"]
         if c.cancelled:
             parts.append(f"{c.cancelled} cancelled")
-        return f"<Run{label} {self.status}: {', '.join(parts)} of {c.total} in {self.duration:.1f} s>"
+        return (
+            f"<Run{label} {self.status}: {', '.join(parts)} of {c.total} in {self.duration:.1f} s>"
+        )

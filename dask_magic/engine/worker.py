@@ -39,7 +39,6 @@ RECORDER_NAME = "@dm_rec"
 LOCALS_NAME = "@dm_locals"
 
 
-
 class Recorder:
     """The ``@dm_rec`` object the rewritten body reports to.
 
@@ -201,8 +200,16 @@ class _Columns:
         self.extras: dict[int, dict[str, Any]] = {}  # position -> unusual ItemOutcome fields
 
     def fields(self) -> tuple:
-        return (self.worker, self.indices, self.durations, self.ops, self.values, self.names,
-                self.inline, self.extras)
+        return (
+            self.worker,
+            self.indices,
+            self.durations,
+            self.ops,
+            self.values,
+            self.names,
+            self.inline,
+            self.extras,
+        )
 
     def __reduce__(self) -> tuple:
         return (_unpack, self.fields())
@@ -211,8 +218,21 @@ class _Columns:
 _EMPTY_NAMES: frozenset[str] = frozenset()
 #: `ItemOutcome`'s fields in the order `_unpack` passes them positionally (~40 % cheaper than
 #: keywords, which counts at 10,000 items); checked against the dataclass at import.
-_POSITIONAL = ("index", "status", "ops", "bound", "deleted", "value", "stdout", "stderr", "warnings",
-               "error", "duration", "worker", "mutated")
+_POSITIONAL = (
+    "index",
+    "status",
+    "ops",
+    "bound",
+    "deleted",
+    "value",
+    "stdout",
+    "stderr",
+    "warnings",
+    "error",
+    "duration",
+    "worker",
+    "mutated",
+)
 _BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
 
 
@@ -225,15 +245,39 @@ def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> l
     if _BY_POSITION:
         make, empty = ItemOutcome, _EMPTY_NAMES
         outcomes = [
-            make(index, "done", item_ops, fromkeys(bound, stashed) if bound else {}, empty, value, "", "", (),
-                 None, duration, worker, ())
-            for index, item_ops, bound, value, duration in zip(indices, ops, names, values, durations)
+            make(
+                index,
+                "done",
+                item_ops,
+                fromkeys(bound, stashed) if bound else {},
+                empty,
+                value,
+                "",
+                "",
+                (),
+                None,
+                duration,
+                worker,
+                (),
+            )
+            for index, item_ops, bound, value, duration in zip(
+                indices, ops, names, values, durations
+            )
         ]
     else:  # pragma: no cover - ItemOutcome's fields were reordered: keywords are always right
         outcomes = [
-            ItemOutcome(index=index, status="done", ops=item_ops, bound=fromkeys(bound, stashed) if bound else {},
-                        value=value, duration=duration, worker=worker)
-            for index, item_ops, bound, value, duration in zip(indices, ops, names, values, durations)
+            ItemOutcome(
+                index=index,
+                status="done",
+                ops=item_ops,
+                bound=fromkeys(bound, stashed) if bound else {},
+                value=value,
+                duration=duration,
+                worker=worker,
+            )
+            for index, item_ops, bound, value, duration in zip(
+                indices, ops, names, values, durations
+            )
         ]
     for pos, bound in inline.items():
         outcomes[pos].bound = bound
@@ -245,8 +289,14 @@ def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> l
 
 
 def _run_columns(
-    body: Any, kind: str, batch: list[tuple[int, Any]], last_index: int, stash_key: str | None,
-    worker: str | None, retries: int, budget: float | None = None,
+    body: Any,
+    kind: str,
+    batch: list[tuple[int, Any]],
+    last_index: int,
+    stash_key: str | None,
+    worker: str | None,
+    retries: int,
+    budget: float | None = None,
 ) -> _Columns:
     """Run the items of ``batch``, each with its own capture, into `_Columns`.
 
@@ -332,7 +382,11 @@ def _run_columns(
                     deleted = frozenset(n for n in recorder.marked if n not in (local_names or ()))
                     if deleted:
                         fields = {"deleted": deleted}
-            if capture.stdout is not None or capture.stderr is not None or capture.warnings is not None:
+            if (
+                capture.stdout is not None
+                or capture.stderr is not None
+                or capture.warnings is not None
+            ):
                 fields = fields if fields is not None else {}
                 if capture.stdout is not None:
                     fields["stdout"] = capture.stdout.getvalue()
@@ -447,8 +501,11 @@ def run_batch(
     body, kind = _body_for(token, blob, big_env)
     watched = fingerprints(load_bundle(token, blob)["env"]) if kind == "loop" else {}
     columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget)
-    changed = tuple(name for name, print_ in fingerprints(
-        {n: body.__globals__[n] for n in watched}).items() if print_ != watched[name])
+    changed = tuple(
+        name
+        for name, print_ in fingerprints({n: body.__globals__[n] for n in watched}).items()
+        if print_ != watched[name]
+    )
     if changed and columns.indices:
         columns.extras.setdefault(0, {})["mutated"] = changed
     if not serialize:
@@ -459,8 +516,21 @@ def run_batch(
 #: Notebook objects up to this pickled size are fingerprinted around each batch, so that a
 #: change the code cannot show (``ax.plot(x)``, ``model.fit(X)``) is reported, not lost.
 FINGERPRINT_LIMIT = 100_000
-_NEVER_CHANGE = (int, float, complex, str, bytes, bool, type(None), frozenset, range,
-                 types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+_NEVER_CHANGE = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    frozenset,
+    range,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    type,
+)
 
 
 def fingerprints(env: dict[str, Any]) -> dict[str, bytes]:

@@ -64,7 +64,9 @@ def rewrite_loop(
     return _plan(tree, index, loop, facts, filename, shown)
 
 
-def _plan(tree: ast.Module, index: int, loop: ast.For, facts, filename: str, shown: str) -> LoopPlan:  # noqa: ANN001
+def _plan(
+    tree: ast.Module, index: int, loop: ast.For, facts, filename: str, shown: str
+) -> LoopPlan:  # noqa: ANN001
     after = [*loop.orelse, *tree.body[index + 1 :]]
     last_expr = None
     if after and isinstance(after[-1], ast.Expr):

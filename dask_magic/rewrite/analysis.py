@@ -31,11 +31,25 @@ from .scopes import (
 #: replayed in the kernel in item order (DESIGN §3 "accumulators").
 ACCUMULATE_METHODS = frozenset({"append", "extend", "add", "update"})
 #: Methods known to change their receiver in place in a way that is not an accumulation.
-IN_PLACE_METHODS = frozenset({
-    "pop", "remove", "insert", "clear", "sort", "reverse", "popitem", "setdefault",
-    "discard", "appendleft", "extendleft", "popleft", "difference_update",
-    "intersection_update", "symmetric_difference_update",
-})
+IN_PLACE_METHODS = frozenset(
+    {
+        "pop",
+        "remove",
+        "insert",
+        "clear",
+        "sort",
+        "reverse",
+        "popitem",
+        "setdefault",
+        "discard",
+        "appendleft",
+        "extendleft",
+        "popleft",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+    }
+)
 
 
 @dataclass
@@ -81,6 +95,7 @@ def analyze_body(loop: ast.For, offset: int) -> BodyFacts:
 
 # -- control flow: break, return, yield, await, global, IPython ----------------------------
 
+
 def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
     found: list[Finding] = []
     for node in walk_with_loop_depth(body):
@@ -90,7 +105,9 @@ def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
         elif isinstance(node, ast.Return):
             found.append(F.RETURN.at(node, offset))
         elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
-            what = {"Yield": "yield", "YieldFrom": "yield from", "Await": "await"}[type(node).__name__]
+            what = {"Yield": "yield", "YieldFrom": "yield from", "Await": "await"}[
+                type(node).__name__
+            ]
             found.append(F.YIELD_AWAIT.at(node, offset, what=what))
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             what = f"{'global' if isinstance(node, ast.Global) else 'nonlocal'} {', '.join(node.names)}"
@@ -98,7 +115,11 @@ def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
         if isinstance(node, ast.Global) and node not in body:
             found.append(F.GLOBAL.at(node, offset, what=f"global {', '.join(node.names)}"))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "get_ipython":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "get_ipython"
+        ):
             found.append(F.IPYTHON_SYNTAX.at(node, offset))
     for fn in iter_body_scope(body):
         # `nonlocal` in a function defined directly in the body would bind the generated
@@ -106,7 +127,9 @@ def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in iter_body_scope(fn.body):
                 if isinstance(node, ast.Nonlocal):
-                    found.append(F.GLOBAL.at(node, offset, what=f"nonlocal {', '.join(node.names)}"))
+                    found.append(
+                        F.GLOBAL.at(node, offset, what=f"nonlocal {', '.join(node.names)}")
+                    )
     return _dedupe(found)
 
 
@@ -121,6 +144,7 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
 
 
 # -- bindings --------------------------------------------------------------------------------
+
 
 def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
     aug_names: dict[str, ast.AST] = {}
@@ -158,6 +182,7 @@ def mark_augtargets(body: list[ast.stmt]) -> None:
 
 # -- uses of notebook (outer) objects ------------------------------------------------------------
 
+
 def _classify_outer_uses(body: list[ast.stmt], facts: BodyFacts, offset: int) -> None:
     """Find accumulator sites and refuse every other way of changing a notebook object."""
     outer = lambda node: (r := root_name(node)) is not None and r.id not in facts.local_names  # noqa: E731
@@ -178,13 +203,19 @@ def _classify_statement(stmt: ast.stmt, facts: BodyFacts, offset: int, outer) ->
     if isinstance(stmt, ast.Expr) and _is_accumulate_call(stmt.value, outer):
         _add_site(facts, stmt, root_name(stmt.value.func.value))  # type: ignore[attr-defined]
     elif isinstance(stmt, ast.Assign):
-        outer_targets = [t for t in stmt.targets if isinstance(t, (ast.Subscript, ast.Attribute)) and outer(t)]
+        outer_targets = [
+            t for t in stmt.targets if isinstance(t, (ast.Subscript, ast.Attribute)) and outer(t)
+        ]
         if outer_targets and len(stmt.targets) > 1:
             add(F.ACCUMULATE_CHAINED.at(stmt, offset, name=root_name(outer_targets[0]).id))
         for target in outer_targets:
             if isinstance(target, ast.Attribute):
                 name = root_name(target).id
-                add(F.OUTER_MUTATION.at(target, offset, what=f"{ast.unparse(target)} = ...", name=name))
+                add(
+                    F.OUTER_MUTATION.at(
+                        target, offset, what=f"{ast.unparse(target)} = ...", name=name
+                    )
+                )
             elif len(stmt.targets) == 1:
                 _add_site(facts, stmt, root_name(target))
     elif isinstance(stmt, ast.AugAssign):
@@ -202,7 +233,11 @@ def _classify_statement(stmt: ast.stmt, facts: BodyFacts, offset: int, outer) ->
                 add(F.DEL_OUTER.at(stmt, offset, name=target.id))
             elif isinstance(target, (ast.Subscript, ast.Attribute)) and outer(target):
                 name = root_name(target).id
-                add(F.OUTER_MUTATION.at(target, offset, what=f"del {ast.unparse(target)}", name=name))
+                add(
+                    F.OUTER_MUTATION.at(
+                        target, offset, what=f"del {ast.unparse(target)}", name=name
+                    )
+                )
 
 
 def _add_site(facts: BodyFacts, stmt: ast.stmt, root: ast.Name | None) -> None:
@@ -230,7 +265,8 @@ def _refuse_value_uses(body: list[ast.stmt], facts: BodyFacts, offset: int, oute
     """``y = acc.append(x)``, in-place methods (``x.pop()``) and additions made inside nested
     functions: each would change only the worker's copy of a notebook object."""
     statement_calls = {
-        id(s.value) for s in _body_statements(body)
+        id(s.value)
+        for s in _body_statements(body)
         if getattr(s, "_dm_accumulate", False) and isinstance(s, ast.Expr)
     }
     for node, shadow, own in walk_scoped(body):
@@ -259,5 +295,7 @@ def _refuse_accumulator_reads(body: list[ast.stmt], facts: BodyFacts, offset: in
         site = facts.accumulators[node.id]
         reported.add(node.id)
         facts.findings.append(
-            F.ACCUMULATOR_READ.at(node, offset, name=node.id, added=site.lineno + offset, line=node.lineno + offset)
+            F.ACCUMULATOR_READ.at(
+                node, offset, name=node.id, added=site.lineno + offset, line=node.lineno + offset
+            )
         )

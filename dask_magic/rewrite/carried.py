@@ -138,7 +138,11 @@ class LoopCarried:
             if case.guard is not None:
                 c = self.expr(case.guard, c)
             ends.append(self.block(case.body, c))
-            irrefutable |= isinstance(case.pattern, ast.MatchAs) and case.pattern.pattern is None and case.guard is None
+            irrefutable |= (
+                isinstance(case.pattern, ast.MatchAs)
+                and case.pattern.pattern is None
+                and case.guard is None
+            )
         if not irrefutable:
             ends.append(a)
         return _join(*ends)
@@ -162,7 +166,9 @@ class LoopCarried:
 
     def expr_children(self, node: ast.AST, a: frozenset[str]) -> frozenset[str]:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.expr, ast.keyword, ast.arg, ast.arguments, ast.comprehension)):
+            if isinstance(
+                child, (ast.expr, ast.keyword, ast.arg, ast.arguments, ast.comprehension)
+            ):
                 a = self.expr(child, a)
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 a = self.expr(child, a)
@@ -199,7 +205,10 @@ class LoopCarried:
         if name in self.local and name not in a and name not in self.found:
             first = self.facts.local_names.get(name) or node
             self.found[name] = F.LOOP_CARRIED.at(
-                node, self.offset, name=name, line=node.lineno + self.offset,
+                node,
+                self.offset,
+                name=name,
+                line=node.lineno + self.offset,
                 assigned=getattr(first, "lineno", node.lineno) + self.offset,
             )
 

@@ -118,8 +118,7 @@ ACCUMULATE_NESTED = Kind(
     "DM015",
     "`{name}` is added to inside a nested function or comprehension; only additions made "
     "directly in the loop body come back to the notebook",
-    "return the value from the function and add it in the loop body: "
-    "`{name}.append(f(x))`",
+    "return the value from the function and add it in the loop body: `{name}.append(f(x))`",
 )
 ACCUMULATE_CHAINED = Kind(
     "DM016",

@@ -39,7 +39,8 @@ class LoopPlan:
         if self._code is None:
             module = compile(self.body, self.filename, "exec")
             code = next(
-                c for c in module.co_consts
+                c
+                for c in module.co_consts
                 if isinstance(c, types.CodeType) and c.co_name == FUNCTION_NAME
             )
             replace = {"co_name": BODY_DISPLAY_NAME}
@@ -66,11 +67,15 @@ class LoopPlan:
         parts = []
         if self.prelude.body:
             parts.append("# runs first, in the kernel\n" + ast.unparse(self.prelude))
-        parts.append(f"# evaluated once in the kernel and listed\nitems = list({ast.unparse(self.iterable.body)})")
+        parts.append(
+            f"# evaluated once in the kernel and listed\nitems = list({ast.unparse(self.iterable.body)})"
+        )
         parts.append("# runs once per item on the cluster\n" + ast.unparse(self.body))
         if self.accumulators:
             names = ", ".join(self.accumulators)
-            parts.append(f"# recorded additions to {names} are replayed in the kernel in item order")
+            parts.append(
+                f"# recorded additions to {names} are replayed in the kernel in item order"
+            )
         if self.postlude.body or self.last_expr:
             tail = ast.unparse(self.postlude)
             if self.last_expr is not None:

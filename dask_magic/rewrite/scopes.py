@@ -26,7 +26,11 @@ def iter_body_scope(nodes: list[ast.stmt]) -> Iterator[ast.AST]:
         node = stack.pop()
         yield node
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            children = [*node.decorator_list, *node.args.defaults, *filter(None, node.args.kw_defaults)]
+            children = [
+                *node.decorator_list,
+                *node.args.defaults,
+                *filter(None, node.args.kw_defaults),
+            ]
         elif isinstance(node, ast.Lambda):
             children = [*node.args.defaults, *filter(None, node.args.kw_defaults)]
         elif isinstance(node, ast.ClassDef):
@@ -79,7 +83,9 @@ def walk_with_loop_depth(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, int]]:
 def walk_scoped(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, frozenset[str], bool]]:
     """Every node under ``body`` with the names bound by the nested scopes around it, and
     whether it lies in the body's own scope."""
-    stack: list[tuple[ast.AST, frozenset[str], bool]] = [(s, frozenset(), True) for s in reversed(body)]
+    stack: list[tuple[ast.AST, frozenset[str], bool]] = [
+        (s, frozenset(), True) for s in reversed(body)
+    ]
     while stack:
         node, shadow, own = stack.pop()
         yield node, shadow, own
@@ -87,7 +93,10 @@ def walk_scoped(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, frozenset[str],
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             inner, inner_own = shadow | scope_bindings(node), False
         elif isinstance(node, COMPREHENSIONS):
-            inner, inner_own = shadow | {n for g in node.generators for n, _ in targets(g.target)}, False
+            inner, inner_own = (
+                shadow | {n for g in node.generators for n, _ in targets(g.target)},
+                False,
+            )
         elif isinstance(node, ast.ClassDef):
             inner_own = False
         for child in reversed(list(ast.iter_child_nodes(node))):

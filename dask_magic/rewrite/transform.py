@@ -117,7 +117,9 @@ class _BodyRewriter(ast.NodeTransformer):
             if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
                 setattr(node, field, _flatten([self.visit(s) for s in value]))
             elif isinstance(value, list):
-                setattr(node, field, [self.visit(v) if isinstance(v, ast.AST) else v for v in value])
+                setattr(
+                    node, field, [self.visit(v) if isinstance(v, ast.AST) else v for v in value]
+                )
             elif isinstance(value, ast.AST):
                 setattr(node, field, self.visit(value))
         return node
@@ -148,8 +150,12 @@ def _path(receiver: ast.expr) -> tuple[str, ast.Tuple]:
 def _key(node: ast.expr) -> ast.expr:
     """A subscript's key as a value: ``a[1:3]`` needs ``slice(1, 3)``."""
     if isinstance(node, ast.Slice):
-        parts = [p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)]
-        return ast.Call(ast.Attribute(ast.Name(RECORDER, ast.Load()), "slice", ast.Load()), parts, [])
+        parts = [
+            p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)
+        ]
+        return ast.Call(
+            ast.Attribute(ast.Name(RECORDER, ast.Load()), "slice", ast.Load()), parts, []
+        )
     if isinstance(node, ast.Tuple):
         return ast.Tuple([_key(e) for e in node.elts], ast.Load())
     return node
@@ -158,14 +164,23 @@ def _key(node: ast.expr) -> ast.expr:
 def build_body_function(loop: ast.For, facts: BodyFacts) -> ast.Module:
     """The module defining `FUNCTION_NAME` for ``loop`` (body already analysed clean)."""
     body = _flatten([_BodyRewriter(facts).visit(s) for s in loop.body])
-    bind_target = ast.copy_location(ast.Assign([loop.target], ast.Name(ITEM, ast.Load())), loop.target)
+    bind_target = ast.copy_location(
+        ast.Assign([loop.target], ast.Name(ITEM, ast.Load())), loop.target
+    )
     end = _rec("end", [ast.Call(ast.Name(LOCALS, ast.Load()), [], [])])
     guarded = ast.Try(body=[bind_target, *body], handlers=[], orelse=[], finalbody=[end])
     args = ast.arguments(
-        posonlyargs=[], args=[ast.arg(ITEM), ast.arg(RECORDER)], vararg=None,
-        kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[],
+        posonlyargs=[],
+        args=[ast.arg(ITEM), ast.arg(RECORDER)],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
     )
-    fn = ast.FunctionDef(name=FUNCTION_NAME, args=args, body=[guarded], decorator_list=[], returns=None)
+    fn = ast.FunctionDef(
+        name=FUNCTION_NAME, args=args, body=[guarded], decorator_list=[], returns=None
+    )
     if "type_params" in ast.FunctionDef._fields:  # Python 3.12+
         fn.type_params = []
     module = ast.Module([fn], type_ignores=[])

@@ -11,7 +11,9 @@ from dask_magic.engine.results import STASHED, ItemOutcome
 
 
 def done(index, ops=(), bound=None, deleted=()):
-    return ItemOutcome(index=index, status="done", ops=list(ops), bound=bound or {}, deleted=frozenset(deleted))
+    return ItemOutcome(
+        index=index, status="done", ops=list(ops), bound=bound or {}, deleted=frozenset(deleted)
+    )
 
 
 def test_replay_applies_in_item_order_whatever_the_arrival_order():
@@ -27,29 +29,48 @@ def test_replay_applies_in_item_order_whatever_the_arrival_order():
 
 def test_replay_paths_set_and_augmented_items():
     ns = {"groups": defaultdict(list), "table": {"a": {}}, "counts": {"x": 1}}
-    replay.replay(ns, [done(0, [
-        ("call", "groups", (("item", "k"),), "append", (5,), {}),
-        ("set", "table", (("item", "a"), ("item", "b")), 7),
-        ("aug", "counts", (("item", "x"),), "Mult", 3),
-    ])])
-    assert ns["groups"] == {"k": [5]} and ns["table"] == {"a": {"b": 7}} and ns["counts"] == {"x": 3}
+    replay.replay(
+        ns,
+        [
+            done(
+                0,
+                [
+                    ("call", "groups", (("item", "k"),), "append", (5,), {}),
+                    ("set", "table", (("item", "a"), ("item", "b")), 7),
+                    ("aug", "counts", (("item", "x"),), "Mult", 3),
+                ],
+            )
+        ],
+    )
+    assert (
+        ns["groups"] == {"k": [5]} and ns["table"] == {"a": {"b": 7}} and ns["counts"] == {"x": 3}
+    )
 
 
 def test_last_bindings_take_the_last_successful_binder_and_deletions():
-    final = replay.last_bindings([
-        done(0, bound={"y": 1, "e": "err"}),
-        done(1, bound={"y": STASHED}, deleted={"e"}),
-        ItemOutcome(index=2, status="failed", bound={"y": 99}),
-    ])
+    final = replay.last_bindings(
+        [
+            done(0, bound={"y": 1, "e": "err"}),
+            done(1, bound={"y": STASHED}, deleted={"e"}),
+            ItemOutcome(index=2, status="failed", bound={"y": 99}),
+        ]
+    )
     assert final["y"] == (1, STASHED) and final["e"] == (1, replay.UNBOUND)
     ns = {"e": "before"}
     assert replay.bind_final(ns, final) == ["y"]
     assert "e" not in ns
 
 
-@pytest.mark.parametrize(("n", "threads", "batch", "probe"), [
-    (5, 2, "auto", 5), (8, 2, "auto", 8), (10_000, 2, "auto", 4), (100, 16, "auto", 32), (50, 2, 7, 50),
-])
+@pytest.mark.parametrize(
+    ("n", "threads", "batch", "probe"),
+    [
+        (5, 2, "auto", 5),
+        (8, 2, "auto", 8),
+        (10_000, 2, "auto", 4),
+        (100, 16, "auto", 32),
+        (50, 2, 7, 50),
+    ],
+)
 def test_probe_count(n, threads, batch, probe):
     assert batching.probe_count(n, threads, batch) == probe
 

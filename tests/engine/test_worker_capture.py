@@ -14,12 +14,16 @@ from dask_magic.engine.results import STASHED
 from dask_magic.rewrite import rewrite_loop
 
 
-def run_cell(cell: str, items, env=None, *, last_index=None, stash_key=None, serialize=False, retries=0):
+def run_cell(
+    cell: str, items, env=None, *, last_index=None, stash_key=None, serialize=False, retries=0
+):
     plan = rewrite_loop(cell, filename="<cell>", line_offset=1)
     job = execute.make_job({"kind": "loop", "code": plan.body_code(), "env": env or {}})
     pairs = list(enumerate(items))
     last = pairs[-1][0] if last_index is None else last_index
-    out = worker.run_batch(job.token, job.blob, {}, pairs, last, stash_key, "w1", retries, serialize)
+    out = worker.run_batch(
+        job.token, job.blob, {}, pairs, last, stash_key, "w1", retries, serialize
+    )
     return cloudpickle.loads(out) if serialize else out
 
 
@@ -53,7 +57,9 @@ def test_threads_do_not_mix_their_output():
 
 
 def test_failure_keeps_frames_and_message_and_no_ops():
-    (outcome,) = run_cell("out = []\nfor x in items:\n    out.append(x)\n    raise ValueError('no')\n", [1])
+    (outcome,) = run_cell(
+        "out = []\nfor x in items:\n    out.append(x)\n    raise ValueError('no')\n", [1]
+    )
     assert outcome.status == "failed" and outcome.ops == []
     assert outcome.error.summary == "ValueError: no"
     user = [f for f in outcome.error.frames if not f.internal]
@@ -77,8 +83,11 @@ for x in items:
 """
 
 
-@pytest.mark.parametrize(("cell", "summary"), [(NEEDS_ARGS, "NeedsArgs: 1/2"), (UNPICKLABLE, "Locked: locked")],
-                         ids=["init needs arguments", "cannot pickle"])
+@pytest.mark.parametrize(
+    ("cell", "summary"),
+    [(NEEDS_ARGS, "NeedsArgs: 1/2"), (UNPICKLABLE, "Locked: locked")],
+    ids=["init needs arguments", "cannot pickle"],
+)
 def test_exceptions_that_do_not_survive_pickling_arrive_as_text(cell, summary):
     (outcome,) = run_cell(cell, [0], serialize=True)
     assert outcome.status == "failed"
@@ -90,7 +99,9 @@ def test_unpicklable_contribution_fails_only_that_item():
     cell = "out = []\nfor x in items:\n    out.append(threading.Lock() if x == 1 else x)\n"
     outcomes = run_cell(cell, [0, 1, 2], {"threading": threading}, serialize=True)
     assert [o.status for o in outcomes] == ["done", "failed", "done"]
-    assert "cannot be sent back" in outcomes[1].error.message and "`out`" in outcomes[1].error.message
+    assert (
+        "cannot be sent back" in outcomes[1].error.message and "`out`" in outcomes[1].error.message
+    )
 
 
 def test_bound_values_are_stashed_except_for_the_last_item():
@@ -118,9 +129,13 @@ def test_retries_run_a_failing_item_again():
         return "ok"
 
     env = {"flaky": flaky}
-    (outcome,) = run_cell("got = []\nfor x in items:\n    got.append(flaky())\n", [0], env, retries=2)
+    (outcome,) = run_cell(
+        "got = []\nfor x in items:\n    got.append(flaky())\n", [0], env, retries=2
+    )
     assert outcome.status == "done"
-    (outcome,) = run_cell("got = []\nfor x in items:\n    got.append(flaky())\n", [0], env, retries=0)
+    (outcome,) = run_cell(
+        "got = []\nfor x in items:\n    got.append(flaky())\n", [0], env, retries=0
+    )
     assert outcome.status == "done"  # the bundle's own copy of `attempts` already has 3 entries
 
 
