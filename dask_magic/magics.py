@@ -23,10 +23,11 @@ from . import views
 from .engine import cluster, preflight, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
-from .engine.loop import RunOptions, lost_names, missing_accumulators, start_loop
+from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError
+from .kinds import cell_kinds, target_kinds
 from .rewrite import rewrite_loop
 from .ui import text
 
@@ -133,13 +134,16 @@ class DaskMagics(Magics):
             self._cell_number(),
             raw_code=raw,
         )
-        plan = self._rewrite(transformed, filename, raw)
+        plan = self._rewrite(
+            transformed, filename, raw, cell_kinds(transformed, self.shell.user_ns)
+        )
         if args.show:
             print(plan.show())
             print(_sent_names(plan, self.shell.user_ns))
             return None
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
+        plan = self._replan(plan, transformed, filename, raw, items)
         options = self._options(args, filename)
         run = self._start(plan, items, options, args.progress)
         return self._after(run, plan, filename)
@@ -151,9 +155,36 @@ class DaskMagics(Magics):
             options = [s for a in magic.parser._actions for s in a.option_strings]
             raise UsageError(_suggest_option(str(exc), options)) from None
 
-    def _rewrite(self, transformed: str, filename: str, raw: str) -> Any:
+    def _replan(
+        self, plan: Any, transformed: str, filename: str, raw: str, items: list[Any]
+    ) -> Any:
+        """The plan again, now that the statements before the loop ran and the items are known:
+        names they bound and the items themselves (``for ax in axes.flat``) have kinds now."""
+        kinds = cell_kinds(transformed, self.shell.user_ns)
+        if items:
+            kinds.update(target_kinds(plan.target, items[0]))
+        plan = self._rewrite(transformed, filename, raw, kinds)
+        if plan.own_keys and repeated_own_key(plan, items) is not None:
+            plan = self._rewrite(transformed, filename, raw, kinds, own_keys=False)
+        return plan
+
+    def _rewrite(
+        self,
+        transformed: str,
+        filename: str,
+        raw: str,
+        kinds: dict[str, str],
+        own_keys: bool = True,
+    ) -> Any:
         try:
-            return rewrite_loop(transformed, filename=filename, line_offset=1, display_source=raw)
+            return rewrite_loop(
+                transformed,
+                filename=filename,
+                line_offset=1,
+                display_source=raw,
+                kinds=kinds,
+                own_keys=own_keys,
+            )
         except UnsupportedLoopError as exc:
             raise UsageError(
                 f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}"

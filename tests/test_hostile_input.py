@@ -72,10 +72,20 @@ def test_item_that_cannot_be_sent_to_a_worker(fresh):
     assert "inside the loop body" in failure.error.hint
 
 
-def test_unpicklable_name_is_named_before_anything_runs(fresh, tmp_path):
-    run_ok(fresh, f"fh = open({str(tmp_path / 'x.txt')!r}, 'w')\nitems = [1, 2]")
-    message = usage_error(fresh, "%%parallel_for\nfor x in items:\n    fh.write(str(x))\n")
-    assert "`fh`" in message and "cannot be sent to the workers" in message
+def test_unpicklable_name_is_named_before_anything_runs(fresh):
+    run_ok(fresh, "numbers = (i for i in range(10))\nitems = [1, 2]")
+    message = usage_error(fresh, "%%parallel_for\nfor x in items:\n    y = next(numbers) + x\n")
+    assert "`numbers`" in message and "cannot be sent to the workers" in message
+
+
+def test_writes_through_an_open_notebook_file_run_in_item_order(fresh, tmp_path):
+    path = tmp_path / "x.txt"
+    run_ok(fresh, f"fh = open({str(path)!r}, 'w')\nitems = list(range(20))")
+    run_ok(
+        fresh, "%%parallel_for --progress none\nfor x in items:\n    fh.write(str(x * x) + ',')\n"
+    )
+    run_ok(fresh, "fh.close()")
+    assert path.read_text() == "".join(f"{x * x}," for x in range(20))
 
 
 def test_unpicklable_return_value_is_an_item_failure(fresh):

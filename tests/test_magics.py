@@ -146,12 +146,12 @@ def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
 
 
 def test_refusal_through_the_magic_names_line_and_column(fresh):
-    message = usage_error(
-        fresh, "%%parallel_for\ncount = 0\nfor f in [1, 2]:\n    count = count + 1\n"
-    )
+    cell = "%%parallel_for\nstate = 0\nfor f in [1, 2]:\n    state = step(state, f)\n"
+    message = usage_error(fresh, "def step(s, f):\n    return s + f\n" and cell)
     assert "cannot run this loop in parallel" in message
-    assert "line 4, column 13: `count` is read on line 4" in message
-    assert "    count = count + 1" in message and "fix:" in message
+    assert "line 4, column 5: nothing in this loop can run in parallel" in message
+    assert "`state` is read on line 4 and assigned on line 4" in message
+    assert "    state = step(state, f)" in message and "fix:" in message
 
 
 def test_syntax_error_is_one_line_with_the_cell_line(fresh):

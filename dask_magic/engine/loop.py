@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import PicklingError
 from ..rewrite.plan import LoopPlan
 from . import cluster, execute, preflight, replay, scatter, tracebacks
+from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
 
@@ -48,14 +49,47 @@ class _LoopState:
     plan: LoopPlan
     ns: MutableMapping[str, Any]
     options: RunOptions
-    before: dict[str, Any]  # deep copies of the accumulators as the loop found them
-    restorable: bool
+    before: dict[str, Any]  # deep copies of the kernel state as the loop found it
+    restorable: bool  # a retry can rebuild the kernel state and replay every item in order
+    absent: list[str] = field(default_factory=list)  # kernel names the loop will create
     missing: list[str] = field(default_factory=list)  # names whose last value was lost
 
 
 def missing_accumulators(plan: LoopPlan, ns: MutableMapping[str, Any]) -> list[str]:
     """Accumulators the loop adds to but the namespace does not define (serial: NameError)."""
     return [name for name in plan.accumulators if name not in ns]
+
+
+def repeated_own_key(plan: LoopPlan, items: Sequence[Any]) -> tuple[str, Any] | None:
+    """``(name, key)`` where two items would update the same ``name[key]`` in parallel.
+
+    ``df[c] = f(df[c])`` runs in parallel only if every item has its own ``c``; otherwise a
+    later item must see the earlier one's update, and the statement belongs to the ordered part.
+    """
+    for name, key_name in plan.own_keys:
+        get_key = _target_reader(plan, key_name)
+        seen: set[Any] = set()
+        for item in items:
+            try:
+                key = get_key(item)
+                if key in seen:
+                    return name, key
+                seen.add(key)
+            except Exception:  # noqa: BLE001 - unhashable or not unpackable: be safe
+                return name, None
+    return None
+
+
+def _target_reader(plan: LoopPlan, name: str) -> Any:
+    """A function of the item returning the value the target gives ``name``."""
+    import ast
+
+    fn = ast.parse(f"def read(item):\n    pass\n    return {name}").body[0]
+    fn.body[0] = ast.Assign([copy.deepcopy(plan.target)], ast.Name("item", ast.Load()))  # type: ignore[attr-defined]
+    module = ast.fix_missing_locations(ast.Module([fn], type_ignores=[]))
+    scope: dict[str, Any] = {}
+    exec(compile(module, "<loop target>", "exec"), scope)  # noqa: S102 - the loop's own target
+    return scope["read"]
 
 
 def start_loop(
@@ -76,8 +110,9 @@ def start_loop(
         on_error=options.on_error,
     )
     run.observers.extend(observers)
-    before, restorable = _snapshot_accumulators(plan, ns)
-    state = _LoopState(plan, ns, options, before, restorable)
+    before, restorable = _snapshot_state(plan, ns)
+    absent = [name for name in plan.kernel_names if name not in ns]
+    state = _LoopState(plan, ns, options, before, restorable, absent)
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
     _execute_pass(run, state, list(range(len(run.items))))
@@ -93,12 +128,18 @@ def _describer(plan: LoopPlan, options: RunOptions):  # noqa: ANN202
     return describe
 
 
-def _snapshot_accumulators(
-    plan: LoopPlan, ns: MutableMapping[str, Any]
-) -> tuple[dict[str, Any], bool]:
+def _snapshot_state(plan: LoopPlan, ns: MutableMapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Deep copies of what the ordered part changes, so that a retry can replay every item.
+
+    Plots, files and objects changed in place cannot be copied back: a retry of such a loop
+    runs the retried items' ordered part after the others instead.
+    """
+    if plan.external:
+        return {}, False
+    names = dict.fromkeys([*plan.accumulators, *plan.kernel_names])
     try:
-        return {name: copy.deepcopy(ns[name]) for name in plan.accumulators if name in ns}, True
-    except Exception:  # an accumulator that cannot be copied: a retry appends instead of rebuilding
+        return {name: copy.deepcopy(ns[name]) for name in names if name in ns}, True
+    except Exception:  # something that cannot be copied: a retry appends instead of rebuilding
         return {}, False
 
 
@@ -119,7 +160,27 @@ def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool
     client = pick_client(options)
     run.cluster = None if client is None else cluster.cluster_info(client)  # one round trip a pass
     job = _job(state.plan, env, client, options, run.cluster)
-    drive(run, job, indices, client, lambda key: _land(run, state, client, key, rebuild))
+    run.committer = _committer(run, state, indices, rebuild)
+    drive(run, job, indices, client, lambda key: _land(run, state, client, key))
+
+
+def _committer(run: Run, state: _LoopState, indices: list[int], rebuild: bool) -> OrderedCommit:
+    """The pass's in-order commit. A rebuilding retry restores the kernel state as the loop
+    found it and replays the items done before, quietly, in order around the retried ones."""
+    done_before = [
+        o for o in run.outcomes.values() if o.status == "done" and o.index not in indices
+    ]
+    order = sorted({*indices, *(o.index for o in done_before)}) if rebuild else sorted(indices)
+    committer = OrderedCommit(
+        state.plan, state.ns, order, run.commit_failed, keep_ops=state.restorable
+    )
+    if rebuild:
+        for name, value in state.before.items():
+            state.ns[name] = copy.deepcopy(value)
+        for name in state.absent:
+            state.ns.pop(name, None)
+        committer.offer(done_before, quiet=True)
+    return committer
 
 
 def pick_client(options: RunOptions) -> Any:
@@ -163,7 +224,7 @@ def _job(
 ) -> execute.Job:
     job_options = {"retries": options.retries, "batch": options.batch}
     if client is None:
-        bundle = {"kind": "loop", "code": plan.body_code(), "env": env}
+        bundle = {"kind": "loop", "code": plan.body_code(), "env": env, **_ordered_facts(plan)}
         return execute.make_job(bundle, pickle=False, **job_options)
     small, big = {}, {}
     for name, value in env.items():
@@ -177,8 +238,17 @@ def _job(
     big_futures = {
         name: scatter.default_cache.get(client, name, value) for name, value in big.items()
     }
-    bundle = {"kind": "loop", "code": plan.body_code(), "env": small}
+    bundle = {"kind": "loop", "code": plan.body_code(), "env": small, **_ordered_facts(plan)}
     return execute.make_job(bundle, big_env=big_futures, **job_options)
+
+
+def _ordered_facts(plan: LoopPlan) -> dict[str, Any]:
+    """What the worker needs to know of the ordered part (see `worker.Recorder.run`)."""
+    return {
+        "needs": tuple(step.needs for step in plan.steps),
+        "may_depend": frozenset(plan.may_depend),
+        "mirrored": tuple(plan.mirrored_roots),
+    }
 
 
 def _pickling_message(problems: list[tuple[str, str]]) -> str:
@@ -192,16 +262,17 @@ def _pickling_message(problems: list[tuple[str, str]]) -> str:
     )
 
 
-def _land(run: Run, state: _LoopState, client: Any, stash_key: str, rebuild: bool) -> None:
+def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     """Bring the namespace to where the serial loop over the done items would leave it."""
+    committer: OrderedCommit | None = run.committer
+    run.committer = None
+    if committer is not None:
+        committer.flush()
+        run.note = _bounding_note(committer, run)
     outcomes = list(run.outcomes.values())
-    if rebuild:
-        for name, value in state.before.items():
-            state.ns[name] = copy.deepcopy(value)
-        replay.replay(state.ns, outcomes)
-    else:
-        replay.replay(state.ns, [o for o in outcomes if o.index in run.pass_indices])
     final = replay.last_bindings(outcomes)
+    for name in state.plan.kernel_names:  # the ordered part left them in the namespace itself
+        final.pop(name, None)
     wanted = replay.stashed_wanted(final, {o.index: o.worker for o in outcomes})
     if client is not None:
         try:
@@ -213,7 +284,21 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str, rebuild: boo
                 if name in values:
                     run.outcomes[index].bound[name] = values[name]
                     final[name] = (index, values[name])
+    if committer is not None:
+        committer.restore_injected(final)
     state.missing = replay.bind_final(state.ns, final)
+
+
+def _bounding_note(committer: OrderedCommit, run: Run) -> str:
+    lines = committer.bounding_lines(run.duration)
+    if not lines:
+        return ""
+    share = committer.busy / max(run.duration, 1e-9)
+    where = ", ".join(str(n) for n in lines)
+    return (
+        f"the ordered part (line{'s' if len(lines) > 1 else ''} {where}) took {share:.0%} of the run: "
+        "it runs in the notebook, in item order, and bounded the run"
+    )
 
 
 def run_item_here(run: Run, index: int) -> None:
@@ -227,8 +312,9 @@ def run_item_here(run: Run, index: int) -> None:
             f"item {index} does not exist: the run has items 0 to {len(run.items) - 1}"
         )
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
-    recorder = Recorder()
+    recorder = Recorder(tuple(step.needs for step in state.plan.steps))
     make_body(state.plan.body_code(), env)(run.items[index], recorder)
+    run.committer = _committer(run, state, [index], rebuild=state.restorable)
     run.begin([index])
     run.add(
         [
@@ -242,7 +328,7 @@ def run_item_here(run: Run, index: int) -> None:
             )
         ]
     )
-    _land(run, state, None, "", rebuild=state.restorable)
+    _land(run, state, None, "")
     run.end("completed")
 
 

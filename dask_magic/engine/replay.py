@@ -53,7 +53,11 @@ def apply_op(ns: MutableMapping[str, Any], op: tuple) -> None:
         getattr(_resolve(ns, root, path), method)(*args, **kwargs)
     elif kind == "set":
         parent = _resolve(ns, root, path[:-1])
-        parent[path[-1][1]] = op[3]
+        step_kind, key = path[-1]
+        if step_kind == "item":
+            parent[key] = op[3]
+        else:  # a store mirrored from the worker: ``svc.C = C``
+            setattr(parent, key, op[3])
     elif kind == "aug":
         _, _, _, name, value = op
         fn = _IN_PLACE[name]

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .results import ClusterInfo, Counts, Failure, ItemOutcome, RunSnapshot, RunStatus
+from .results import ClusterInfo, Counts, ErrorInfo, Failure, ItemOutcome, RunSnapshot, RunStatus
 
 #: Observers are told at most this often while a run is live.
 UPDATE_INTERVAL = 0.1
@@ -67,6 +67,10 @@ class Run:
         self._last_emit = 0.0
         self._cancel_requested = False
         self._retry_hook: Callable[..., Run] | None = None
+        #: the pass's in-order commit of the ordered part (`engine.commit`), fed by `add`
+        self.committer: Any = None
+        #: why the run was slower than it could be (the ordered part bounded it), or ""
+        self.note = ""
         self._broken_observers: set[int] = set()
 
     # -- the executor's sink ----------------------------------------------------------------
@@ -78,6 +82,19 @@ class Run:
             self.outcomes[outcome.index] = outcome
             self._tally[outcome.status] += 1
             self._pass_finished += 1
+        if self.committer is not None:
+            self.committer.offer(outcomes)
+
+    def commit_failed(self, index: int, error: ErrorInfo) -> None:
+        """Item ``index`` ran, but its ordered part raised in the kernel: it counts as failed."""
+        outcome = self.outcomes.get(index)
+        if outcome is None:
+            return
+        if outcome.status != "failed":
+            self._tally[outcome.status] -= 1
+            self._tally["failed"] += 1
+        outcome.status, outcome.error = "failed", error
+        self._failures.pop(index, None)
 
     def tick(self, running: int) -> None:
         self._running = running
@@ -115,7 +132,7 @@ class Run:
             self.status = RunStatus.FAILED
         else:
             self.status = RunStatus.FINISHED
-        self.message = message or self._default_message(how)
+        self.message = message or self._default_message(how) or self.note
         snapshot = self.snapshot()
         for observer in list(self.observers):
             self._notify(observer, "finish", snapshot)

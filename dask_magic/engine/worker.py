@@ -28,15 +28,16 @@ from typing import Any
 
 import cloudpickle
 
+from .. import contract as C
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .results import STASHED, ErrorInfo, ItemOutcome
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
-ITEM_NAME = "@dm_item"
-RECORDER_NAME = "@dm_rec"
-LOCALS_NAME = "@dm_locals"
+ITEM_NAME = C.ITEM
+RECORDER_NAME = C.RECORDER
+LOCALS_NAME = C.LOCALS
 
 
 class Recorder:
@@ -50,22 +51,44 @@ class Recorder:
     evaluated on the worker, exactly where the serial loop would have evaluated them.
     """
 
-    __slots__ = ("locals", "marked", "ops")
+    __slots__ = ("capture", "locals", "marked", "needs", "ops")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, needs: tuple[tuple[str, ...], ...] = (), capture: _ItemCapture | None = None
+    ) -> None:
         self.ops: list[tuple] = []
         self.marked: set[str] = set()
         self.locals: dict[str, Any] = {}
+        self.needs = needs  # per ordered step: the item's names it reads in the kernel
+        self.capture = capture
 
     def call(self, root: str, path: tuple, method: str, args: tuple, kwargs: dict) -> None:
-        self.ops.append(("call", root, path, method, args, kwargs))
+        if method in ("extend", "update"):
+            # a generator (``out.extend(x * 2 for x in xs)``) cannot travel: its values can
+            args = tuple(a if hasattr(a, "__len__") else list(a) for a in args)
+        self.ops.append((C.OP_CALL, root, path, method, args, kwargs))
+
+    def run(self, step: int, frame_locals: dict[str, Any] | None, hoisted: tuple) -> None:
+        """Ordered step ``step`` runs here in the serial loop: the kernel runs it, in item
+        order, with the item's names it reads and the values computed ahead (``hoisted``)."""
+        captured = None
+        if frame_locals is not None:
+            captured = {n: frame_locals[n] for n in self.needs[step] if n in frame_locals}
+        capture = self.capture
+        if capture is not None and (capture.stdout is not None or capture.stderr is not None):
+            # what the item printed so far comes out before the step, as in the serial loop
+            out = capture.stdout.getvalue() if capture.stdout is not None else ""
+            err = capture.stderr.getvalue() if capture.stderr is not None else ""
+            capture.stdout = capture.stderr = None
+            self.ops.append((C.OP_OUT, out, err))
+        self.ops.append((C.OP_RUN, step, captured, hoisted))
 
     def set(self, value: Any, root: str, path: tuple) -> None:
         # the value comes first: Python evaluates it before the target's container and key
-        self.ops.append(("set", root, path, value))
+        self.ops.append((C.OP_SET, root, path, value))
 
     def aug(self, root: str, path: tuple, op: str, value: Any) -> None:
-        self.ops.append(("aug", root, path, op, value))
+        self.ops.append((C.OP_AUG, root, path, op, value))
 
     @staticmethod
     def slice(lower: Any, upper: Any, step: Any) -> slice:
@@ -297,6 +320,8 @@ def _run_columns(
     worker: str | None,
     retries: int,
     budget: float | None = None,
+    needs: tuple[tuple[str, ...], ...] = (),
+    may_depend: frozenset[str] = frozenset(),
 ) -> _Columns:
     """Run the items of ``batch``, each with its own capture, into `_Columns`.
 
@@ -317,7 +342,7 @@ def _run_columns(
     held_index = -1
     held_values: dict[str, Any] = {}
     capture = _ItemCapture()
-    recorder = Recorder()
+    recorder = Recorder(needs, capture)
     clock = time.perf_counter
     deadline = None if budget is None else clock() + budget
     _CAPTURE.item = capture
@@ -343,6 +368,8 @@ def _run_columns(
                     if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
                         raise
                     error = error_info(exc)
+                    if isinstance(exc, NameError) and getattr(exc, "name", None) in may_depend:
+                        error = not_assigned_here(error, exc.name)
                 duration = clock() - start
                 if error is None or attempts_left <= 0:
                     break
@@ -352,6 +379,10 @@ def _run_columns(
             fields: dict[str, Any] | None = None
             if error is not None:
                 fields = {"status": "failed", "error": error}
+                printed = [op for op in item_ops if op[0] == C.OP_OUT] if loop else []
+                if printed:  # what the failed item printed before its ordered steps, too
+                    fields["stdout"] = "".join(op[1] for op in printed)
+                    fields["stderr"] = "".join(op[2] for op in printed)
                 names.append(None)
                 if loop:
                     ops.append([])  # type: ignore[union-attr]
@@ -389,9 +420,9 @@ def _run_columns(
             ):
                 fields = fields if fields is not None else {}
                 if capture.stdout is not None:
-                    fields["stdout"] = capture.stdout.getvalue()
+                    fields["stdout"] = fields.get("stdout", "") + capture.stdout.getvalue()
                 if capture.stderr is not None:
-                    fields["stderr"] = capture.stderr.getvalue()
+                    fields["stderr"] = fields.get("stderr", "") + capture.stderr.getvalue()
                 if capture.warnings is not None:
                     fields["warnings"] = tuple(capture.warnings)
             if fields is not None:
@@ -404,6 +435,16 @@ def _run_columns(
     if stash_indices:
         _stash_many(stash_key, stash_indices, stash_values)  # type: ignore[arg-type]
     return columns
+
+
+def not_assigned_here(error: ErrorInfo, name: str) -> ErrorInfo:
+    """The may-depend case: the serial loop would have read the previous item's value."""
+    return dataclasses.replace(
+        error,
+        hint=f"This item did not assign `{name}` before reading it; in the plain loop its value "
+        f"would be the previous item's. Give `{name}` a value before the `try` (e.g. "
+        f"`{name} = None`), or read it only where this item assigned it.",
+    )
 
 
 def _picklable_only(local_names: dict[str, Any]) -> dict[str, Any]:
@@ -499,8 +540,14 @@ def run_batch(
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
-    watched = fingerprints(load_bundle(token, blob)["env"]) if kind == "loop" else {}
-    columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget)
+    bundle = load_bundle(token, blob)
+    needs, may_depend = bundle.get("needs", ()), bundle.get("may_depend", frozenset())
+    mirrored = bundle.get("mirrored", ())  # changed on purpose, and replayed in the kernel
+    env = {n: v for n, v in bundle["env"].items() if n not in mirrored} if kind == "loop" else {}
+    watched = fingerprints(env)
+    columns = _run_columns(
+        body, kind, batch, last_index, stash_key, worker, retries, budget, needs, may_depend
+    )
     changed = tuple(
         name
         for name, print_ in fingerprints({n: body.__globals__[n] for n in watched}).items()

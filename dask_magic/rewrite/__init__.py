@@ -8,10 +8,14 @@ modules, as in pytest's assertion rewriter.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 
 from ..errors import UnsupportedLoopError
-from .analysis import analyze_body, locate_loop
+from .analysis import BodyFacts, analyze_body, locate_loop
 from .plan import LoopPlan
+from .scopes import root_name
+from .show import hoisted_by_line, line_modes
+from .split import RECORD, body_statements
 from .transform import build_body_function
 
 __all__ = ["LoopPlan", "UnsupportedLoopError", "rewrite_loop"]
@@ -23,6 +27,8 @@ def rewrite_loop(
     filename: str = "<cell>",
     line_offset: int = 0,
     display_source: str | None = None,
+    kinds: Mapping[str, str] | None = None,
+    own_keys: bool = True,
 ) -> LoopPlan:
     """Analyse ``source`` and build its plan.
 
@@ -37,6 +43,12 @@ def rewrite_loop(
     display_source:
         The text the user sees, for error messages; defaults to ``source`` shifted by
         ``line_offset`` blank lines.
+    kinds:
+        Notebook names by runtime kind (`dask_magic.contract` ``KIND_*``): which are modules,
+        plotting state, sinks, ``display``; they decide what runs in the ordered part.
+    own_keys:
+        Run ``df[c] = f(df[c])`` (``c`` the loop target) in parallel; ``False`` puts it in the
+        ordered part (when the items' keys turn out not to be distinct).
 
     Raises
     ------
@@ -58,15 +70,32 @@ def rewrite_loop(
     index, loop, problems = locate_loop(tree, 0)
     if loop is None:
         raise UnsupportedLoopError(problems, shown, filename)
-    facts = analyze_body(loop, 0)
+    facts = analyze_body(loop, 0, kinds, own_keys)
     if facts.findings:
         raise UnsupportedLoopError(facts.findings, shown, filename)
     return _plan(tree, index, loop, facts, filename, shown)
 
 
+def _record_roots(loop: ast.For, facts: BodyFacts) -> list[str]:
+    roots = dict.fromkeys(facts.accumulators)
+    for stmt in body_statements(loop.body, facts.split):
+        if facts.split.mode(stmt) == RECORD:
+            if isinstance(stmt, ast.Expr):
+                node = stmt.value.func.value  # type: ignore[attr-defined]
+            else:
+                node = stmt.target if isinstance(stmt, ast.AugAssign) else stmt.targets[0]  # type: ignore[attr-defined]
+            root = root_name(node)
+            if root is not None:
+                roots.setdefault(root.id)
+    return list(roots)
+
+
 def _plan(
-    tree: ast.Module, index: int, loop: ast.For, facts, filename: str, shown: str
-) -> LoopPlan:  # noqa: ANN001
+    tree: ast.Module, index: int, loop: ast.For, facts: BodyFacts, filename: str, shown: str
+) -> LoopPlan:
+    modes = line_modes(loop, facts.split)
+    hoisted = hoisted_by_line(facts.split, loop)
+    body, steps = build_body_function(loop, facts)
     after = [*loop.orelse, *tree.body[index + 1 :]]
     last_expr = None
     if after and isinstance(after[-1], ast.Expr):
@@ -79,11 +108,19 @@ def _plan(
         prelude=ast.Module(tree.body[:index], type_ignores=[]),
         iterable=iterable,
         target=loop.target,
-        body=build_body_function(loop, facts),
+        body=body,
         postlude=ast.Module(after, type_ignores=[]),
         last_expr=last_expr,
         target_names=tuple(dict.fromkeys(facts.target_names)),
         local_names=tuple(facts.local_names),
-        accumulators=tuple(facts.accumulators),
+        accumulators=tuple(_record_roots(loop, facts)),
         loop_lineno=loop.lineno,
+        steps=steps,
+        kernel_names=tuple(sorted(facts.split.kernel_names)),
+        own_keys=tuple(facts.split.own_keys),
+        external=facts.split.external,
+        mirrored_roots=tuple(sorted(facts.split.mirrored_roots)),
+        line_modes=modes,
+        may_depend=tuple(facts.may_depend),
+        hoisted_lines=hoisted,
     )

@@ -11,45 +11,15 @@ and what they add to accumulators still matters.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import Finding
 from . import findings as F
 from .carried import LoopCarried
-from .scopes import (
-    COMPREHENSIONS,
-    iter_body_scope,
-    root_name,
-    stored_names,
-    targets,
-    walk_scoped,
-    walk_with_loop_depth,
-)
-
-#: Methods whose statement-level call on a notebook object is recorded on the worker and
-#: replayed in the kernel in item order (DESIGN §3 "accumulators").
-ACCUMULATE_METHODS = frozenset({"append", "extend", "add", "update"})
-#: Methods known to change their receiver in place in a way that is not an accumulation.
-IN_PLACE_METHODS = frozenset(
-    {
-        "pop",
-        "remove",
-        "insert",
-        "clear",
-        "sort",
-        "reverse",
-        "popitem",
-        "setdefault",
-        "discard",
-        "appendleft",
-        "extendleft",
-        "popleft",
-        "difference_update",
-        "intersection_update",
-        "symmetric_difference_update",
-    }
-)
+from .hoist import hoist, nothing_parallel
+from .scopes import COMPREHENSIONS, iter_body_scope, stored_names, targets, walk_with_loop_depth
+from .split import Split, Splitter
 
 
 @dataclass
@@ -58,9 +28,12 @@ class BodyFacts:
 
     target_names: list[str]
     local_names: dict[str, ast.AST] = field(default_factory=dict)  # name -> first binding
-    accumulators: dict[str, ast.AST] = field(default_factory=dict)  # name -> first site
-    accumulate_roots: set[int] = field(default_factory=set)  # id() of root Name nodes
+    accumulators: dict[str, ast.AST] = field(default_factory=dict)  # `x += v` on notebook names
+    aug_targets: set[int] = field(default_factory=set)  # id() of the Name of each `x op= v`
     deletable: set[str] = field(default_factory=set)  # names `del`-ed or bound by `except as`
+    carried: dict[str, ast.Name] = field(default_factory=dict)  # name -> first carried read
+    may_depend: dict[str, ast.Name] = field(default_factory=dict)  # read in `except` first
+    split: Split = field(default_factory=Split)
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -79,16 +52,39 @@ def locate_loop(tree: ast.Module, offset: int) -> tuple[int, ast.For | None, lis
     return index, loop, []
 
 
-def analyze_body(loop: ast.For, offset: int) -> BodyFacts:
-    """Everything `transform` needs, plus every refusal found in the loop body."""
-    mark_augtargets(loop.body)
+def analyze_body(
+    loop: ast.For, offset: int, kinds: Mapping[str, str] | None = None, own_keys: bool = True
+) -> BodyFacts:
+    """Everything `transform` needs, plus every refusal found in the loop body.
+
+    ``kinds`` describes notebook names by their runtime type (`dask_magic.contract` KIND_*);
+    ``own_keys=False`` runs ``df[c] = f(df[c])`` updates in the ordered part instead.
+    """
     facts = BodyFacts(target_names=[n for n, _ in targets(loop.target)])
+    facts.aug_targets = {
+        id(n.target) for n in ast.walk(ast.Module(body=loop.body, type_ignores=[]))
+        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
+    }  # fmt: skip
     for name, node in targets(loop.target):
         facts.local_names.setdefault(name, node)
     facts.findings += _control_flow(loop.body, offset)
     _collect_bindings(loop.body, facts)
-    _classify_outer_uses(loop.body, facts, offset)
-    facts.findings += LoopCarried(facts, offset).check(loop.body)
+    _refuse_del_outer(loop.body, facts, offset)
+    carried = LoopCarried(facts).check(loop.body)
+    facts.carried, facts.may_depend = carried.carried, carried.may_depend
+    splitter = Splitter(
+        loop,
+        set(facts.local_names),
+        set(facts.accumulators),
+        set(facts.carried),
+        kinds or {},
+        own_keys,
+    )
+    facts.split = splitter.run()
+    hoist(loop.body, facts.split)
+    refusal = nothing_parallel(loop.body, facts.split, facts.carried, offset)
+    if refusal is not None:
+        facts.findings.append(refusal)
     facts.findings.sort(key=lambda f: (f.lineno, f.col))
     return facts
 
@@ -155,7 +151,7 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
         if isinstance(node, ast.NamedExpr):
             facts.local_names.setdefault(node.target.id, node)
         for name, where in stored_names(node):
-            if getattr(where, "_dm_aug_target", False):
+            if id(where) in facts.aug_targets:
                 continue
             facts.local_names.setdefault(name, where)
         if isinstance(node, ast.ExceptHandler) and node.name:
@@ -173,129 +169,13 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
             facts.accumulators.setdefault(name, node)
 
 
-def mark_augtargets(body: list[ast.stmt]) -> None:
-    """Tag the Name of every ``x op= ...`` so binding collection can tell it apart."""
-    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-            node.target._dm_aug_target = True  # type: ignore[attr-defined]
+# -- uses of notebook (outer) names ------------------------------------------------------------
 
 
-# -- uses of notebook (outer) objects ------------------------------------------------------------
-
-
-def _classify_outer_uses(body: list[ast.stmt], facts: BodyFacts, offset: int) -> None:
-    """Find accumulator sites and refuse every other way of changing a notebook object."""
-    outer = lambda node: (r := root_name(node)) is not None and r.id not in facts.local_names  # noqa: E731
-    for stmt in _body_statements(body):
-        _classify_statement(stmt, facts, offset, outer)
-    _refuse_value_uses(body, facts, offset, outer)
-    _refuse_accumulator_reads(body, facts, offset)
-
-
-def _body_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+def _refuse_del_outer(body: list[ast.stmt], facts: BodyFacts, offset: int) -> None:
+    """``del name`` of a notebook name: the serial loop would unbind it in the notebook."""
     for node in iter_body_scope(body):
-        if isinstance(node, ast.stmt):
-            yield node
-
-
-def _classify_statement(stmt: ast.stmt, facts: BodyFacts, offset: int, outer) -> None:  # noqa: ANN001
-    add = facts.findings.append
-    if isinstance(stmt, ast.Expr) and _is_accumulate_call(stmt.value, outer):
-        _add_site(facts, stmt, root_name(stmt.value.func.value))  # type: ignore[attr-defined]
-    elif isinstance(stmt, ast.Assign):
-        outer_targets = [
-            t for t in stmt.targets if isinstance(t, (ast.Subscript, ast.Attribute)) and outer(t)
-        ]
-        if outer_targets and len(stmt.targets) > 1:
-            add(F.ACCUMULATE_CHAINED.at(stmt, offset, name=root_name(outer_targets[0]).id))
-        for target in outer_targets:
-            if isinstance(target, ast.Attribute):
-                name = root_name(target).id
-                add(
-                    F.OUTER_MUTATION.at(
-                        target, offset, what=f"{ast.unparse(target)} = ...", name=name
-                    )
-                )
-            elif len(stmt.targets) == 1:
-                _add_site(facts, stmt, root_name(target))
-    elif isinstance(stmt, ast.AugAssign):
-        target = stmt.target
-        if isinstance(target, ast.Name) and target.id in facts.accumulators:
-            facts.accumulate_roots.add(id(target))
-        elif isinstance(target, ast.Attribute) and outer(target):
-            what = f"{ast.unparse(target)} {_op_text(stmt.op)}= ..."
-            add(F.OUTER_MUTATION.at(target, offset, what=what, name=root_name(target).id))
-        elif isinstance(target, ast.Subscript) and outer(target):
-            _add_site(facts, stmt, root_name(target))
-    elif isinstance(stmt, ast.Delete):
-        for target in stmt.targets:
-            if isinstance(target, ast.Name) and target.id not in facts.local_names:
-                add(F.DEL_OUTER.at(stmt, offset, name=target.id))
-            elif isinstance(target, (ast.Subscript, ast.Attribute)) and outer(target):
-                name = root_name(target).id
-                add(
-                    F.OUTER_MUTATION.at(
-                        target, offset, what=f"del {ast.unparse(target)}", name=name
-                    )
-                )
-
-
-def _add_site(facts: BodyFacts, stmt: ast.stmt, root: ast.Name | None) -> None:
-    if root is None:
-        return
-    facts.accumulators.setdefault(root.id, stmt)
-    facts.accumulate_roots.add(id(root))
-    stmt._dm_accumulate = True  # type: ignore[attr-defined]
-
-
-def _is_accumulate_call(node: ast.expr, outer) -> bool:  # noqa: ANN001
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in ACCUMULATE_METHODS
-        and outer(node.func.value)
-    )
-
-
-def _op_text(op: ast.operator) -> str:
-    return ast.unparse(ast.BinOp(ast.Name("a"), op, ast.Name("b")))[2:-2]
-
-
-def _refuse_value_uses(body: list[ast.stmt], facts: BodyFacts, offset: int, outer) -> None:  # noqa: ANN001
-    """``y = acc.append(x)``, in-place methods (``x.pop()``) and additions made inside nested
-    functions: each would change only the worker's copy of a notebook object."""
-    statement_calls = {
-        id(s.value)
-        for s in _body_statements(body)
-        if getattr(s, "_dm_accumulate", False) and isinstance(s, ast.Expr)
-    }
-    for node, shadow, own in walk_scoped(body):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        root = root_name(node.func.value)
-        if root is None or root.id in shadow or not outer(node.func.value):
-            continue
-        name, method = root.id, node.func.attr
-        if method in IN_PLACE_METHODS:
-            facts.findings.append(F.IN_PLACE_METHOD.at(node, offset, name=name, method=method))
-        elif method in ACCUMULATE_METHODS and id(node) not in statement_calls:
-            kind = F.ACCUMULATE_AS_VALUE if own else F.ACCUMULATE_NESTED
-            facts.findings.append(kind.at(node, offset, name=name, method=method))
-
-
-def _refuse_accumulator_reads(body: list[ast.stmt], facts: BodyFacts, offset: int) -> None:
-    reported: set[str] = set()
-    for node, shadow, _own in walk_scoped(body):
-        if not (isinstance(node, ast.Name) and node.id in facts.accumulators):
-            continue
-        if id(node) in facts.accumulate_roots or node.id in reported or node.id in shadow:
-            continue
-        if getattr(node, "_dm_aug_target", False):
-            continue
-        site = facts.accumulators[node.id]
-        reported.add(node.id)
-        facts.findings.append(
-            F.ACCUMULATOR_READ.at(
-                node, offset, name=node.id, added=site.lineno + offset, line=node.lineno + offset
-            )
-        )
+        if isinstance(node, ast.Delete):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id not in facts.local_names:
+                    facts.findings.append(F.DEL_OUTER.at(node, offset, name=target.id))

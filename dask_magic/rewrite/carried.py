@@ -1,8 +1,14 @@
 """Loop-carried state: body names read before the current item assigns them.
 
 A small forward dataflow (definite assignment) over the loop body. In the serial loop such a
-read sees the previous item's value; a parallel run cannot reproduce that, so it is refused
-with the line of the read and of the assignment.
+read sees the previous item's value. Two cases are told apart:
+
+* **carried**: the read lies on the normal path (``total = total + x``, ``if s > best:``,
+  a name assigned under an ``if`` and read after it). Its value is state that travels from
+  item to item: the name lives in the notebook and its statements join the ordered part.
+* **may-depend**: the read lies in an ``except`` handler (``print(path)`` after
+  ``path = ...`` in the ``try``). The item usually assigned it; if it really did not, the
+  item fails at run time with a message naming the line and the name.
 """
 
 from __future__ import annotations
@@ -10,11 +16,9 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from . import findings as F
 from .scopes import COMPREHENSIONS, iter_body_scope, stored_names, targets, walk_with_loop_depth
 
 if TYPE_CHECKING:
-    from ..errors import Finding
     from .analysis import BodyFacts
 
 
@@ -25,19 +29,24 @@ class LoopCarried:
     """Definite-assignment analysis over the loop body (a small forward dataflow).
 
     A body-local name read where this item has not surely assigned it would, in the serial
-    loop, see the previous item's value: state carried between items, which a parallel run
-    cannot reproduce. Reads inside lambdas and nested functions run later and are not checked.
+    loop, see the previous item's value. Reads inside lambdas and nested functions run later
+    and are not checked.
     """
 
-    def __init__(self, facts: BodyFacts, offset: int) -> None:
+    def __init__(self, facts: BodyFacts) -> None:
         self.local = set(facts.local_names)
         self.facts = facts
-        self.offset = offset
-        self.found: dict[str, Finding] = {}
+        self.handler_depth = 0
+        #: name -> its first read on the normal path (state carried from item to item)
+        self.carried: dict[str, ast.Name] = {}
+        #: name -> its first read inside an ``except`` handler (checked at run time)
+        self.may_depend: dict[str, ast.Name] = {}
 
-    def check(self, body: list[ast.stmt]) -> list[Finding]:
+    def check(self, body: list[ast.stmt]) -> LoopCarried:
         self.block(body, frozenset(self.facts.target_names))
-        return list(self.found.values())
+        for name in self.carried:
+            self.may_depend.pop(name, None)
+        return self
 
     # statements
     def block(self, stmts: list[ast.stmt], assigned: Assigned) -> Assigned:
@@ -47,7 +56,7 @@ class LoopCarried:
             assigned = self.stmt(stmt, assigned)
         return assigned
 
-    def stmt(self, s: ast.stmt, a: frozenset[str]) -> Assigned:  # noqa: PLR0911
+    def stmt(self, s: ast.stmt, a: frozenset[str]) -> Assigned:
         if isinstance(s, (ast.Continue, ast.Break, ast.Return)):
             if isinstance(s, ast.Return) and s.value:
                 self.expr(s.value, a)
@@ -121,7 +130,9 @@ class LoopCarried:
                 h = self.expr(handler.type, h)
             if handler.name:
                 h = h | {handler.name}
+            self.handler_depth += 1
             end = self.block(handler.body, h)
+            self.handler_depth -= 1
             ends.append(None if end is None else end - {handler.name} if handler.name else end)
         joined = _join(*ends)
         final_end = self.block(s.finalbody, a) if s.finalbody else a
@@ -202,15 +213,10 @@ class LoopCarried:
 
     def read(self, node: ast.Name, a: frozenset[str]) -> None:
         name = node.id
-        if name in self.local and name not in a and name not in self.found:
-            first = self.facts.local_names.get(name) or node
-            self.found[name] = F.LOOP_CARRIED.at(
-                node,
-                self.offset,
-                name=name,
-                line=node.lineno + self.offset,
-                assigned=getattr(first, "lineno", node.lineno) + self.offset,
-            )
+        if name not in self.local or name in a:
+            return
+        found = self.may_depend if self.handler_depth else self.carried
+        found.setdefault(name, node)
 
 
 def _join(*ends: Assigned) -> Assigned:

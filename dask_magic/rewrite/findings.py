@@ -70,58 +70,22 @@ GLOBAL = Kind(
     "collect per-item values (e.g. `results.append(value)`) and assign the notebook variable "
     "after the loop",
 )
-ACCUMULATOR_READ = Kind(
-    "DM008",
-    "`{name}` is added to on line {added} and read on line {line}; on a worker it holds only "
-    "the notebook's copy, not what other items added",
-    "only add to `{name}` in the loop and use it after the loop; to skip duplicates, collect "
-    "everything (`found.append(x)`) and de-duplicate afterwards (`set(found)`)",
-)
-LOOP_CARRIED = Kind(
+RECURRENCE = Kind(
     "DM009",
-    "`{name}` is read on line {line} before this item assigns it (line {assigned}): its value "
-    "would come from the previous item, which runs elsewhere",
-    "give `{name}` a value at the top of the loop body, or collect a per-item value "
-    "(`parts.append(...)`) and combine after the loop (`{name} = sum(parts)`, or "
-    "`pd.concat(parts)` for DataFrames)",
+    "nothing in this loop can run in parallel: every call in it needs a value an earlier item "
+    "computed ({chain})",
+    "compute each item's part on its own and combine the parts after the loop, e.g. "
+    "`parts.append(load(f))` in the loop and `{name} = combine(parts)` after it; a loop that "
+    "is a true recurrence runs fastest as a plain loop, without %%parallel_for",
 )
 DEL_OUTER = Kind(
     "DM010",
     "`del {name}` deletes a notebook variable from a worker",
     "delete `{name}` after the loop",
 )
-OUTER_MUTATION = Kind(
-    "DM011",
-    "`{what}` changes the notebook object `{name}` on a worker; the change would be lost",
-    "collect the values instead (e.g. `updates.append((key, value))`) and apply them to "
-    "`{name}` after the loop",
-)
 IPYTHON_SYNTAX = Kind(
     "DM012",
     "IPython magics, `!` shell commands and `get_ipython()` cannot run on a worker",
     "run them before or after the loop; for a shell command use `subprocess.run([...])` in "
     "the body",
-)
-ACCUMULATE_AS_VALUE = Kind(
-    "DM013",
-    "`{name}.{method}(...)` is used as a value; dask-magic replays it in the notebook, where "
-    "its result is not available to the item",
-    "call `{name}.{method}(...)` as a statement of its own",
-)
-IN_PLACE_METHOD = Kind(
-    "DM014",
-    "`{name}.{method}()` changes the notebook object `{name}` in place on a worker; the change "
-    "would be lost",
-    "do it after the loop, or build a new object per item",
-)
-ACCUMULATE_NESTED = Kind(
-    "DM015",
-    "`{name}` is added to inside a nested function or comprehension; only additions made "
-    "directly in the loop body come back to the notebook",
-    "return the value from the function and add it in the loop body: `{name}.append(f(x))`",
-)
-ACCUMULATE_CHAINED = Kind(
-    "DM016",
-    "`{name}` is assigned together with other targets in one statement",
-    "split the assignment into one statement per target",
 )

@@ -7,10 +7,9 @@ import dis
 import types
 from dataclasses import dataclass, field
 
-from .transform import FUNCTION_NAME, LOCALS
-
-#: How the body function appears in tracebacks (``File "<cell>", line 4, in <loop body>``).
-BODY_DISPLAY_NAME = "<loop body>"
+from ..contract import BODY_DISPLAY_NAME, FUNCTION_NAME, LOCALS
+from .show import annotated_body
+from .transform import OrderedStep
 
 
 @dataclass
@@ -32,7 +31,24 @@ class LoopPlan:
     local_names: tuple[str, ...]  # names each item binds (target included)
     accumulators: tuple[str, ...]  # notebook names the body only adds to
     loop_lineno: int
+    #: the ordered part: statements run in the kernel, in item order (``@dm_rec.run(k, ...)``)
+    steps: tuple[OrderedStep, ...] = ()
+    #: names whose value lives in the kernel (carried, assigned by the ordered part, plots, ...)
+    kernel_names: tuple[str, ...] = ()
+    #: ``(name, target)`` of ``df[c] = f(df[c])`` updates run in parallel: keys must be distinct
+    own_keys: tuple[tuple[str, str], ...] = ()
+    #: the ordered part draws, writes or changes objects a retry cannot restore and replay
+    external: bool = False
+    #: notebook objects the body changes on the worker too (``svc.C = C``): not fingerprinted
+    mirrored_roots: tuple[str, ...] = ()
+    #: first line of each body statement -> "parallel" or "ordered" (``--show``)
+    line_modes: dict[int, str] = field(default_factory=dict)
+    #: names first read in an ``except`` before the item surely assigned them
+    may_depend: tuple[str, ...] = ()
+    #: line -> sources of the sub-expressions of the ordered part computed on the worker
+    hoisted_lines: dict[int, list[str]] = field(default_factory=dict)
     _code: types.CodeType | None = field(default=None, repr=False)
+    _step_codes: list[types.CodeType] | None = field(default=None, repr=False)
 
     def body_code(self) -> types.CodeType:
         """The compiled per-item function's code object, named `BODY_DISPLAY_NAME`."""
@@ -48,6 +64,12 @@ class LoopPlan:
                 replace["co_qualname"] = BODY_DISPLAY_NAME
             self._code = code.replace(**replace)
         return self._code
+
+    def step_codes(self) -> list[types.CodeType]:
+        """The ordered steps compiled under the cell's filename (their lines are the user's)."""
+        if self._step_codes is None:
+            self._step_codes = [compile(step.module, self.filename, "exec") for step in self.steps]
+        return self._step_codes
 
     def free_names(self) -> tuple[str, ...]:
         """Names the body reads from the notebook (globals of the body and its nested code)."""
@@ -70,7 +92,13 @@ class LoopPlan:
         parts.append(
             f"# evaluated once in the kernel and listed\nitems = list({ast.unparse(self.iterable.body)})"
         )
+        parts.append(annotated_body(self.source, self.line_modes, self.hoisted_lines))
         parts.append("# runs once per item on the cluster\n" + ast.unparse(self.body))
+        for number, step in enumerate(self.steps):
+            code = ast.unparse(step.module)
+            parts.append(
+                f"# ordered step {number} (line {step.lineno}), run in the notebook in item order\n{code}"
+            )
         if self.accumulators:
             names = ", ".join(self.accumulators)
             parts.append(

@@ -1,0 +1,183 @@
+"""The in-order commit: each item's share of the ordered part runs in the kernel, in item order.
+
+Items end in any order on the cluster; the serial loop saw them in input order. An
+`OrderedCommit` holds each ended item until every earlier item of its pass has ended, then
+*commits* it: its operations in the order the item made them (recorded additions, ordered
+steps run with the item's values, the output it printed before each step), then the rest of
+its output. A failed item commits only its output (its failure is reported with it). An
+ordered step that raises fails its item from there on; the items after it go on.
+
+This is the only place where the ordered part touches the notebook's namespace, and it runs
+on the kernel's main thread (plots and ``display`` land in the running cell's output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+
+from .. import contract as C
+from .errorinfo import error_info
+from .replay import apply_op
+from .results import ErrorInfo, ItemOutcome
+from .worker import not_assigned_here
+
+
+class ContinueItem(Exception):
+    """``continue`` of the parallel loop, raised by an ordered step: the item's part ends."""
+
+
+class OrderedCommit:
+    """Commit the items of one pass in item order as they end (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: Any,
+        ns: MutableMapping[str, Any],
+        order: Sequence[int],
+        on_failure: Callable[[int, ErrorInfo], None],
+        *,
+        keep_ops: bool = True,
+    ) -> None:
+        self.plan = plan
+        self.ns = ns
+        self.order = list(order)
+        self.on_failure = on_failure
+        self.keep_ops = keep_ops  # a retry may replay them; otherwise they are dropped once used
+        self.codes = plan.step_codes() if plan is not None else []
+        self.next = 0
+        self.ended: dict[int, tuple[ItemOutcome, bool]] = {}
+        self.busy = 0.0  # seconds the kernel spent in the ordered part
+        self.step_seconds = [0.0] * len(self.codes)
+        #: names of the items' own values put into the namespace, with what was there before
+        self.injected: dict[str, Any] = {}
+        self.missing: set[str] = set()  # the running step's names this item did not assign
+
+    def offer(self, outcomes: Iterable[ItemOutcome], quiet: bool = False) -> None:
+        """Items that ended; ``quiet`` ones replay without printing (already printed once)."""
+        for outcome in outcomes:
+            self.ended[outcome.index] = (outcome, quiet)
+        self._advance()
+
+    def flush(self) -> None:
+        """Commit whatever has ended, skipping items that never did (the pass is over)."""
+        while self.next < len(self.order):
+            entry = self.ended.pop(self.order[self.next], None)
+            self.next += 1
+            if entry is not None:
+                self._commit(*entry)
+
+    def _advance(self) -> None:
+        while self.next < len(self.order) and self.order[self.next] in self.ended:
+            outcome, quiet = self.ended.pop(self.order[self.next])
+            self.next += 1
+            self._commit(outcome, quiet)
+
+    # -- one item ----------------------------------------------------------------------------
+    def _commit(self, outcome: ItemOutcome, quiet: bool) -> None:
+        start = time.perf_counter()
+        try:
+            if outcome.status == "done" and outcome.ops:
+                if quiet:  # replayed for its state: what it printed is in the output already
+                    with (
+                        contextlib.redirect_stdout(io.StringIO()),
+                        contextlib.redirect_stderr(io.StringIO()),
+                    ):
+                        self._apply(outcome, quiet)
+                else:
+                    self._apply(outcome, quiet)
+            if not quiet and outcome.status != "cancelled":
+                _write(outcome.stdout, outcome.stderr, outcome.warnings)
+        finally:
+            self.busy += time.perf_counter() - start
+        if not self.keep_ops and outcome.status == "done":
+            outcome.ops = []
+
+    def _apply(self, outcome: ItemOutcome, quiet: bool) -> None:
+        ns = self.ns
+        for op in outcome.ops:
+            kind = op[0]
+            try:
+                if kind == C.OP_OUT:
+                    if not quiet:
+                        _write(op[1], op[2], ())
+                elif kind == C.OP_RUN:
+                    self._run_step(op[1], op[2], op[3])
+                else:
+                    apply_op(ns, op)
+            except ContinueItem:
+                return
+            except Exception as exc:  # the item fails here, as the plain loop would have
+                self._fail(outcome, exc, op)
+                return
+
+    def _run_step(self, step: int, captured: dict[str, Any] | None, hoisted: tuple) -> None:
+        ns = self.ns
+        spec = self.plan.steps[step]
+        if captured is None:
+            captured = {}
+        # a name this item did not assign must not be read from an earlier item: take it
+        # out while the step runs, so that a read fails at the user's line
+        self.missing = {n for n in spec.needs if n not in captured}
+        hidden = {n: ns.pop(n) for n in self.missing if n in ns}
+        for name, value in captured.items():
+            if name not in self.injected:
+                self.injected[name] = ns.get(name, _ABSENT)
+            ns[name] = value
+        names = [f"{C.HOISTED_PREFIX}{i}" for i in range(len(hoisted))]
+        ns.update(zip(names, hoisted))
+        ns[C.CONTINUE] = ContinueItem
+        start = time.perf_counter()
+        try:
+            exec(self.codes[step], ns)
+        finally:
+            self.step_seconds[step] += time.perf_counter() - start
+            for name in names:
+                ns.pop(name, None)
+            ns.pop(C.CONTINUE, None)
+            ns.update(hidden)
+
+    def _fail(self, outcome: ItemOutcome, exc: Exception, op: tuple) -> None:
+        error = error_info(exc)
+        if isinstance(exc, NameError) and getattr(exc, "name", None) in self.missing:
+            error = not_assigned_here(error, exc.name)
+        outcome.bound = {}
+        outcome.ops = []
+        self.on_failure(outcome.index, error)  # the run counts it as failed from now on
+
+    # -- what the run reports --------------------------------------------------------------
+    def restore_injected(self, final_names: Iterable[str]) -> None:
+        """Names only the ordered part saw (bound by no item that is done) get their old value."""
+        final = set(final_names)
+        for name, before in self.injected.items():
+            if name in final:
+                continue
+            if before is _ABSENT:
+                self.ns.pop(name, None)
+            else:
+                self.ns[name] = before
+
+    def bounding_lines(self, elapsed: float) -> list[int] | None:
+        """The ordered part's busiest lines, when it (not the workers) bounded the run."""
+        if not self.codes or elapsed <= 0 or self.busy < 0.5 * elapsed or self.busy < 0.2:
+            return None
+        ranked = sorted(range(len(self.codes)), key=lambda k: -self.step_seconds[k])
+        return sorted(self.plan.steps[k].lineno for k in ranked[:3] if self.step_seconds[k] > 0)
+
+
+_ABSENT = object()
+
+
+def _write(stdout: str, stderr: str, warnings: Sequence[str]) -> None:
+    if stdout:
+        sys.stdout.write(stdout)
+    if stderr:
+        sys.stderr.write(stderr)
+    for warning in warnings:
+        sys.stderr.write(warning + "\n")
+    if stdout:
+        sys.stdout.flush()
