@@ -54,8 +54,13 @@ KIND_DISPLAY = "display"
 KIND_CALLABLE = "callable"
 #: An immutable value (numbers, strings, tuples of those, ...).
 KIND_VALUE = "value"
-#: Any other object: its method calls run on the workers (changes are fingerprinted).
+#: Plain data: lists, dicts, sets, arrays, DataFrames. Its methods are bookkeeping.
+KIND_DATA = "data"
+#: Any other object (a model, a client): its method calls run on the workers and may be
+#: real work (changes the code cannot show are fingerprinted).
 KIND_OBJECT = "object"
+#: Kinds of notebook objects the body may add to, store into and read keys of.
+MUTABLE_KINDS = frozenset({KIND_DATA, KIND_OBJECT})
 
 #: Kinds whose every use belongs to the ordered part.
 KERNEL_KINDS = frozenset({KIND_PLOTTING, KIND_SINK, KIND_DISPLAY})

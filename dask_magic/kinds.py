@@ -10,6 +10,7 @@ recognised by their module and name, so nothing here imports matplotlib, tqdm or
 from __future__ import annotations
 
 import builtins
+import collections
 import io
 import logging
 import numbers
@@ -32,6 +33,8 @@ _SINK_MODULES = (
 )
 _SINK_TYPES = (io.IOBase, logging.Logger, logging.LoggerAdapter)
 _VALUES = (numbers.Number, str, bytes, bool, type(None), frozenset, range)
+_DATA = (list, dict, set, tuple, bytearray, collections.deque, collections.Counter)
+_DATA_MODULES = ("numpy", "pandas", "polars", "pyarrow", "xarray", "scipy")
 
 
 def kind_of(value: Any) -> str:
@@ -52,6 +55,8 @@ def kind_of(value: Any) -> str:
         return C.KIND_CALLABLE
     if isinstance(value, _VALUES):
         return C.KIND_VALUE
+    if isinstance(value, _DATA) or _module_in(module, _DATA_MODULES):
+        return C.KIND_DATA
     return C.KIND_OBJECT
 
 

@@ -42,6 +42,7 @@ class OrderedCommit:
         on_failure: Callable[[int, ErrorInfo], None],
         *,
         keep_ops: bool = True,
+        items: Sequence[Any] = (),
     ) -> None:
         self.plan = plan
         self.ns = ns
@@ -49,6 +50,13 @@ class OrderedCommit:
         self.on_failure = on_failure
         self.keep_ops = keep_ops  # a retry may replay them; otherwise they are dropped once used
         self.codes = plan.step_codes() if plan is not None else []
+        self.items = items
+        # a loop target that is notebook state (``for ax, f in zip(axes.flat, files)``) is
+        # bound here from the kernel's own item: the worker only has a copy of it
+        kernel_targets = (
+            set(plan.target_names) & set(plan.kernel_names) if plan is not None else set()
+        )
+        self.bind_target = _target_binder(plan) if kernel_targets else None
         self.next = 0
         self.ended: dict[int, tuple[ItemOutcome, bool]] = {}
         self.busy = 0.0  # seconds the kernel spent in the ordered part
@@ -99,6 +107,12 @@ class OrderedCommit:
 
     def _apply(self, outcome: ItemOutcome, quiet: bool) -> None:
         ns = self.ns
+        if self.bind_target is not None:
+            ns[C.ITEM] = self.items[outcome.index]
+            try:
+                exec(self.bind_target, ns)  # noqa: S102 - `<the loop's target> = item`
+            finally:
+                ns.pop(C.ITEM, None)
         for op in outcome.ops:
             kind = op[0]
             try:
@@ -170,6 +184,16 @@ class OrderedCommit:
 
 
 _ABSENT = object()
+
+
+def _target_binder(plan: Any) -> Any:
+    import ast
+
+    assign = ast.Assign([plan.target], ast.Name(C.ITEM, ast.Load()))
+    module = ast.fix_missing_locations(
+        ast.Module([ast.copy_location(assign, plan.target)], type_ignores=[])
+    )
+    return compile(module, plan.filename, "exec")
 
 
 def _write(stdout: str, stderr: str, warnings: Sequence[str]) -> None:

@@ -111,7 +111,7 @@ def start_loop(
     )
     run.observers.extend(observers)
     before, restorable = _snapshot_state(plan, ns)
-    absent = [name for name in plan.kernel_names if name not in ns]
+    absent = [name for name in plan.state_names if name not in ns]
     state = _LoopState(plan, ns, options, before, restorable, absent)
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
@@ -136,7 +136,7 @@ def _snapshot_state(plan: LoopPlan, ns: MutableMapping[str, Any]) -> tuple[dict[
     """
     if plan.external:
         return {}, False
-    names = dict.fromkeys([*plan.accumulators, *plan.kernel_names])
+    names = dict.fromkeys([*plan.accumulators, *plan.state_names])
     try:
         return {name: copy.deepcopy(ns[name]) for name in names if name in ns}, True
     except Exception:  # something that cannot be copied: a retry appends instead of rebuilding
@@ -172,7 +172,7 @@ def _committer(run: Run, state: _LoopState, indices: list[int], rebuild: bool) -
     ]
     order = sorted({*indices, *(o.index for o in done_before)}) if rebuild else sorted(indices)
     committer = OrderedCommit(
-        state.plan, state.ns, order, run.commit_failed, keep_ops=state.restorable
+        state.plan, state.ns, order, run.commit_failed, keep_ops=state.restorable, items=run.items
     )
     if rebuild:
         for name, value in state.before.items():
@@ -248,6 +248,7 @@ def _ordered_facts(plan: LoopPlan) -> dict[str, Any]:
         "needs": tuple(step.needs for step in plan.steps),
         "may_depend": frozenset(plan.may_depend),
         "mirrored": tuple(plan.mirrored_roots),
+        "kernel": frozenset(plan.kernel_names),
     }
 
 

@@ -51,7 +51,7 @@ class Recorder:
     evaluated on the worker, exactly where the serial loop would have evaluated them.
     """
 
-    __slots__ = ("capture", "locals", "marked", "needs", "ops")
+    __slots__ = ("capture", "kernel", "locals", "marked", "needs", "ops")
 
     def __init__(
         self, needs: tuple[tuple[str, ...], ...] = (), capture: _ItemCapture | None = None
@@ -61,6 +61,7 @@ class Recorder:
         self.locals: dict[str, Any] = {}
         self.needs = needs  # per ordered step: the item's names it reads in the kernel
         self.capture = capture
+        self.kernel: frozenset[str] = frozenset()
 
     def call(self, root: str, path: tuple, method: str, args: tuple, kwargs: dict) -> None:
         if method in ("extend", "update"):
@@ -100,6 +101,8 @@ class Recorder:
         self.marked.add(name)
 
     def end(self, frame_locals: dict[str, Any]) -> None:
+        for name in self.kernel:  # the kernel holds their values (a copy here would mislead)
+            frame_locals.pop(name, None)
         # `locals()` of the generated function: a dict of its own, so the two runtime names
         # can be popped from it (no comprehension per item; the rewrite adds no other locals)
         frame_locals.pop(ITEM_NAME, None)
@@ -320,8 +323,7 @@ def _run_columns(
     worker: str | None,
     retries: int,
     budget: float | None = None,
-    needs: tuple[tuple[str, ...], ...] = (),
-    may_depend: frozenset[str] = frozenset(),
+    ordered: dict[str, Any] | None = None,
 ) -> _Columns:
     """Run the items of ``batch``, each with its own capture, into `_Columns`.
 
@@ -342,7 +344,10 @@ def _run_columns(
     held_index = -1
     held_values: dict[str, Any] = {}
     capture = _ItemCapture()
-    recorder = Recorder(needs, capture)
+    ordered = ordered or {}
+    may_depend = ordered.get("may_depend", frozenset())
+    recorder = Recorder(ordered.get("needs", ()), capture)
+    recorder.kernel = ordered.get("kernel", frozenset())
     clock = time.perf_counter
     deadline = None if budget is None else clock() + budget
     _CAPTURE.item = capture
@@ -541,12 +546,12 @@ def run_batch(
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
-    needs, may_depend = bundle.get("needs", ()), bundle.get("may_depend", frozenset())
+    ordered = {key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle}
     mirrored = bundle.get("mirrored", ())  # changed on purpose, and replayed in the kernel
     env = {n: v for n, v in bundle["env"].items() if n not in mirrored} if kind == "loop" else {}
     watched = fingerprints(env)
     columns = _run_columns(
-        body, kind, batch, last_index, stash_key, worker, retries, budget, needs, may_depend
+        body, kind, batch, last_index, stash_key, worker, retries, budget, ordered
     )
     changed = tuple(
         name

@@ -117,6 +117,7 @@ def _plan(
         loop_lineno=loop.lineno,
         steps=steps,
         kernel_names=tuple(sorted(facts.split.kernel_names)),
+        state_names=tuple(sorted(facts.split.assigned)),
         own_keys=tuple(facts.split.own_keys),
         external=facts.split.external,
         mirrored_roots=tuple(sorted(facts.split.mirrored_roots)),

@@ -82,7 +82,7 @@ def analyze_body(
     )
     facts.split = splitter.run()
     hoist(loop.body, facts.split)
-    refusal = nothing_parallel(loop.body, facts.split, facts.carried, offset)
+    refusal = nothing_parallel(loop.body, facts.split, facts.carried, offset, kinds or {})
     if refusal is not None:
         facts.findings.append(refusal)
     facts.findings.sort(key=lambda f: (f.lineno, f.col))

@@ -11,9 +11,13 @@ real recurrence, and refused.
 from __future__ import annotations
 
 import ast
+import builtins
+from collections.abc import Mapping
 
+from .. import contract as C
 from ..errors import Finding
 from . import findings as F
+from .scopes import root_name
 from .split import (
     MIRROR,
     ORDERED,
@@ -116,10 +120,15 @@ def _unconditional_children(node: ast.expr) -> list[ast.expr]:
 
 
 def nothing_parallel(
-    body: list[ast.stmt], split: Split, carried: dict[str, ast.Name], offset: int
+    body: list[ast.stmt],
+    split: Split,
+    carried: dict[str, ast.Name],
+    offset: int,
+    kinds: Mapping[str, str],
 ) -> Finding | None:
-    """A refusal when every call of the body needs a value an earlier item computed."""
-    calls_in_kernel = []
+    """A refusal when every call of the body needs a value an earlier item computed, and
+    some of those calls may be real work (a notebook function, not ``print`` or ``max``)."""
+    heavy_in_kernel = []
     for stmt in body_statements(body, split):
         mode = split.mode(stmt)
         if mode in (PARALLEL, RECORD, MIRROR):
@@ -133,16 +142,31 @@ def nothing_parallel(
                 for n in ast.walk(e)
             ):
                 return None
-            if any(isinstance(n, ast.Call) for n in ast.walk(stmt)) and reads([stmt]) & set(
-                carried
-            ):
-                calls_in_kernel.append(stmt)
-    if not calls_in_kernel:
+            heavy = any(isinstance(n, ast.Call) and _heavy_call(n, kinds) for n in ast.walk(stmt))
+            if heavy and reads([stmt]) & set(carried):
+                heavy_in_kernel.append(stmt)
+    if not heavy_in_kernel:
         return None  # cheap bookkeeping only (``total = total + x``): fine in the kernel
-    names = sorted(reads(calls_in_kernel) & set(carried))
+    names = sorted(reads(heavy_in_kernel) & set(carried))
     chain = "; ".join(_chain(name, body, carried, offset) for name in names)
-    first = calls_in_kernel[0]
-    return F.RECURRENCE.at(first, offset, chain=chain, name=names[0])
+    return F.RECURRENCE.at(heavy_in_kernel[0], offset, chain=chain, name=names[0])
+
+
+def _heavy_call(node: ast.Call, kinds: Mapping[str, str]) -> bool:
+    """A call that may do real work: a notebook function or object, or a name not known.
+
+    Builtins (``print``, ``max``, ``len``), module functions (``np.append``, ``pd.concat``)
+    and methods of the loop's own values are bookkeeping the kernel does fast.
+    """
+    root = root_name(node.func)
+    if root is None:
+        return True
+    kind = kinds.get(root.id)
+    if kind is None:
+        return isinstance(node.func, ast.Name) and not hasattr(builtins, root.id)
+    if kind == C.KIND_OBJECT and isinstance(node.func, ast.Attribute):
+        return node.func.attr not in ACCUMULATE_METHODS | IN_PLACE_METHODS
+    return kind in (C.KIND_CALLABLE, C.KIND_OBJECT)
 
 
 def _chain(name: str, body: list[ast.stmt], carried: dict[str, ast.Name], offset: int) -> str:

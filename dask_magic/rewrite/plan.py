@@ -35,6 +35,8 @@ class LoopPlan:
     steps: tuple[OrderedStep, ...] = ()
     #: names whose value lives in the kernel (carried, assigned by the ordered part, plots, ...)
     kernel_names: tuple[str, ...] = ()
+    #: names the ordered part assigns (a retry restores them before it replays the items)
+    state_names: tuple[str, ...] = ()
     #: ``(name, target)`` of ``df[c] = f(df[c])`` updates run in parallel: keys must be distinct
     own_keys: tuple[tuple[str, str], ...] = ()
     #: the ordered part draws, writes or changes objects a retry cannot restore and replay

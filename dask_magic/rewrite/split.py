@@ -60,6 +60,7 @@ class Split:
     own_keys: list[tuple[str, str]] = field(default_factory=list)  # (notebook name, target name)
     external: bool = False  # the ordered part touches plots, files or objects it cannot restore
     mirrored_roots: set[str] = field(default_factory=set)
+    assigned: set[str] = field(default_factory=set)  # names the ordered part assigns
 
     def mode(self, stmt: ast.stmt) -> str:
         return self.modes.get(id(stmt), PARALLEL)
@@ -207,8 +208,10 @@ class Splitter:
 
     def _ordered_effects(self, stmt: ast.stmt) -> None:
         kernel = self.split.kernel_names
-        kernel |= writes([stmt]) - self.targets
-        kernel |= self._mutated_roots(stmt)
+        assigned = writes([stmt]) - self.targets
+        kernel |= assigned
+        self.split.assigned |= assigned
+        kernel |= self._mutated_roots(stmt, ordered=True)
         if self._touches_kernel_kinds(stmt):
             self.split.external = True
 
@@ -236,7 +239,7 @@ class Splitter:
             root = self.outer(receiver)
             skip = self._own_reads(stmt, root)
             parts = [*values, *_keys(receiver)]
-            if reads_except(parts, skip) & kernel or _binds(parts):
+            if reads_except(parts, skip) & kernel or _binds(parts) or self._mutated_roots(stmt):
                 return ORDERED
             if root not in self.own:
                 kernel.add(root)  # type: ignore[arg-type]
@@ -244,10 +247,10 @@ class Splitter:
         if self._is_mirror(stmt):
             value = stmt.value  # type: ignore[attr-defined]
             target = stmt.targets[0]  # type: ignore[attr-defined]
-            if (reads([value]) | reads(_keys(target)) | {self.outer(target)}) & kernel or _binds(
-                [value]
-            ):
-                return ORDERED
+            root = self.outer(target)
+            touched = reads([value]) | reads(_keys(target))
+            if (touched | {root}) & kernel or root in touched or _binds([value]):
+                return ORDERED  # `c.n = c.n + 1` carries state through the object
             return MIRROR
         return None
 
@@ -299,8 +302,9 @@ class Splitter:
             node = node.value
         return True
 
-    def _mutated_roots(self, stmt: ast.stmt) -> set[str]:
-        """Notebook objects ``stmt`` changes in a way only the kernel can do."""
+    def _mutated_roots(self, stmt: ast.stmt, ordered: bool = False) -> set[str]:
+        """Notebook objects ``stmt`` changes in a way only the kernel can do (an ``ordered``
+        statement: every object it changes, the receiver of an addition too)."""
         roots: set[str] = set()
         if isinstance(stmt, ast.Assign):
             stores = [
@@ -325,13 +329,17 @@ class Splitter:
                     continue
                 if method in IN_PLACE_METHODS or method in ACCUMULATE_METHODS:
                     roots.add(root)
-        if self._record_parts(stmt)[0] is not None or self._is_mirror(stmt):
+        if not ordered and (self._record_parts(stmt)[0] is not None or self._is_mirror(stmt)):
             roots.discard(self.outer(self._record_parts(stmt)[0] or stmt.targets[0]))  # type: ignore[attr-defined]
         return roots - set(self.own)
 
     def _touches_kernel_kinds(self, stmt: ast.stmt) -> bool:
         names = reads([stmt])
-        if any(self.kinds.get(n) in C.KERNEL_KINDS for n in names if n not in self.local):
+        if any(
+            self.kinds.get(n) in C.KERNEL_KINDS
+            for n in names
+            if n not in self.local or n in self.targets
+        ):
             return True
         return bool(self._mutated_roots(stmt))
 
@@ -355,12 +363,13 @@ class Splitter:
                 and key.id in self.targets
                 and key.id not in rebound
             )
-            uses.setdefault(node.id, []).append(
-                (parent if ok else None, ok and isinstance(parent.ctx, ast.Store))
-            )  # type: ignore[union-attr]
+            stored = ok and isinstance(parent.ctx, ast.Store)  # type: ignore[union-attr]
+            if stored and not _single_store(parents.get(id(parent)), parent):
+                ok = stored = False  # `a[c] = b[c] = v` or a tuple target: the ordered part
+            uses.setdefault(node.id, []).append((parent if ok else None, stored))
         own = {}
         for name, sites in uses.items():
-            if self.kinds.get(name, C.KIND_OBJECT) != C.KIND_OBJECT:
+            if self.kinds.get(name, C.KIND_OBJECT) not in C.MUTABLE_KINDS:
                 continue
             keys = {s.slice.id for s, _ in sites if s is not None}  # type: ignore[attr-defined]
             if (
@@ -418,6 +427,12 @@ class Splitter:
             yield from found
             if found:
                 yield body, position
+
+
+def _single_store(stmt: ast.AST | None, target: ast.AST) -> bool:
+    if isinstance(stmt, ast.Assign):
+        return stmt.targets == [target]
+    return isinstance(stmt, ast.AugAssign) and stmt.target is target
 
 
 def _jumps_out(stmt: ast.stmt) -> bool:
