@@ -19,7 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import views
+from . import progress_bars, views
 from .engine import cluster, preflight, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
@@ -170,9 +170,8 @@ class DaskMagics(Magics):
             exec(compile(module, filename, "exec"), self.shell.user_ns)  # noqa: S102 - the user's cell
 
     def _list_items(self, plan: Any, filename: str) -> list[Any]:
-        code = compile(plan.iterable, filename, "eval")
-        try:
-            items = list(eval(code, self.shell.user_ns))  # noqa: S307 - the user's own expression
+        try:  # a tqdm bar around the iterable is taken off: the panel shows the progress
+            items = progress_bars.list_items(plan.iterable, filename, self.shell.user_ns)
         except Exception as exc:
             info = error_info(exc)  # the magic's own frames are marked internal and hidden
             text = tracebacks.render_traceback(info, labels=self._labels(filename))
