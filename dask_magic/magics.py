@@ -26,8 +26,9 @@ from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
-from .errors import ClusterError, PicklingError, UnsupportedLoopError
+from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .rewrite import rewrite_loop
+from .rewrite.random_state import NamespaceOrigins
 from .ui import text
 
 #: Runs kept for ``%parallel_retry`` and the sidebar.
@@ -115,6 +116,13 @@ class DaskMagics(Magics):
         default="auto",
         help="How to show progress: widget panel, one text line, or nothing.",
     )
+    @argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="Seed random, numpy.random and torch before each item from (N, item index): "
+        "draws from their global state repeat from run to run, whatever the batching.",
+    )
     @no_var_expand
     @cell_magic("parallel_for")
     def parallel_for(self, line: str, cell: str) -> Any:
@@ -141,6 +149,8 @@ class DaskMagics(Magics):
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
         options = self._options(args, filename)
+        if args.seed is None and plan.warnings:
+            print(render_warnings(plan.warnings, plan.source), file=sys.stderr)
         run = self._start(plan, items, options, args.progress)
         return self._after(run, plan, filename)
 
@@ -153,7 +163,13 @@ class DaskMagics(Magics):
 
     def _rewrite(self, transformed: str, filename: str, raw: str) -> Any:
         try:
-            return rewrite_loop(transformed, filename=filename, line_offset=1, display_source=raw)
+            return rewrite_loop(
+                transformed,
+                filename=filename,
+                line_offset=1,
+                display_source=raw,
+                origins=NamespaceOrigins(self.shell.user_ns),
+            )
         except UnsupportedLoopError as exc:
             raise UsageError(
                 f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}"
@@ -234,6 +250,7 @@ class DaskMagics(Magics):
             batch=batch,
             serial=args.serial,
             name=args.name,
+            seed=args.seed,
             labels=self._labels(filename),
         )
 

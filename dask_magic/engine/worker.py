@@ -31,6 +31,7 @@ import cloudpickle
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .results import STASHED, ErrorInfo, ItemOutcome
+from .seeding import seed_item
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
@@ -297,6 +298,7 @@ def _run_columns(
     worker: str | None,
     retries: int,
     budget: float | None = None,
+    seed: int | None = None,
 ) -> _Columns:
     """Run the items of ``batch``, each with its own capture, into `_Columns`.
 
@@ -333,6 +335,8 @@ def _run_columns(
                     recorder.marked = set()
                 recorder.locals = None
                 value = error = None
+                if seed is not None:  # --seed: the item's draws depend on (seed, index) only
+                    seed_item(seed, index)
                 start = clock()
                 try:
                     if loop:
@@ -480,7 +484,8 @@ def run_batch(
     Parameters
     ----------
     token, blob:
-        Identity and cloudpickled bytes of the bundle ``{"kind", "code"|"fn", "env"}``.
+        Identity and cloudpickled bytes of the bundle ``{"kind", "code"|"fn", "env"}``
+        (and ``"seed"`` for ``--seed``: each item's random states are seeded from it).
     big_env:
         Names the body reads that were scattered once (dask resolved them to their values).
     last_index:
@@ -500,7 +505,8 @@ def run_batch(
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
     watched = fingerprints(load_bundle(token, blob)["env"]) if kind == "loop" else {}
-    columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget)
+    seed = load_bundle(token, blob).get("seed")
+    columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget, seed)
     changed = tuple(
         name
         for name, print_ in fingerprints({n: body.__globals__[n] for n in watched}).items()

@@ -8,10 +8,12 @@ modules, as in pytest's assertion rewriter.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 
 from ..errors import UnsupportedLoopError
 from .analysis import analyze_body, locate_loop
 from .plan import LoopPlan
+from .random_state import find_global_random
 from .transform import build_body_function
 
 __all__ = ["LoopPlan", "UnsupportedLoopError", "rewrite_loop"]
@@ -23,6 +25,7 @@ def rewrite_loop(
     filename: str = "<cell>",
     line_offset: int = 0,
     display_source: str | None = None,
+    origins: Mapping[str, str | None] | None = None,
 ) -> LoopPlan:
     """Analyse ``source`` and build its plan.
 
@@ -37,6 +40,9 @@ def rewrite_loop(
     display_source:
         The text the user sees, for error messages; defaults to ``source`` shifted by
         ``line_offset`` blank lines.
+    origins:
+        What the notebook's names are, for the warnings (see `random_state.NamespaceOrigins`);
+        without it, ``np``, ``random`` and ``torch`` mean the libraries.
 
     Raises
     ------
@@ -61,7 +67,11 @@ def rewrite_loop(
     facts = analyze_body(loop, 0)
     if facts.findings:
         raise UnsupportedLoopError(facts.findings, shown, filename)
-    return _plan(tree, index, loop, facts, filename, shown)
+    # found before the body is transformed, so the warnings see the user's own nodes
+    warnings = find_global_random(ast.Module(loop.body, []), set(facts.local_names), origins)
+    plan = _plan(tree, index, loop, facts, filename, shown)
+    plan.warnings = warnings
+    return plan
 
 
 def _plan(

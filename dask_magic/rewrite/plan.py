@@ -7,6 +7,8 @@ import dis
 import types
 from dataclasses import dataclass, field
 
+from dask_magic.errors import Finding
+
 from .transform import FUNCTION_NAME, LOCALS
 
 #: How the body function appears in tracebacks (``File "<cell>", line 4, in <loop body>``).
@@ -32,6 +34,7 @@ class LoopPlan:
     local_names: tuple[str, ...]  # names each item binds (target included)
     accumulators: tuple[str, ...]  # notebook names the body only adds to
     loop_lineno: int
+    warnings: tuple[Finding, ...] = ()  # printed before the run; they refuse nothing
     _code: types.CodeType | None = field(default=None, repr=False)
 
     def body_code(self) -> types.CodeType:
