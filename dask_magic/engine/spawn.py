@@ -58,7 +58,13 @@ def start_failure_advice(exc: BaseException) -> str:
     cause = root_cause(exc)
     said = "" if cause is exc else f" ({type(cause).__name__}: {cause})"
     text = str(cause).lower()
-    if "__main__" in text:
+    if "bootstrapping phase" in text:  # multiprocessing's own words for a script's restart
+        return (
+            f"a worker process ran this script again while starting{said}. Put the script's "
+            'code under `if __name__ == "__main__":`, or connect to a running cluster with '
+            "--scheduler."
+        )
+    if isinstance(cause, AttributeError) and "'__main__'" in text:
         return (
             f"the worker processes could not be spawned from this kernel{said}. The "
             "kernel's `__main__` module was changed; restart the kernel, or connect to a "

@@ -65,6 +65,15 @@ def _nanny_failure(cause: BaseException) -> RuntimeError:
             id="main module broken",
         ),
         pytest.param(
+            RuntimeError(
+                "An attempt has been made to start a new process before the current process "
+                "has finished its bootstrapping phase."
+            ),
+            ['if __name__ == "__main__":', "--scheduler"],
+            "restart the kernel",
+            id="script without a main guard",
+        ),
+        pytest.param(
             MemoryError("no room"), ["--workers N", "DASK_MAGIC_MEMORY_LIMIT"], None, id="memory"
         ),
         pytest.param(
