@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import progress_bars, views
-from .engine import cluster, preflight, tracebacks
+from .engine import changes, cluster, preflight, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, start_loop
@@ -29,6 +29,7 @@ from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .rewrite import rewrite_loop
 from .rewrite.random_state import NamespaceOrigins
+from .rewrite.sites import change_line
 from .ui import text
 
 #: Runs kept for ``%parallel_retry`` and the sidebar.
@@ -289,15 +290,14 @@ class DaskMagics(Magics):
                 "those names keep their previous value",
                 file=sys.stderr,
             )
-        changed = sorted({name for o in run.outcomes.values() for name in o.mutated})
-        if changed:
-            names = ", ".join(f"`{n}`" for n in changed)
-            print(
-                f"dask-magic: {names} was changed by the loop body on a worker; that change does "
-                "not come back to the notebook. Return values instead (e.g. "
-                "`results.append(...)`) and apply them after the loop.",
-                file=sys.stderr,
-            )
+        for message in changes.in_place_messages(
+            run.outcomes.values(),
+            run.items,
+            plan.source,
+            lambda name: change_line(plan.body, name),
+            plan.target_names,
+        ):
+            print(message, file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
         if run.on_error == "raise" and run.counts.failed:

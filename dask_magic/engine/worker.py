@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import hashlib
 import itertools
 import threading
 import time
@@ -30,6 +29,7 @@ import cloudpickle
 
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
+from .fingerprint import BatchWatch
 from .results import STASHED, ErrorInfo, ItemOutcome
 from .seeding import seed_item
 
@@ -504,54 +504,19 @@ def run_batch(
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
-    watched = fingerprints(load_bundle(token, blob)["env"]) if kind == "loop" else {}
-    seed = load_bundle(token, blob).get("seed")
+    bundle = load_bundle(token, blob)
+    # an in-place change of a notebook object or an item stays on this worker: watch for it
+    # (--serial, stash_key None, changes the notebook's own objects, as the serial loop does)
+    watch = None
+    if kind == "loop" and stash_key is not None:
+        watch = BatchWatch(body.__globals__, [*bundle["env"], *big_env], batch)
+    seed = bundle.get("seed")
     columns = _run_columns(body, kind, batch, last_index, stash_key, worker, retries, budget, seed)
-    changed = tuple(
-        name
-        for name, print_ in fingerprints({n: body.__globals__[n] for n in watched}).items()
-        if print_ != watched[name]
-    )
-    if changed and columns.indices:
-        columns.extras.setdefault(0, {})["mutated"] = changed
+    if watch is not None:
+        watch.record(columns.extras, len(columns.indices))
     if not serialize:
         return _unpack(*columns.fields())
     return _dumps(columns)
-
-
-#: Notebook objects up to this pickled size are fingerprinted around each batch, so that a
-#: change the code cannot show (``ax.plot(x)``, ``model.fit(X)``) is reported, not lost.
-FINGERPRINT_LIMIT = 100_000
-_NEVER_CHANGE = (
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    bool,
-    type(None),
-    frozenset,
-    range,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    type,
-)
-
-
-def fingerprints(env: dict[str, Any]) -> dict[str, bytes]:
-    """A digest of each small mutable object in ``env`` (those that cannot pickle are skipped)."""
-    found = {}
-    for name, value in env.items():
-        if isinstance(value, _NEVER_CHANGE):
-            continue
-        try:
-            data = cloudpickle.dumps(value)
-        except Exception:  # noqa: BLE001 - what cannot be pickled cannot be compared either
-            continue
-        if len(data) <= FINGERPRINT_LIMIT:
-            found[name] = hashlib.blake2b(data, digest_size=16).digest()
-    return found
 
 
 def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:
