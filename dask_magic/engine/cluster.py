@@ -1,6 +1,6 @@
 """Which Dask cluster a run uses, and the one local cluster dask-magic may start.
 
-`get_client` picks the cluster in the order of DESIGN §4:
+`get_client` picks the cluster in this order:
 
 1. an explicit ``client`` object (a `distributed.Client`, or a cluster object such as
    `LocalCluster`, wrapped in a Client once and cached),
