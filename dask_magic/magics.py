@@ -62,7 +62,8 @@ class DaskMagics(Magics):
     @argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a local cluster.",
+        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a "
+        "local cluster.",
     )
     @argument(
         "--client",
@@ -79,7 +80,8 @@ class DaskMagics(Magics):
         "--threads",
         type=int,
         metavar="N",
-        help="Threads per worker of the local cluster (default 1: processes, not threads, for pure-Python code).",
+        help="Threads per worker of the local cluster (default 1: processes, not threads, "
+        "for pure-Python code).",
     )
     @argument(
         "--retries",
@@ -92,18 +94,21 @@ class DaskMagics(Magics):
         "--on-error",
         choices=["continue", "raise"],
         default="continue",
-        help="continue (default): failed items are reported and the rest finish; raise: stop at the first failure and raise it.",
+        help="continue (default): failed items are reported and the rest finish; raise: "
+        "stop at the first failure and raise it.",
     )
     @argument(
         "--batch",
         default="auto",
         metavar="{auto,N}",
-        help="Items per task: auto (default) groups tiny items after measuring them; N fixes the size.",
+        help="Items per task: auto (default) groups tiny items after measuring them; "
+        "N fixes the size.",
     )
     @argument(
         "--serial",
         action="store_true",
-        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. to use %%debug.",
+        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. "
+        "to use %%debug.",
     )
     @argument(
         "--show",
@@ -184,7 +189,7 @@ class DaskMagics(Magics):
     def _run_code(self, module: ast.Module, filename: str) -> None:
         if module.body:
             module = self.shell.transform_ast(module)
-            exec(compile(module, filename, "exec"), self.shell.user_ns)  # noqa: S102 - the user's cell
+            exec(compile(module, filename, "exec"), self.shell.user_ns)  # the user's own cell
 
     def _list_items(self, plan: Any, filename: str) -> list[Any]:
         try:  # a tqdm bar around the iterable is taken off: the panel shows the progress
@@ -229,7 +234,8 @@ class DaskMagics(Magics):
         if args.client:
             if args.client not in self.shell.user_ns:
                 raise UsageError(
-                    f"--client {args.client}: no variable `{args.client}` in the notebook; pass the name of a distributed Client or cluster object"
+                    f"--client {args.client}: no variable `{args.client}` in the notebook; "
+                    "pass the name of a distributed Client or cluster object"
                 )
             client = self.shell.user_ns[args.client]
         try:
@@ -310,7 +316,9 @@ class DaskMagics(Magics):
                 .body[0]
                 .value
             )
-            return eval(compile(expr, filename, "eval"), self.shell.user_ns)  # noqa: S307
+            return eval(
+                compile(expr, filename, "eval"), self.shell.user_ns
+            )  # the user's expression
         # the cell's value is the Run, unless the live panel already is its display (an
         # `Out[n]: <Run ...>` under it would only go stale after a retry)
         return None if any(getattr(o, "persistent", False) for o in run.observers) else run
@@ -483,7 +491,7 @@ def _cell_id(shell: Any) -> str | None:
     kernel = getattr(shell, "kernel", None)
     try:
         parent = kernel.get_parent() if kernel is not None else {}
-    except Exception:  # noqa: BLE001 - an older kernel without get_parent
+    except Exception:  # an older kernel without get_parent
         parent = getattr(kernel, "_parent_header", {}) or {}
     metadata = (parent or {}).get("metadata") or {}
     return metadata.get("cellId") or None
