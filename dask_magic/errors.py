@@ -68,23 +68,33 @@ class UnsupportedLoopError(SyntaxError, DaskMagicError):
 
     def render(self) -> str:
         """Every finding as ``line L, column C: message`` + source line + caret + hint."""
-        lines = self.source.splitlines()
-        parts = []
-        for f in self.findings:
-            text = lines[f.lineno - 1] if 0 < f.lineno <= len(lines) else ""
-            width = 1
-            if f.end_lineno == f.lineno and f.end_col is not None:
-                width = max(1, f.end_col - f.col)
-            parts.append(
-                f"line {f.lineno}, column {f.col + 1}: {f.message}\n"
-                f"    {text}\n"
-                f"    {' ' * f.col}{'^' * width}\n"
-                f"  fix: {f.hint}"
-            )
-        return "\n".join(parts)
+        return render_findings(self.findings, self.source)
 
     def __str__(self) -> str:
         return self.render()
+
+
+def render_findings(findings: list[Finding] | tuple[Finding, ...], source: str) -> str:
+    """Each finding as ``line L, column C: message`` + its source line + caret + ``fix:``."""
+    lines = source.splitlines()
+    parts = []
+    for f in findings:
+        text = lines[f.lineno - 1] if 0 < f.lineno <= len(lines) else ""
+        width = 1
+        if f.end_lineno == f.lineno and f.end_col is not None:
+            width = max(1, f.end_col - f.col)
+        parts.append(
+            f"line {f.lineno}, column {f.col + 1}: {f.message}\n"
+            f"    {text}\n"
+            f"    {' ' * f.col}{'^' * width}\n"
+            f"  fix: {f.hint}"
+        )
+    return "\n".join(parts)
+
+
+def render_warnings(findings: list[Finding] | tuple[Finding, ...], source: str) -> str:
+    """Warnings that do not stop the loop, as the magic prints them before the run."""
+    return "\n".join(f"dask-magic: warning: {render_findings([f], source)}" for f in findings)
 
 
 class ClusterError(DaskMagicError):

@@ -19,16 +19,18 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import views
-from .engine import cluster, preflight, tracebacks
+from . import progress_bars, views
+from .engine import changes, cluster, preflight, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
-from .errors import ClusterError, PicklingError, UnsupportedLoopError
+from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .kinds import cell_kinds, target_kinds
 from .rewrite import rewrite_loop
+from .rewrite.random_state import NamespaceOrigins
+from .rewrite.sites import change_line
 from .ui import text
 
 #: Runs kept for ``%parallel_retry`` and the sidebar.
@@ -61,7 +63,8 @@ class DaskMagics(Magics):
     @argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a local cluster.",
+        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a "
+        "local cluster.",
     )
     @argument(
         "--client",
@@ -78,7 +81,8 @@ class DaskMagics(Magics):
         "--threads",
         type=int,
         metavar="N",
-        help="Threads per worker of the local cluster (default 1: processes, not threads, for pure-Python code).",
+        help="Threads per worker of the local cluster (default 1: processes, not threads, "
+        "for pure-Python code).",
     )
     @argument(
         "--retries",
@@ -91,18 +95,21 @@ class DaskMagics(Magics):
         "--on-error",
         choices=["continue", "raise"],
         default="continue",
-        help="continue (default): failed items are reported and the rest finish; raise: stop at the first failure and raise it.",
+        help="continue (default): failed items are reported and the rest finish; raise: "
+        "stop at the first failure and raise it.",
     )
     @argument(
         "--batch",
         default="auto",
         metavar="{auto,N}",
-        help="Items per task: auto (default) groups tiny items after measuring them; N fixes the size.",
+        help="Items per task: auto (default) groups tiny items after measuring them; "
+        "N fixes the size.",
     )
     @argument(
         "--serial",
         action="store_true",
-        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. to use %%debug.",
+        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. "
+        "to use %%debug.",
     )
     @argument(
         "--show",
@@ -115,6 +122,13 @@ class DaskMagics(Magics):
         choices=["auto", "widget", "text", "none"],
         default="auto",
         help="How to show progress: widget panel, one text line, or nothing.",
+    )
+    @argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="Seed random, numpy.random and torch before each item from (N, item index): "
+        "draws from their global state repeat from run to run, whatever the batching.",
     )
     @no_var_expand
     @cell_magic("parallel_for")
@@ -145,6 +159,8 @@ class DaskMagics(Magics):
         items = self._list_items(plan, filename)
         plan = self._replan(plan, transformed, filename, raw, items)
         options = self._options(args, filename)
+        if args.seed is None and plan.warnings:
+            print(render_warnings(plan.warnings, plan.source), file=sys.stderr)
         run = self._start(plan, items, options, args.progress)
         return self._after(run, plan, filename)
 
@@ -184,6 +200,7 @@ class DaskMagics(Magics):
                 display_source=raw,
                 kinds=kinds,
                 own_keys=own_keys,
+                origins=NamespaceOrigins(self.shell.user_ns),
             )
         except UnsupportedLoopError as exc:
             raise UsageError(
@@ -198,12 +215,11 @@ class DaskMagics(Magics):
     def _run_code(self, module: ast.Module, filename: str) -> None:
         if module.body:
             module = self.shell.transform_ast(module)
-            exec(compile(module, filename, "exec"), self.shell.user_ns)  # noqa: S102 - the user's cell
+            exec(compile(module, filename, "exec"), self.shell.user_ns)  # the user's own cell
 
     def _list_items(self, plan: Any, filename: str) -> list[Any]:
-        code = compile(plan.iterable, filename, "eval")
-        try:
-            items = list(eval(code, self.shell.user_ns))  # noqa: S307 - the user's own expression
+        try:  # a tqdm bar around the iterable is taken off: the panel shows the progress
+            items = progress_bars.list_items(plan.iterable, filename, self.shell.user_ns)
         except Exception as exc:
             info = error_info(exc)  # the magic's own frames are marked internal and hidden
             text = tracebacks.render_traceback(info, labels=self._labels(filename))
@@ -244,7 +260,8 @@ class DaskMagics(Magics):
         if args.client:
             if args.client not in self.shell.user_ns:
                 raise UsageError(
-                    f"--client {args.client}: no variable `{args.client}` in the notebook; pass the name of a distributed Client or cluster object"
+                    f"--client {args.client}: no variable `{args.client}` in the notebook; "
+                    "pass the name of a distributed Client or cluster object"
                 )
             client = self.shell.user_ns[args.client]
         try:
@@ -266,6 +283,7 @@ class DaskMagics(Magics):
             batch=batch,
             serial=args.serial,
             name=args.name,
+            seed=args.seed,
             labels=self._labels(filename),
         )
 
@@ -304,15 +322,14 @@ class DaskMagics(Magics):
                 "those names keep their previous value",
                 file=sys.stderr,
             )
-        changed = sorted({name for o in run.outcomes.values() for name in o.mutated})
-        if changed:
-            names = ", ".join(f"`{n}`" for n in changed)
-            print(
-                f"dask-magic: {names} was changed by the loop body on a worker; that change does "
-                "not come back to the notebook. Return values instead (e.g. "
-                "`results.append(...)`) and apply them after the loop.",
-                file=sys.stderr,
-            )
+        for message in changes.in_place_messages(
+            run.outcomes.values(),
+            run.items,
+            plan.source,
+            lambda name: change_line(plan.body, name),
+            plan.target_names,
+        ):
+            print(message, file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
         if run.on_error == "raise" and run.counts.failed:
@@ -325,7 +342,9 @@ class DaskMagics(Magics):
                 .body[0]
                 .value
             )
-            return eval(compile(expr, filename, "eval"), self.shell.user_ns)  # noqa: S307
+            return eval(
+                compile(expr, filename, "eval"), self.shell.user_ns
+            )  # the user's expression
         # the cell's value is the Run, unless the live panel already is its display (an
         # `Out[n]: <Run ...>` under it would only go stale after a retry)
         return None if any(getattr(o, "persistent", False) for o in run.observers) else run
@@ -498,7 +517,7 @@ def _cell_id(shell: Any) -> str | None:
     kernel = getattr(shell, "kernel", None)
     try:
         parent = kernel.get_parent() if kernel is not None else {}
-    except Exception:  # noqa: BLE001 - an older kernel without get_parent
+    except Exception:  # an older kernel without get_parent
         parent = getattr(kernel, "_parent_header", {}) or {}
     metadata = (parent or {}).get("metadata") or {}
     return metadata.get("cellId") or None

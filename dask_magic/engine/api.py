@@ -34,7 +34,9 @@ def parallel_for(
         Views with ``update(snapshot)`` / ``finish(snapshot)`` (see `dask_magic.ui.text`).
     **options:
         The fields of `RunOptions`: ``client``, ``scheduler``, ``workers``, ``threads``,
-        ``retries``, ``on_error``, ``batch``, ``serial``, ``name``.
+        ``retries``, ``on_error``, ``batch``, ``serial``, ``name``, ``seed`` (seed the
+        global random states of `random`, `numpy.random` and torch before each item from
+        ``(seed, index)``: the same numbers from run to run, whatever the batching).
 
     Returns
     -------
@@ -64,7 +66,7 @@ def _describe(outcome: Any, item: Any) -> Any:
 def _pass(run: Run, state: dict[str, Any], indices: list[int]) -> None:
     settings: RunOptions = state["options"]
     client = pick_client(settings)
-    bundle = {"kind": "function", "fn": state["fn"]}
+    bundle = {"kind": "function", "fn": state["fn"], "seed": settings.seed}
     job = execute.make_job(
         bundle, pickle=client is not None, retries=settings.retries, batch=settings.batch
     )

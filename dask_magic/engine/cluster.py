@@ -1,6 +1,6 @@
 """Which Dask cluster a run uses, and the one local cluster dask-magic may start.
 
-`get_client` picks the cluster in the order of DESIGN §4:
+`get_client` picks the cluster in this order:
 
 1. an explicit ``client`` object (a `distributed.Client`, or a cluster object such as
    `LocalCluster`, wrapped in a Client once and cached),
@@ -41,6 +41,7 @@ from distributed.system import MEMORY_LIMIT
 from dask_magic.errors import ClusterError
 
 from .results import ClusterInfo
+from .spawn import ensure_main_spawnable, start_failure_advice
 
 __all__ = [
     "MEMORY_ENV_VAR",
@@ -269,6 +270,8 @@ def _memory_budget(environ: Mapping[str, str] = os.environ) -> int:
 
 
 def _ensure_local(workers: int | None, threads: int | None) -> Client:
+    # every start, scale and nanny restart spawns processes: %reset may have broken that
+    ensure_main_spawnable()
     local = _STATE.local
     if local is not None and local.client.status != "running":  # closed behind our back
         _shutdown_local()
@@ -289,11 +292,11 @@ def _start_local(workers: int | None, threads: int | None) -> _Local:
     try:
         with dask.config.set(_WORKER_CONFIG):
             cluster = _new_local_cluster(size)
-    except Exception as exc:  # whatever broke, the user needs the same message
+    except Exception as exc:  # whatever broke, the message names its real cause and fix
         raise ClusterError(
             f"Could not start a local Dask cluster ({size.workers} workers x {size.threads} "
-            f"threads, {format_bytes(size.memory_limit)} each): {type(exc).__name__}: {exc}. "
-            "Pass --workers/--threads, or connect to a running one with --scheduler."
+            f"threads, {format_bytes(size.memory_limit)} each): {type(exc).__name__}: "
+            f"{str(exc).rstrip('.')}; {start_failure_advice(exc)}"
         ) from exc
     try:
         client = Client(cluster, set_as_default=False)
@@ -398,6 +401,7 @@ def restart_cluster() -> ClusterInfo | None:
         local = _STATE.local
         if local is None or local.client.status != "running":
             return None
+        ensure_main_spawnable()
         local.client.restart(wait_for_workers=True, timeout=_SCALE_TIMEOUT)
         return cluster_info(local.client)
 

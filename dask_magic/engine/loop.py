@@ -39,6 +39,7 @@ class RunOptions:
     batch: int | str = "auto"
     serial: bool = False
     name: str | None = None
+    seed: int | None = None  # --seed: per-item seeds of the global random states
     labels: dict[str, str] = field(default_factory=dict)  # cell filename -> "Cell In[5]"
 
 
@@ -224,7 +225,13 @@ def _job(
 ) -> execute.Job:
     job_options = {"retries": options.retries, "batch": options.batch}
     if client is None:
-        bundle = {"kind": "loop", "code": plan.body_code(), "env": env, **_ordered_facts(plan)}
+        bundle = {
+            "kind": "loop",
+            "code": plan.body_code(),
+            "env": env,
+            "seed": options.seed,
+            **_ordered_facts(plan),
+        }
         return execute.make_job(bundle, pickle=False, **job_options)
     small, big = {}, {}
     for name, value in env.items():
@@ -238,7 +245,13 @@ def _job(
     big_futures = {
         name: scatter.default_cache.get(client, name, value) for name, value in big.items()
     }
-    bundle = {"kind": "loop", "code": plan.body_code(), "env": small, **_ordered_facts(plan)}
+    bundle = {
+        "kind": "loop",
+        "code": plan.body_code(),
+        "env": small,
+        "seed": options.seed,
+        **_ordered_facts(plan),
+    }
     return execute.make_job(bundle, big_env=big_futures, **job_options)
 
 
@@ -305,6 +318,7 @@ def _bounding_note(committer: OrderedCommit, run: Run) -> str:
 def run_item_here(run: Run, index: int) -> None:
     """Run item ``index`` in this process with nothing caught, so a debugger opens at the
     user's line; if it succeeds it counts as done and lands like any other item."""
+    from .seeding import seed_item
     from .worker import Recorder, make_body
 
     state: _LoopState = run._loop_state
@@ -314,6 +328,8 @@ def run_item_here(run: Run, index: int) -> None:
         )
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
     recorder = Recorder(tuple(step.needs for step in state.plan.steps))
+    if state.options.seed is not None:  # the same draws as the item gets on a worker
+        seed_item(state.options.seed, index)
     make_body(state.plan.body_code(), env)(run.items[index], recorder)
     run.committer = _committer(run, state, [index], rebuild=state.restorable)
     run.begin([index])

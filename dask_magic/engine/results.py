@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ItemStatus = Literal["done", "failed", "cancelled", "pending"]
+#: In `ItemOutcome.mutated`: the item's own value was changed by the body (a notebook name is
+#: an identifier, so this cannot clash with one).
+ITEM_MUTATED = "@item"
 ErrorKind = Literal["user", "infrastructure"]
 
 
@@ -78,7 +81,9 @@ class ItemOutcome:
     error: ErrorInfo | None = None
     duration: float = 0.0
     worker: str | None = None
-    mutated: tuple[str, ...] = ()  # notebook names the batch changed in place (never comes back)
+    # notebook names the batch changed in place, and `ITEM_MUTATED` if this item itself was
+    # changed: on a worker such a change never comes back to the notebook
+    mutated: tuple[str, ...] = ()
 
 
 class _Stashed:

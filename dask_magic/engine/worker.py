@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import hashlib
 import itertools
 import threading
 import time
@@ -31,7 +30,9 @@ import cloudpickle
 from .. import contract as C
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
+from .fingerprint import BatchWatch
 from .results import STASHED, ErrorInfo, ItemOutcome
+from .seeding import seed_item
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
@@ -324,6 +325,7 @@ def _run_columns(
     retries: int,
     budget: float | None = None,
     ordered: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> _Columns:
     """Run the items of ``batch``, each with its own capture, into `_Columns`.
 
@@ -363,6 +365,8 @@ def _run_columns(
                     recorder.marked = set()
                 recorder.locals = None
                 value = error = None
+                if seed is not None:  # --seed: the item's draws depend on (seed, index) only
+                    seed_item(seed, index)
                 start = clock()
                 try:
                     if loop:
@@ -526,7 +530,8 @@ def run_batch(
     Parameters
     ----------
     token, blob:
-        Identity and cloudpickled bytes of the bundle ``{"kind", "code"|"fn", "env"}``.
+        Identity and cloudpickled bytes of the bundle ``{"kind", "code"|"fn", "env"}``
+        (and ``"seed"`` for ``--seed``: each item's random states are seeded from it).
     big_env:
         Names the body reads that were scattered once (dask resolved them to their values).
     last_index:
@@ -547,57 +552,23 @@ def run_batch(
     body, kind = _body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
     ordered = {key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle}
-    mirrored = bundle.get("mirrored", ())  # changed on purpose, and replayed in the kernel
-    env = {n: v for n, v in bundle["env"].items() if n not in mirrored} if kind == "loop" else {}
-    watched = fingerprints(env)
+    # an in-place change of a notebook object or an item stays on this worker: watch for it
+    # (--serial, stash_key None, changes the notebook's own objects, as the serial loop does);
+    # stores mirrored into the kernel (``svc.C = C``) change the worker's copy on purpose
+    watch = None
+    if kind == "loop" and stash_key is not None:
+        mirrored = set(bundle.get("mirrored", ()))
+        names = [n for n in [*bundle["env"], *big_env] if n not in mirrored]
+        watch = BatchWatch(body.__globals__, names, batch)
+    seed = bundle.get("seed")
     columns = _run_columns(
-        body, kind, batch, last_index, stash_key, worker, retries, budget, ordered
+        body, kind, batch, last_index, stash_key, worker, retries, budget, ordered, seed
     )
-    changed = tuple(
-        name
-        for name, print_ in fingerprints({n: body.__globals__[n] for n in watched}).items()
-        if print_ != watched[name]
-    )
-    if changed and columns.indices:
-        columns.extras.setdefault(0, {})["mutated"] = changed
+    if watch is not None:
+        watch.record(columns.extras, len(columns.indices))
     if not serialize:
         return _unpack(*columns.fields())
     return _dumps(columns)
-
-
-#: Notebook objects up to this pickled size are fingerprinted around each batch, so that a
-#: change the code cannot show (``ax.plot(x)``, ``model.fit(X)``) is reported, not lost.
-FINGERPRINT_LIMIT = 100_000
-_NEVER_CHANGE = (
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    bool,
-    type(None),
-    frozenset,
-    range,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    type,
-)
-
-
-def fingerprints(env: dict[str, Any]) -> dict[str, bytes]:
-    """A digest of each small mutable object in ``env`` (those that cannot pickle are skipped)."""
-    found = {}
-    for name, value in env.items():
-        if isinstance(value, _NEVER_CHANGE):
-            continue
-        try:
-            data = cloudpickle.dumps(value)
-        except Exception:  # noqa: BLE001 - what cannot be pickled cannot be compared either
-            continue
-        if len(data) <= FINGERPRINT_LIMIT:
-            found[name] = hashlib.blake2b(data, digest_size=16).digest()
-    return found
 
 
 def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:

@@ -16,6 +16,7 @@ from .plan import LoopPlan
 from .scopes import root_name
 from .show import hoisted_by_line, line_modes
 from .split import RECORD, body_statements
+from .random_state import find_global_random
 from .transform import build_body_function
 
 __all__ = ["LoopPlan", "UnsupportedLoopError", "rewrite_loop"]
@@ -29,6 +30,7 @@ def rewrite_loop(
     display_source: str | None = None,
     kinds: Mapping[str, str] | None = None,
     own_keys: bool = True,
+    origins: Mapping[str, str | None] | None = None,
 ) -> LoopPlan:
     """Analyse ``source`` and build its plan.
 
@@ -49,6 +51,9 @@ def rewrite_loop(
     own_keys:
         Run ``df[c] = f(df[c])`` (``c`` the loop target) in parallel; ``False`` puts it in the
         ordered part (when the items' keys turn out not to be distinct).
+    origins:
+        What the notebook's names are, for the warnings (see `random_state.NamespaceOrigins`);
+        without it, ``np``, ``random`` and ``torch`` mean the libraries.
 
     Raises
     ------
@@ -73,7 +78,11 @@ def rewrite_loop(
     facts = analyze_body(loop, 0, kinds, own_keys)
     if facts.findings:
         raise UnsupportedLoopError(facts.findings, shown, filename)
-    return _plan(tree, index, loop, facts, filename, shown)
+    # found before the body is transformed, so the warnings see the user's own nodes
+    warnings = find_global_random(ast.Module(loop.body, []), set(facts.local_names), origins)
+    plan = _plan(tree, index, loop, facts, filename, shown)
+    plan.warnings = warnings
+    return plan
 
 
 def _record_roots(loop: ast.For, facts: BodyFacts) -> list[str]:

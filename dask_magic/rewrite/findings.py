@@ -1,7 +1,9 @@
-"""The catalog of loop shapes ``%%parallel_for`` refuses, one message and one fix each.
+"""The catalog of loop shapes ``%%parallel_for`` refuses or warns about, one message and one
+fix each.
 
 Modelled on pyflakes' ``messages.py``: each kind is data (a code, a message template and a
-hint), so the README's table, the tests and the analysis all use the same wording.
+hint), so the README's table, the tests and the analysis all use the same wording. A kind
+with ``warning=True`` does not stop the loop: the magic prints it and runs the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class Kind:
     code: str
     message: str
     hint: str
+    warning: bool = False  # printed before the run instead of refusing the loop
 
     def at(self, node: ast.AST, line_offset: int = 0, **fields: object) -> Finding:
         """A `Finding` of this kind located at ``node`` (lines shifted to the user's view)."""
@@ -88,4 +91,12 @@ IPYTHON_SYNTAX = Kind(
     "IPython magics, `!` shell commands and `get_ipython()` cannot run on a worker",
     "run them before or after the loop; for a shell command use `subprocess.run([...])` in "
     "the body",
+)
+GLOBAL_RANDOM = Kind(
+    "DM017",
+    "`{text}(...)` draws from {module}'s process-wide random state: every worker process has "
+    "its own, so the numbers differ from the serial loop's and from run to run",
+    "draw from a generator seeded per item, e.g. `rng = np.random.default_rng([seed, i])`, "
+    "or pass `--seed N`",
+    warning=True,
 )

@@ -7,6 +7,8 @@ import dis
 import types
 from dataclasses import dataclass, field
 
+from dask_magic.errors import Finding
+
 from ..contract import BODY_DISPLAY_NAME, FUNCTION_NAME, LOCALS
 from .show import annotated_body
 from .transform import OrderedStep
@@ -49,6 +51,7 @@ class LoopPlan:
     may_depend: tuple[str, ...] = ()
     #: line -> sources of the sub-expressions of the ordered part computed on the worker
     hoisted_lines: dict[int, list[str]] = field(default_factory=dict)
+    warnings: tuple[Finding, ...] = ()  # printed before the run; they refuse nothing
     _code: types.CodeType | None = field(default=None, repr=False)
     _step_codes: list[types.CodeType] | None = field(default=None, repr=False)
 

@@ -118,7 +118,7 @@ def test_every_catalog_entry_is_tested():
     from dask_magic.rewrite import findings
 
     kinds = {k.code for k in vars(findings).values() if isinstance(k, findings.Kind)}
-    tested = {p.values[1] for p in REFUSED}
+    tested = {p.values[1] for p in REFUSED} | {p.values[1] for p in WARNED}
     assert kinds == tested
 
 
@@ -165,3 +165,112 @@ ACCEPTED = [
 def test_accepted(cell):
     plan = rewrite_loop(dedent(cell), filename="<cell>", line_offset=1)
     assert plan.body.body[0].name == "dask_magic_loop"
+
+
+WARNED = [
+    # (cell body, code, line, col, words the message must contain): the loop still runs
+    pytest.param(
+        "for f in files:\n    x = np.random.rand()\n",
+        "DM017",
+        3,
+        8,
+        "`np.random.rand(...)` draws from numpy.random's process-wide random state",
+        id="np.random.rand",
+    ),
+    pytest.param(
+        "import numpy\nfor f in files:\n    x = f + numpy.random.randint(0, 9, size=3)\n",
+        "DM017",
+        4,
+        12,
+        "`numpy.random.randint(...)`",
+        id="numpy.random.randint",
+    ),
+    pytest.param(
+        "for f in files:\n    if f:\n        pick = random.choice(f)\n",
+        "DM017",
+        4,
+        15,
+        "`random.choice(...)` draws from random's",
+        id="random.choice",
+    ),
+    pytest.param(
+        "for f in files:\n    noise = [random.random() for _ in f]\n",
+        "DM017",
+        3,
+        13,
+        "`random.random(...)`",
+        id="random.random in a comprehension",
+    ),
+    pytest.param(
+        "for f in files:\n    w = torch.rand(3, 3)\n", "DM017", 3, 8, "torch's", id="torch.rand"
+    ),
+]
+
+
+@pytest.mark.parametrize(("cell", "code", "line", "col", "words"), WARNED)
+def test_warning(cell, code, line, col, words):
+    from dask_magic.errors import render_warnings
+
+    plan = rewrite_loop(dedent(cell), filename="<cell>", line_offset=1)
+    (finding,) = plan.warnings
+    assert (finding.code, finding.lineno, finding.col) == (code, line, col)
+    assert words in finding.message
+    assert "default_rng([seed, i])" in finding.hint and "--seed N" in finding.hint
+    rendered = render_warnings(plan.warnings, plan.source)
+    assert rendered.startswith(f"dask-magic: warning: line {line}, column {col + 1}:")
+    assert "^^^" in rendered and "fix: draw from a generator seeded per item" in rendered
+
+
+NOT_WARNED = [
+    # (cell body, what the notebook's names are, or None for the conventional meaning)
+    pytest.param(
+        "for i, f in enumerate(files):\n    rng = np.random.default_rng([3, i])\n"
+        "    x = rng.random() + rng.integers(9)\n",
+        None,
+        id="generator seeded per item",
+    ),
+    pytest.param("for f in files:\n    x = gen.choice(f)\n", None, id="a generator's method"),
+    pytest.param(
+        "for f in files:\n    x = torch.rand(3, generator=g)\n", None, id="torch with generator"
+    ),
+    pytest.param(
+        "for f in files:\n    np.random.seed(f)\n    x = np.random.rand()\n",
+        None,
+        id="seeded in the body",
+    ),
+    pytest.param(
+        "for f in files:\n    random = make(f)\n    x = random.random()\n",
+        None,
+        id="a local named random",
+    ),
+    pytest.param(
+        "for f in files:\n    x = random.random()\n",
+        {"random": None},
+        id="the notebook's random is a generator object",
+    ),
+    pytest.param(
+        "for f in files:\n    x = np.random.rand()\n",
+        {"np": "mylib"},
+        id="np is another module",
+    ),
+]
+
+
+@pytest.mark.parametrize(("cell", "origins"), NOT_WARNED)
+def test_not_warned(cell, origins):
+    plan = rewrite_loop(dedent(cell), filename="<cell>", line_offset=1, origins=origins)
+    assert plan.warnings == ()
+
+
+def test_names_imported_in_the_notebook_are_known_by_what_they_are():
+    import random
+
+    import numpy
+
+    from dask_magic.rewrite.random_state import NamespaceOrigins
+
+    namespace = {"choice": random.choice, "npr": numpy.random, "rng": random.Random(1)}
+    cell = "for f in files:\n    a = choice(f)\n    b = npr.normal()\n    c = rng.random()\n"
+    plan = rewrite_loop(cell, filename="<cell>", line_offset=1, origins=NamespaceOrigins(namespace))
+    found = [(w.lineno, w.message.split("`")[1]) for w in plan.warnings]
+    assert found == [(3, "choice(...)"), (4, "npr.normal(...)")]
