@@ -62,6 +62,13 @@ def out(nb: nbformat.NotebookNode, cell_id: str) -> str:
     return headless.outputs_text(cell(nb, cell_id))
 
 
+def stream(nb: nbformat.NotebookNode, cell_id: str, name: str = "stdout") -> str:
+    """What the cell wrote to one stream (``stdout`` or ``stderr``), all of it, in order."""
+    return "".join(
+        o.text for o in cell(nb, cell_id).outputs if o.output_type == "stream" and o.name == name
+    )
+
+
 def error_output(nb: nbformat.NotebookNode, cell_id: str) -> dict:
     errors = [o for o in cell(nb, cell_id).outputs if o.output_type == "error"]
     assert len(errors) == 1, cell(nb, cell_id).outputs
@@ -228,6 +235,7 @@ def failures(tmp_path_factory):
         "unknown": sorted(row["id"] for row in rows if row["customer"] == "unknown"),
         "no_retries": _counts(no_retries), "with_retries": _counts(with_retries),
         "rates": rates, "slow": _counts(slow), "checked": checked,
+        "progress": [_counts(progress_run), [str(p) for p in paths], row_counts],
     }""",
     )
 
@@ -253,6 +261,23 @@ def test_failures_grouped_with_traceback_and_output(failures):
     assert re.search(r"Cell In\[\d+\], line 16, in parse_order", tb)
     assert tb.rstrip().endswith("KeyError: 'customer'") and "distributed" not in tb
     assert out(nb, "stdout").startswith("\"order 7 raw: {'id': 7,")
+
+
+def test_printed_progress_comes_out_in_item_order(failures):
+    """The first items sleep longest, so later ones tend to end first: the lines keep item order."""
+    nb, facts = failures
+    counts, paths, row_counts = facts["progress"]
+    assert (counts["done"], counts["failed"]) == (12, 0)
+    assert row_counts == [3 * day for day in range(1, 13)]  # what the plain loop would append
+    expected = [
+        f"{i}: {path} -> {n} rows"
+        for i, (path, n) in enumerate(zip(paths, row_counts, strict=True))
+    ]
+    assert expected[0] == "0: exports/orders-2026-02-01.csv -> 3 rows"
+    assert stream(nb, "progress").splitlines() == expected
+    assert stream(nb, "progress", "stderr") == ""
+    kinds = [o.output_type for o in cell(nb, "progress").outputs]
+    assert has_panel(nb, "progress") and kinds[0] == "display_data"  # the panel, then the lines
 
 
 def test_serial_and_debugging_one_item_in_the_kernel(failures):
