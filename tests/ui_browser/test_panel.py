@@ -12,6 +12,8 @@ import time
 import nbformat
 import pytest
 
+from .pages import TIMEOUT, open_notebook, run_cell, shot, wait_idle, write_notebook
+
 SETUP = """\
 import time
 def parse(x):
@@ -35,40 +37,6 @@ def check(x):
     return x
 """
 BIG_LOOP = "%%parallel_for\nout = []\nfor x in range(10_000):\n    out.append(check(x))\n"
-TIMEOUT = 90_000  # ms: the first cell starts a LocalCluster on a shared 2-core machine
-
-
-def _notebook(root, name: str, *sources: str) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in ("%load_ext dask_magic", *sources)]
-    nbformat.write(nb, root / name)
-    return name
-
-
-def _open(page, lab, name: str):
-    """Open notebook ``name`` and wait for its kernel; return the notebook panel locator."""
-    from playwright.sync_api import expect
-
-    page.goto(lab.page_url(name))
-    nb = page.locator(".jp-NotebookPanel").first
-    nb.locator(".jp-Cell").first.wait_for(timeout=TIMEOUT)
-    _wait_idle(page, expect)
-    return nb
-
-
-def _shot(page, folder, name: str) -> None:
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
-
-
-def _run_cell(page, nb, index: int) -> None:
-    nb.locator(".jp-Cell").nth(index).locator(".cm-content").click()
-    page.keyboard.press("Shift+Enter")
-
-
-def _wait_idle(page, expect) -> None:
-    status = page.locator(".jp-StatusBar-Widget").first
-    expect(status).to_contain_text(re.compile(r"\| Idle"), timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -84,13 +52,13 @@ def dialogs(page):
 def test_counts_traceback_rerun_and_retry_in_jupyterlab(lab, lab_kernels, page, artifacts, dialogs):
     from playwright.sync_api import expect
 
-    nb = _open(page, lab, _notebook(lab.root, "panel.ipynb", SETUP, LOOP, FIX))
+    nb = open_notebook(page, lab, write_notebook(lab.root, "panel.ipynb", SETUP, LOOP, FIX))
     for index in range(3):
-        _run_cell(page, nb, index)
+        run_cell(page, nb, index)
     panel = nb.locator(".jp-Cell").nth(2).locator(".dm-panel").first
     expect(panel.locator(".dm-badge-running")).to_be_visible(timeout=TIMEOUT)
     expect(panel.locator(".dm-hint")).to_contain_text("interrupt the kernel")
-    _shot(page, artifacts, "00-running")
+    shot(page, artifacts, "00-running")
 
     status = panel.locator(".dm-status")
     expect(status).to_have_attribute("data-done", "36", timeout=TIMEOUT)
@@ -99,8 +67,8 @@ def test_counts_traceback_rerun_and_retry_in_jupyterlab(lab, lab_kernels, page, 
     expect(panel.locator(".dm-group").first).to_contain_text("4 \u00d7 ValueError at line 5")
     retry = panel.locator(".dm-retry")
     expect(retry).to_be_visible(timeout=TIMEOUT)  # only once the run has ended
-    _wait_idle(page, expect)
-    _shot(page, artifacts, "01-counts")
+    wait_idle(page)
+    shot(page, artifacts, "01-counts")
 
     item = panel.locator(".dm-item").first
     item.locator("summary").first.click()
@@ -116,27 +84,27 @@ def test_counts_traceback_rerun_and_retry_in_jupyterlab(lab, lab_kernels, page, 
     expect(item.locator(".dm-tb-full")).to_be_hidden()
     item.locator(".dm-frames > summary").click()
     expect(item.locator(".dm-tb-full")).to_be_visible()
-    _shot(page, artifacts, "02-traceback")
+    shot(page, artifacts, "02-traceback")
 
     panel.get_by_role("button", name="Re-run here").first.click()
     output = panel.locator(".dm-output")
     expect(output).to_contain_text("running item 3", timeout=TIMEOUT)
     expect(output).to_contain_text("ValueError", timeout=TIMEOUT)
-    _wait_idle(page, expect)
+    wait_idle(page)
     item.locator("summary").first.click()  # fold the traceback again to see the output area
     output.scroll_into_view_if_needed()
-    _shot(page, artifacts, "03-rerun-here")
+    shot(page, artifacts, "03-rerun-here")
 
-    _run_cell(page, nb, 3)  # the fix
-    _wait_idle(page, expect)
+    run_cell(page, nb, 3)  # the fix
+    wait_idle(page)
     retry.click()
     expect(status).to_have_attribute("data-failed", "0", timeout=TIMEOUT)
     expect(status).to_have_attribute("data-done", "40")
     expect(panel.locator(".dm-item")).to_have_count(0)
     expect(retry).to_be_hidden()
     expect(output).to_contain_text("retry ended: 40 done, 0 failed of 40", timeout=TIMEOUT)
-    _wait_idle(page, expect)
-    _shot(page, artifacts, "04-retried")
+    wait_idle(page)
+    shot(page, artifacts, "04-retried")
     assert page.locator(".dm-panel img").count() == 0
     _check_saved_fallback(page, lab.root / "panel.ipynb")
 
@@ -162,10 +130,10 @@ def _check_saved_fallback(page, path) -> None:
 def test_10000_items_with_2000_failures_stay_responsive(lab, lab_kernels, page, artifacts, dialogs):
     from playwright.sync_api import expect
 
-    nb = _open(page, lab, _notebook(lab.root, "big.ipynb", BIG_SETUP, BIG_LOOP))
+    nb = open_notebook(page, lab, write_notebook(lab.root, "big.ipynb", BIG_SETUP, BIG_LOOP))
     started = time.monotonic()
     for index in range(3):
-        _run_cell(page, nb, index)
+        run_cell(page, nb, index)
     panel = nb.locator(".jp-Cell").nth(2).locator(".dm-panel").first
     status = panel.locator(".dm-status")
     expect(status).to_have_attribute("data-failed", "2000", timeout=TIMEOUT)
@@ -174,7 +142,7 @@ def test_10000_items_with_2000_failures_stay_responsive(lab, lab_kernels, page, 
     expect(panel.locator(".dm-group").first).to_contain_text("2,000 \u00d7 KeyError at line 4")
     items = panel.locator(".dm-item")
     expect(items).to_have_count(5)  # rows are capped per group
-    _wait_idle(page, expect)
+    wait_idle(page)
     more = panel.locator(".dm-more").first
     expect(more).to_contain_text("1,995 not shown")
     clicked = time.monotonic()
@@ -183,7 +151,7 @@ def test_10000_items_with_2000_failures_stay_responsive(lab, lab_kernels, page, 
     to_more = time.monotonic() - clicked
     items.nth(29).locator("summary").first.click()
     expect(items.nth(29).locator(".dm-tb")).to_contain_text("KeyError")
-    _shot(page, artifacts, "05-big-run")
+    shot(page, artifacts, "05-big-run")
     (artifacts / "big-run-timing.json").write_text(
         json.dumps(
             {"submit_to_final_counts_s": round(to_final, 2), "show_more_s": round(to_more, 2)}
