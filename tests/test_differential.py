@@ -601,10 +601,17 @@ _STATEMENTS = [
     "table[x % {m}] = x",
     "parts = [x * i for i in range({m})]\nresults.append(sum(parts))",
     "try:\n    q = {k} / (x % {m})\nexcept ZeroDivisionError:\n    q = -1",
+    # the ordered part: carried names, reads of what the loop adds to, printing
+    "best = max(best, (x * {k}) % {m})",
+    "if x % {m} == 0:\n    last = x",
+    "lst = lst + [x * {k}]",
+    "if len(results) > {k}:\n    continue",
+    "print('item', x, {k})",
 ]
 _SETUP = "items = list(range({n}))"
 _PRELUDE = (
     "results = []\ntotal = 0.0\ncounts = {{i: 0 for i in range(10)}}\nseen = set()\ntable = {{}}\n"
+    "best = -1\nlast = None\nlst = []\n"
 )
 
 bodies = st.lists(
@@ -615,7 +622,7 @@ bodies = st.lists(
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(body=bodies, n=st.integers(0, 40))
 def test_generated_bodies(ip, body, n):

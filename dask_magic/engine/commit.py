@@ -24,7 +24,7 @@ from .. import contract as C
 from .errorinfo import error_info
 from .replay import apply_op
 from .results import ErrorInfo, ItemOutcome
-from .worker import not_assigned_here
+from .worker import not_assigned_here, unbound_name
 
 
 class ContinueItem(Exception):
@@ -157,8 +157,8 @@ class OrderedCommit:
 
     def _fail(self, outcome: ItemOutcome, exc: Exception, op: tuple) -> None:
         error = error_info(exc)
-        if isinstance(exc, NameError) and getattr(exc, "name", None) in self.missing:
-            error = not_assigned_here(error, exc.name)
+        if isinstance(exc, NameError) and unbound_name(exc) in self.missing:
+            error = not_assigned_here(error, unbound_name(exc))  # type: ignore[arg-type]
         outcome.bound = {}
         outcome.ops = []
         self.on_failure(outcome.index, error)  # the run counts it as failed from now on

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import itertools
+import re
 import threading
 import time
 import types
@@ -377,8 +378,8 @@ def _run_columns(
                     if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
                         raise
                     error = error_info(exc)
-                    if isinstance(exc, NameError) and getattr(exc, "name", None) in may_depend:
-                        error = not_assigned_here(error, exc.name)
+                    if isinstance(exc, NameError) and unbound_name(exc) in may_depend:
+                        error = not_assigned_here(error, unbound_name(exc))
                 duration = clock() - start
                 if error is None or attempts_left <= 0:
                     break
@@ -444,6 +445,14 @@ def _run_columns(
     if stash_indices:
         _stash_many(stash_key, stash_indices, stash_values)  # type: ignore[arg-type]
     return columns
+
+
+def unbound_name(exc: NameError) -> str | None:
+    """The name of a NameError; ``UnboundLocalError.name`` is None before Python 3.12."""
+    if getattr(exc, "name", None):
+        return exc.name
+    found = re.search(r"variable '([^']+)'", str(exc))
+    return found.group(1) if found else None
 
 
 def not_assigned_here(error: ErrorInfo, name: str) -> ErrorInfo:

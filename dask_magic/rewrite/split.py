@@ -60,7 +60,7 @@ class Split:
     own_keys: list[tuple[str, str]] = field(default_factory=list)  # (notebook name, target name)
     external: bool = False  # the ordered part touches plots, files or objects it cannot restore
     mirrored_roots: set[str] = field(default_factory=set)
-    assigned: set[str] = field(default_factory=set)  # names the ordered part assigns
+    assigned: set[str] = field(default_factory=set)  # names the ordered part assigns or changes
 
     def mode(self, stmt: ast.stmt) -> str:
         return self.modes.get(id(stmt), PARALLEL)
@@ -211,7 +211,9 @@ class Splitter:
         assigned = writes([stmt]) - self.targets
         kernel |= assigned
         self.split.assigned |= assigned
-        kernel |= self._mutated_roots(stmt, ordered=True)
+        changed = self._mutated_roots(stmt, ordered=True)
+        kernel |= changed
+        self.split.assigned |= changed  # a retry copies them back before it replays the items
         if self._touches_kernel_kinds(stmt):
             self.split.external = True
 
@@ -341,7 +343,7 @@ class Splitter:
             if n not in self.local or n in self.targets
         ):
             return True
-        return bool(self._mutated_roots(stmt))
+        return False
 
     # -- own-key updates: df[c] = f(df[c]) ----------------------------------------------------
     def _own_key_roots(self) -> dict[str, str]:
