@@ -43,6 +43,7 @@ class OrderedCommit:
         *,
         keep_ops: bool = True,
         items: Sequence[Any] = (),
+        before_output: Callable[[], None] | None = None,
     ) -> None:
         self.plan = plan
         self.ns = ns
@@ -51,6 +52,7 @@ class OrderedCommit:
         self.keep_ops = keep_ops  # a retry may replay them; otherwise they are dropped once used
         self.codes = plan.step_codes() if plan is not None else []
         self.items = items
+        self.before_output = before_output  # a text progress line steps aside first
         # a loop target that is notebook state (``for ax, f in zip(axes.flat, files)``) is
         # bound here from the kernel's own item: the worker only has a copy of it
         kernel_targets = (
@@ -99,7 +101,7 @@ class OrderedCommit:
                 else:
                     self._apply(outcome, quiet)
             if not quiet and outcome.status != "cancelled":
-                _write(outcome.stdout, outcome.stderr, outcome.warnings)
+                self._write(outcome.stdout, outcome.stderr, outcome.warnings)
         finally:
             self.busy += time.perf_counter() - start
         if not self.keep_ops and outcome.status == "done":
@@ -118,8 +120,10 @@ class OrderedCommit:
             try:
                 if kind == C.OP_OUT:
                     if not quiet:
-                        _write(op[1], op[2], ())
+                        self._write(op[1], op[2], ())
                 elif kind == C.OP_RUN:
+                    if self.before_output is not None and not quiet:
+                        self.before_output()  # the step may print
                     self._run_step(op[1], op[2], op[3])
                 else:
                     apply_op(ns, op)
@@ -128,6 +132,11 @@ class OrderedCommit:
             except Exception as exc:  # the item fails here, as the plain loop would have
                 self._fail(outcome, exc, op)
                 return
+
+    def _write(self, stdout: str, stderr: str, warnings: Sequence[str]) -> None:
+        if (stdout or stderr or warnings) and self.before_output is not None:
+            self.before_output()
+        _write(stdout, stderr, warnings)
 
     def _run_step(self, step: int, captured: dict[str, Any] | None, hoisted: tuple) -> None:
         ns = self.ns

@@ -173,7 +173,13 @@ def _committer(run: Run, state: _LoopState, indices: list[int], rebuild: bool) -
     ]
     order = sorted({*indices, *(o.index for o in done_before)}) if rebuild else sorted(indices)
     committer = OrderedCommit(
-        state.plan, state.ns, order, run.commit_failed, keep_ops=state.restorable, items=run.items
+        state.plan,
+        state.ns,
+        order,
+        run.commit_failed,
+        keep_ops=state.restorable,
+        items=run.items,
+        before_output=run.clear_views,
     )
     if rebuild:
         for name, value in state.before.items():

@@ -85,6 +85,13 @@ class Run:
         if self.committer is not None:
             self.committer.offer(outcomes)
 
+    def clear_views(self) -> None:
+        """Before the loop's output is printed: views drawing on the same stream step aside."""
+        for observer in self.observers:
+            clear = getattr(observer, "clear", None)
+            if clear is not None:
+                clear()
+
     def commit_failed(self, index: int, error: ErrorInfo) -> None:
         """Item ``index`` ran, but its ordered part raised in the kernel: it counts as failed."""
         outcome = self.outcomes.get(index)

@@ -199,6 +199,13 @@ class TextProgress:
         if not self._finished:
             self._draw(progress_line(snapshot))
 
+    def clear(self) -> None:
+        """Blank the progress line: the loop's own output is about to be printed (the next
+        update draws the line again, below it)."""
+        if self._width and not self._finished:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+
     def finish(self, snapshot: RunSnapshot) -> None:
         if self._finished:
             return
