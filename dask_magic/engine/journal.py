@@ -8,7 +8,8 @@ lists and what the size cap evicts, oldest first.
 The database lives in ``.dask-magic/journal.sqlite`` under the kernel's working directory
 (with a ``.gitignore`` of ``*``), or in ``~/.cache/dask-magic`` when that folder cannot be
 written; ``dask-magic.journal.path`` (dask config) or ``DASK_MAGIC_JOURNAL`` (environment)
-name another folder. WAL mode and a busy timeout let two kernels share it.
+name another folder (`resume.configured_folder`). WAL mode and a busy timeout let two
+kernels share it.
 
 Nothing here raises at the caller for a storage problem: a read-only folder, a full disk or
 a locked file gives one warning line and the journal switches itself off; a damaged file is
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 FILENAME = "journal.sqlite"
-DEFAULT_MAX_SIZE = "2GB"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
 BUSY_TIMEOUT = 10.0
 
@@ -78,29 +78,6 @@ class RunInfo:
     used: float
 
 
-def _config(name: str, default: Any) -> Any:
-    try:
-        import dask
-
-        return dask.config.get(f"dask-magic.journal.{name}", default=default)
-    except Exception:  # noqa: BLE001 - no dask config: the default
-        return default
-
-
-def configured_folder() -> Path | None:
-    """The folder named by ``DASK_MAGIC_JOURNAL`` or ``dask-magic.journal.path``, if any."""
-    named = os.environ.get("DASK_MAGIC_JOURNAL") or _config("path", None)
-    return Path(named).expanduser() if named else None
-
-
-def max_size() -> int:
-    """The size cap in bytes (``dask-magic.journal.max-size``, default 2GB)."""
-    from dask.utils import parse_bytes
-
-    value = _config("max-size", DEFAULT_MAX_SIZE)
-    return int(value) if isinstance(value, int | float) else parse_bytes(value)
-
-
 def _usable(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -115,9 +92,8 @@ def _usable(folder: Path) -> bool:
         return False
 
 
-def pick_folder(cwd: Path | None = None) -> Path | None:
-    """Where the journal lives: the configured folder, ``./.dask-magic``, or the user cache."""
-    configured = configured_folder()
+def pick_folder(configured: Path | None = None, cwd: Path | None = None) -> Path | None:
+    """Where the journal lives: ``configured``, else ``./.dask-magic``, else the user cache."""
     candidates = (
         [configured]
         if configured
@@ -139,7 +115,7 @@ class Journal:
     Parameters
     ----------
     folder:
-        Where ``journal.sqlite`` lives; None picks it (`pick_folder`).
+        Where ``journal.sqlite`` lives (see `pick_folder`); None: the journal is off.
     warn:
         Called with one line when the journal has to switch itself off or set a file aside.
     clock:
@@ -155,7 +131,7 @@ class Journal:
     ) -> None:
         self.warn = warn
         self.clock = clock
-        self.folder = folder if folder is not None else pick_folder()
+        self.folder = folder
         self.problem = ""  # why the journal is off, once it is
         self._db: sqlite3.Connection | None = None
         if self.folder is None:
@@ -216,7 +192,9 @@ class Journal:
             part = Path(f"{path}{suffix}")
             if part.exists():
                 part.replace(Path(f"{target}{suffix}"))
-        self.warn(f"the journal {path} was damaged ({exc}): set aside as {target.name}, started anew")
+        self.warn(
+            f"the journal {path} was damaged ({exc}): set aside as {target.name}, started anew"
+        )
 
     def close(self) -> None:
         if self._db is not None:
@@ -249,7 +227,7 @@ class Journal:
             for chunk in _chunks(list(dict.fromkeys(keys)), 500):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, blob FROM items WHERE status='done' AND key IN ({marks})",  # noqa: S608
+                    f"SELECT key, blob FROM items WHERE status='done' AND key IN ({marks})",
                     chunk,
                 )
                 found.update(rows)
@@ -266,7 +244,7 @@ class Journal:
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
                     "SELECT key, run_key, item_key, env_key, file_key, status FROM items "
-                    f"WHERE item_key IN ({marks})",  # noqa: S608
+                    f"WHERE item_key IN ({marks})",
                     chunk,
                 )
                 found.extend(Entry(*row) for row in rows)
@@ -278,10 +256,22 @@ class Journal:
         """Write ``entries`` (and touch their runs) in one transaction; False if it failed."""
         now = self.clock()
         rows = [
-            (e.key, e.run_key, e.item_key, e.env_key, e.file_key, e.status, len(e.blob or b""), now, e.blob)
+            (
+                e.key,
+                e.run_key,
+                e.item_key,
+                e.env_key,
+                e.file_key,
+                e.status,
+                len(e.blob or b""),
+                now,
+                e.blob,
+            )
             for e in entries
         ]
-        runs = {(run_key, (labels or {}).get(run_key, ""), now) for run_key, *_ in (r[1:] for r in rows)}
+        runs = {
+            (run_key, (labels or {}).get(run_key, ""), now) for run_key, *_ in (r[1:] for r in rows)
+        }
 
         def write(db: sqlite3.Connection) -> bool:
             with _transaction(db):
@@ -309,7 +299,9 @@ class Journal:
 
     def touch(self, run_key: str) -> None:
         """Mark a run as used now (restoring counts as use: eviction takes the oldest)."""
-        self._do(lambda db: db.execute("UPDATE runs SET used=? WHERE run_key=?", (self.clock(), run_key)))
+        self._do(
+            lambda db: db.execute("UPDATE runs SET used=? WHERE run_key=?", (self.clock(), run_key))
+        )
 
     # -- what %parallel_journal shows and does --------------------------------------------------
     def runs(self) -> list[RunInfo]:
@@ -323,11 +315,12 @@ class Journal:
 
     def size(self) -> int:
         """Bytes of stored outcomes (the size cap counts these)."""
-        return self._do(lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0], 0)
+        return self._do(
+            lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0], 0
+        )
 
-    def evict(self, limit: int | None = None, keep: str = "") -> list[str]:
+    def evict(self, limit: int, keep: str = "") -> list[str]:
         """Drop the oldest runs (never ``keep``) until the items fit in ``limit`` bytes."""
-        limit = max_size() if limit is None else limit
 
         def drop(db: sqlite3.Connection) -> list[str]:
             total = db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0]
