@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import progress_bars, views
-from .engine import changes, cluster, preflight, tracebacks
+from .engine import changes, cluster, preflight, resume, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
@@ -129,6 +129,14 @@ class DaskMagics(Magics):
         metavar="N",
         help="Seed random, numpy.random and torch before each item from (N, item index): "
         "draws from their global state repeat from run to run, whatever the batching.",
+    )
+    @argument(
+        "--fresh",
+        action="store_true",
+        help="Run every item, restoring nothing from the journal (results are still journaled).",
+    )
+    @argument(
+        "--why", action="store_true", help="Say why each item that runs runs (new, changed, ...)."
     )
     @no_var_expand
     @cell_magic("parallel_for")
@@ -285,6 +293,8 @@ class DaskMagics(Magics):
             name=args.name,
             seed=args.seed,
             labels=self._labels(filename),
+            fresh=args.fresh,
+            why=args.why,
         )
 
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
@@ -437,6 +447,15 @@ class DaskMagics(Magics):
         hint = f"; known runs: {', '.join(known)}" if known else ""
         raise UsageError(f"no run named `{ref}`{hint}")
 
+    # -- %parallel_journal ---------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--clear", action="store_true", help="Forget every journaled item.")
+    @line_magic("parallel_journal")
+    def parallel_journal(self, line: str) -> None:
+        """List the loops the journal keeps, with their sizes; ``--clear`` forgets them."""
+        args = self._parse(self.parallel_journal, line)
+        print(resume.journal_text(clear=args.clear))
+
     # -- %dask_cluster -------------------------------------------------------------------------
     @magic_arguments()
     @argument("--close", action="store_true", help="Close the local cluster dask-magic started.")
@@ -548,6 +567,7 @@ def unload(ip: Any) -> None:
 
         bridge.unregister(ip)
         magics.bridge = None
-    for kind, names in (("cell", ["parallel_for"]), ("line", ["parallel_retry", "dask_cluster"])):
+    lines = ["parallel_retry", "dask_cluster", "parallel_journal"]
+    for kind, names in (("cell", ["parallel_for"]), ("line", lines)):
         for name in names:
             ip.magics_manager.magics[kind].pop(name, None)

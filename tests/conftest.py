@@ -21,6 +21,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path_factory, monkeypatch):
+    """Each test gets an empty journal: a cell run twice in two tests runs twice.
+
+    Within one test, a cell run twice unchanged is restored from the journal; tests about
+    running again use ``--fresh``.
+    """
+    monkeypatch.setenv("DASK_MAGIC_JOURNAL", str(tmp_path_factory.mktemp("journal")))
+
+
 @pytest.fixture(scope="session")
 def ip():
     """IPython's test shell with ``%load_ext dask_magic`` done."""

@@ -110,7 +110,7 @@ def test_same_cluster_for_every_cell(fresh, capfd):
     run_ok(fresh, "items = list(range(4))")
     cell = "%%parallel_for --progress none\nout = []\nfor x in items:\n    out.append(x)\n"
     first = run_ok(fresh, cell).cluster.scheduler
-    second = run_ok(fresh, cell).cluster.scheduler
+    second = run_ok(fresh, cell.replace("none", "none --fresh")).cluster.scheduler
     assert first == second
     assert cluster.get_client().scheduler.address == first
     assert "already in use" not in capfd.readouterr().err

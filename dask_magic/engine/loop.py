@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import PicklingError
 from ..rewrite.plan import LoopPlan
-from . import cluster, execute, preflight, replay, scatter, tracebacks
+from . import cluster, execute, preflight, replay, resume, scatter, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
@@ -41,6 +41,9 @@ class RunOptions:
     name: str | None = None
     seed: int | None = None  # --seed: per-item seeds of the global random states
     labels: dict[str, str] = field(default_factory=dict)  # cell filename -> "Cell In[5]"
+    journal: bool = True  # keep finished items in the journal and restore them
+    fresh: bool = False  # --fresh: restore nothing this run (items are still written)
+    why: bool = False  # --why: say why each item that runs runs
 
 
 @dataclass
@@ -116,6 +119,8 @@ def start_loop(
     state = _LoopState(plan, ns, options, before, restorable, absent)
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
+    if options.journal:
+        run.journal = resume.for_run(plan, ns, run.items, options.seed, options.fresh)
     _execute_pass(run, state, list(range(len(run.items))))
     return run
 
@@ -158,11 +163,15 @@ def _retry(run: Run, state: _LoopState, **overrides: Any) -> Run:
 def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool = False) -> None:
     options = state.options
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
-    client = pick_client(options)
+    restored, to_run = run.journal.split(indices) if run.journal else ([], indices)
+    if options.why and to_run:
+        resume.print_why(run, to_run)
+    # every item restored: no cluster is needed (nor started) for this pass
+    client = pick_client(options) if to_run else None
     run.cluster = None if client is None else cluster.cluster_info(client)  # one round trip a pass
     job = _job(state.plan, env, client, options, run.cluster)
     run.committer = _committer(run, state, indices, rebuild)
-    drive(run, job, indices, client, lambda key: _land(run, state, client, key))
+    drive(run, job, to_run, client, lambda key: _land(run, state, client, key), restored)
 
 
 def _committer(run: Run, state: _LoopState, indices: list[int], rebuild: bool) -> OrderedCommit:
@@ -202,8 +211,17 @@ def pick_client(options: RunOptions) -> Any:
     )
 
 
-def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any) -> None:
+def drive(
+    run: Run,
+    job: execute.Job,
+    indices: list[int],
+    client: Any,
+    land: Any,
+    restored: Sequence[ItemOutcome] = (),
+) -> None:
     """Run one pass of ``run`` over ``indices``; ``land(stash_key)`` settles its results.
+
+    ``restored`` are items taken from the journal: they are done without running.
 
     Whatever happens (Ctrl-C, a lost scheduler, a bug), what finished is landed and the run
     is closed with a status that says why.
@@ -215,6 +233,8 @@ def drive(run: Run, job: execute.Job, indices: list[int], client: Any, land: Any
     run.begin(indices)
     how, message = "completed", ""
     try:
+        if restored:
+            run.add_restored(restored)
         if client is None:
             how = execute.run_in_kernel(job, pairs, run)
         else:
@@ -306,6 +326,8 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
                     final[name] = (index, values[name])
     if committer is not None:
         committer.restore_injected(final)
+    if run.journal is not None:
+        run.journal.finish(run.outcomes, final)
     state.missing = replay.bind_final(state.ns, final)
 
 

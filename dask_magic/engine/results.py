@@ -115,6 +115,7 @@ class Counts:
     failed: int = 0
     running: int = 0
     cancelled: int = 0
+    restored: int = 0  # of the done items, taken from the journal instead of run
 
     @property
     def queued(self) -> int:

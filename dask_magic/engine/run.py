@@ -72,6 +72,10 @@ class Run:
         #: why the run was slower than it could be (the ordered part bounded it), or ""
         self.note = ""
         self._broken_observers: set[int] = set()
+        #: the run's side of the journal (`engine.resume.PassJournal`), or None when it is off
+        self.journal: Any = None
+        #: items taken from the journal instead of run (in this run's latest passes)
+        self.restored = 0
 
     # -- the executor's sink ----------------------------------------------------------------
     def add(self, outcomes: Sequence[ItemOutcome]) -> None:
@@ -82,8 +86,28 @@ class Run:
             self.outcomes[outcome.index] = outcome
             self._tally[outcome.status] += 1
             self._pass_finished += 1
+        if self.journal is not None:
+            self.journal.record(outcomes)  # before the commit, which may drop the ops
         if self.committer is not None:
             self.committer.offer(outcomes)
+
+    def add_restored(self, outcomes: Sequence[ItemOutcome]) -> None:
+        """Items taken from the journal: done, committed in order like the others."""
+        for outcome in outcomes:
+            previous = self.outcomes.get(outcome.index)
+            if previous is not None:
+                self._tally[previous.status] -= 1
+            self.outcomes[outcome.index] = outcome
+            self._tally["done"] += 1
+        self.restored += len(outcomes)
+        if self.committer is not None:
+            self.committer.offer(outcomes)
+
+    def explain(self, index: int) -> str:
+        """Why item ``index`` ran in the last pass: new, input changed, code changed, ..."""
+        if self.journal is None:
+            return "journal off"
+        return self.journal.explain(index)
 
     def clear_views(self) -> None:
         """Before the loop's output is printed: views drawing on the same stream step aside."""
@@ -101,6 +125,8 @@ class Run:
             self._tally[outcome.status] -= 1
             self._tally["failed"] += 1
         outcome.status, outcome.error = "failed", error
+        if self.journal is not None:
+            self.journal.forget(index)
         self._failures.pop(index, None)
 
     def tick(self, running: int) -> None:
@@ -173,6 +199,7 @@ class Run:
             failed=self._tally["failed"],
             running=self._running if self.status is RunStatus.RUNNING else 0,
             cancelled=self._tally["cancelled"],
+            restored=self.restored,
         )
 
     @property
@@ -271,6 +298,8 @@ class Run:
         parts = [f"{c.done} done", f"{c.failed} failed"]
         if c.cancelled:
             parts.append(f"{c.cancelled} cancelled")
+        restored = f", {c.restored} restored from the journal" if c.restored else ""
         return (
-            f"<Run{label} {self.status}: {', '.join(parts)} of {c.total} in {self.duration:.1f} s>"
+            f"<Run{label} {self.status}: {', '.join(parts)} of {c.total} in {self.duration:.1f} s"
+            f"{restored}>"
         )

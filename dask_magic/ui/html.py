@@ -256,6 +256,8 @@ def status_html(snapshot: RunSnapshot) -> str:
     ]
     if c.cancelled:
         counts.append(f"<b>{c.cancelled:,}</b> cancelled")
+    if c.restored:
+        counts.append(f'<b class="dm-n-restored">{c.restored:,}</b> restored from the journal')
     timing = [f"{esc(format_duration(snapshot.elapsed))} elapsed"]
     if snapshot.rate:
         timing.append(_rate(snapshot.rate))

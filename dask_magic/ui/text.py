@@ -110,6 +110,8 @@ def _headline(snapshot: RunSnapshot) -> str:
     counts = f"{c.done} done, {c.failed} failed"
     if c.cancelled:
         counts += f", {c.cancelled} cancelled"
+    if c.restored:
+        counts += f", {c.restored} restored from the journal"
     if c.finished < c.total and snapshot.status is not RunStatus.RUNNING:
         counts += f", {c.total - c.finished} not run"
     items = "item" if c.total == 1 else "items"

@@ -1,0 +1,153 @@
+"""Journal keys: what an item's result depends on, as short stable strings.
+
+An item's key joins four parts; a hit means the serial loop would compute the same thing:
+
+* the **run key**: the loop's normalised code (`ast.dump` of the prelude, the iterable, the
+  target, the body and the ordered part: comments and layout do not count) and ``--seed``;
+* the **env key**: a token of each value the body reads from the notebook. Notebook
+  functions and classes count by their code, followed through the names they use into the
+  namespace (a notebook function calling another one changes when the callee does);
+* the **item key**: the item's own token;
+* the **file key**: for an item that names an existing file (a ``str`` or ``Path``, alone or
+  in a tuple), its size and modification time.
+
+The namespace is any mapping; nothing here knows about IPython.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+#: names whose value does not reach the parallel part (accumulators, the ordered part's state)
+_NOT_READ_ATTRS = ("accumulators", "state_names")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+def _tokenize(value: Any) -> str:
+    from dask.base import tokenize
+
+    return tokenize(value)
+
+
+def run_key(plan: Any, seed: int | None = None) -> str:
+    """The loop's normalised code (see the module docstring)."""
+    parts = [
+        ast.dump(plan.prelude),
+        ast.dump(plan.iterable),
+        ast.dump(plan.target),
+        ast.dump(plan.body),
+        *(ast.dump(step.module) for step in plan.steps),
+        repr(seed),
+    ]
+    return _digest(*parts)
+
+
+def _notebook_code(value: Any) -> bool:
+    """A function or class defined in the notebook (not importable from a module file)."""
+    module = getattr(value, "__module__", None)
+    return module in ("__main__", "builtins", None) or module.startswith("__ipython")
+
+
+def _code_token(code: types.CodeType) -> list[str]:
+    parts = [code.co_code.hex(), repr(code.co_names), repr(code.co_varnames)]
+    for const in code.co_consts:
+        parts.extend(_code_token(const) if isinstance(const, types.CodeType) else [repr(const)])
+    return parts
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def value_token(value: Any, ns: Mapping[str, Any], seen: set[int] | None = None) -> str:
+    """A token of ``value``; notebook functions and classes by their code, transitively."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return "cycle"
+    if isinstance(value, types.FunctionType) and _notebook_code(value):
+        seen.add(id(value))
+        code = value.__code__
+        parts = _code_token(code)
+        parts.append(_safe_token((value.__defaults__, value.__kwdefaults__)))
+        for cell in value.__closure__ or ():
+            parts.append(value_token(_cell_value(cell), ns, seen))
+        for name in sorted(_names_used(code)):
+            if name in ns and name != code.co_name:  # a global it reads, or a name it calls
+                parts.append(f"{name}={value_token(ns[name], ns, seen)}")
+        return _digest(*parts)
+    if isinstance(value, type) and _notebook_code(value) and value.__module__ != "builtins":
+        seen.add(id(value))
+        parts = [value.__qualname__, *(value_token(b, ns, seen) for b in value.__bases__)]
+        for name, member in sorted(vars(value).items()):
+            if isinstance(member, staticmethod | classmethod):
+                member = member.__func__
+            if isinstance(member, types.FunctionType):
+                parts.append(f"{name}={value_token(member, ns, seen)}")
+            elif not name.startswith("__"):
+                parts.append(f"{name}={_safe_token(member)}")
+        return _digest(*parts)
+    return _safe_token(value)
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _safe_token(value: Any) -> str:
+    try:
+        return _tokenize(value)
+    except Exception:
+        return os.urandom(8).hex()
+
+
+def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
+    """A token of every notebook value the body reads (see the module docstring)."""
+    skip: set[str] = set()
+    for attr in _NOT_READ_ATTRS:
+        skip.update(getattr(plan, attr, ()))
+    parts = []
+    for name in plan.free_names():
+        if name in skip:
+            continue
+        parts.append(f"{name}={value_token(ns[name], ns) if name in ns else '<unbound>'}")
+    return _digest(*parts)
+
+
+def file_key(item: Any) -> str:
+    """Size and mtime of each existing file the item names (``""`` if none)."""
+    values = item if isinstance(item, tuple) else (item,)
+    parts = []
+    for value in values:
+        if isinstance(value, str | PurePath) and len(str(value)) < 4096:
+            try:
+                info = os.stat(value)
+            except (OSError, ValueError):
+                continue
+            parts.append(f"{value}:{info.st_size}:{info.st_mtime_ns}")
+    return _digest(*parts) if parts else ""
+
+
+def item_keys(items: Sequence[Any]) -> list[str]:
+    """A token of each item's own value."""
+    return [_safe_token(item) for item in items]
+
+
+def item_key(run: str, env: str, item: str, files: str) -> str:
+    """The journal's key of one item from its parts."""
+    return _digest(run, env, item, files)

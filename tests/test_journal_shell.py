@@ -1,0 +1,236 @@
+"""The journal in a real IPython shell on the real LocalCluster: what runs again, and why.
+
+Each item appends its name to a log file, so a test counts the items that really ran. Each
+test has its own journal (``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import run_ok, user_names
+from dask_magic.ui import html, text
+
+CELL = """%%parallel_for --progress none {flags}
+out = {{}}
+total = 0
+for f in files:
+    with open(log, "a") as fh:  # count what runs
+        fh.write(f + "\\n")
+    n = len(open(f).read())
+    v = g(n) * scale
+    out[f] = v
+    total += v
+    print(f, v)
+"""
+
+SETUP = """
+files = {files!r}
+log = {log!r}
+scale = 3
+def helper(x):
+    return x * 2
+def g(x):
+    return helper(x) + 1
+"""
+
+
+@pytest.fixture
+def shell(fresh, tmp_path):
+    files = []
+    for n in range(6):
+        path = tmp_path / f"in{n}.txt"
+        path.write_text("x" * (n + 1))
+        files.append(str(path))
+    log = tmp_path / "log"
+    log.write_text("")
+    run_ok(fresh, SETUP.format(files=files, log=str(log)))
+    fresh.journal_log = log
+    return fresh
+
+
+def _ran(shell, cell: str, capfd) -> tuple[list[str], object, str]:
+    """Run ``cell``; the items that really ran (from the log), the run, what it printed."""
+    before = shell.journal_log.read_text().splitlines()
+    capfd.readouterr()
+    run = run_ok(shell, cell)
+    printed = capfd.readouterr().out
+    after = shell.journal_log.read_text().splitlines()
+    return sorted(after[len(before) :]), run, printed
+
+
+def _serial(shell, cell: str) -> dict:
+    """The names the plain loop leaves (run on a copy of the namespace, log restored)."""
+    plain = cell.split("\n", 1)[1]
+    ns = dict(shell.user_ns)
+    saved = shell.journal_log.read_text()
+    exec(plain, ns)
+    shell.journal_log.write_text(saved)
+    return {k: ns[k] for k in ("out", "total", "v", "n", "f")}
+
+
+def _names(shell) -> dict:
+    return {k: shell.user_ns[k] for k in ("out", "total", "v", "n", "f")}
+
+
+def test_same_cell_twice_restores_everything(shell, capfd):
+    cell = CELL.format(flags="")
+    ran, first, printed = _ran(shell, cell, capfd)
+    assert len(ran) == 6 and first.counts.restored == 0
+    names = user_names(shell.user_ns).copy()
+    ran, second, again = _ran(shell, cell, capfd)
+    assert ran == []  # nothing ran: every item came from the journal
+    assert second.counts.restored == 6 and second.counts.done == 6
+    assert "6 restored from the journal" in repr(second)
+    assert "6 restored from the journal" in text.summary_text(second.snapshot())
+    assert "restored from the journal" in html.status_html(second.snapshot())
+    assert again.replace(repr(second), "") == printed.replace(repr(first), "")
+    now = user_names(shell.user_ns)
+    assert {k: v for k, v in now.items() if k != "_"} == {
+        k: v for k, v in names.items() if k != "_"
+    }
+    assert _names(shell) == _serial(shell, cell)
+    assert second.cluster is None  # no cluster was needed for a pass with nothing to run
+
+
+def _modify(shell, path: str) -> None:
+    with open(path, "a") as fh:
+        fh.write("more")
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+
+
+EDITS = [
+    pytest.param(
+        lambda s, c: (c.replace("# count what runs", "# a new comment"), []), id="a comment"
+    ),
+    pytest.param(lambda s, c: (run_ok(s, "unrelated = 42") or c, []), id="an unrelated cell"),
+    pytest.param(
+        lambda s, c: (_modify(s, s.user_ns["files"][2]) or c, [2]), id="one input file modified"
+    ),
+    pytest.param(lambda s, c: (run_ok(s, "scale = 4") or c, range(6)), id="a value the body reads"),
+    pytest.param(
+        lambda s, c: (run_ok(s, "def helper(x):\n    return x * 5") or c, range(6)),
+        id="a notebook function called through another",
+    ),
+    pytest.param(
+        lambda s, c: (c.replace("g(n) * scale", "g(n) * scale + 1"), range(6)), id="the body"
+    ),
+]
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_edit_runs_exactly_the_items_it_could_change(shell, capfd, edit):
+    cell = CELL.format(flags="")
+    _ran(shell, cell, capfd)
+    cell, expected = edit(shell, cell)
+    files = shell.user_ns["files"]
+    ran, run, _ = _ran(shell, cell, capfd)
+    assert ran == sorted(files[i] for i in expected)
+    assert run.counts.restored == 6 - len(ran)
+    assert _names(shell) == _serial(shell, cell)
+
+
+def test_why_says_why_each_item_runs(shell, capfd):
+    run_ok(shell, "files = files[:4]")
+    _ran(shell, CELL.format(flags=""), capfd)
+    run_ok(shell, "files = files + [files[0].replace('in0', 'in5')]")
+    _modify(shell, shell.user_ns["files"][1])
+    capfd.readouterr()
+    run = run_ok(shell, CELL.format(flags="--why"))
+    err = capfd.readouterr().err
+    assert "item 1 (" in err and "runs: input changed (the file it names)" in err
+    assert "item 4 (" in err and "runs: new" in err
+    assert "item 0 (" not in err  # restored: it does not run
+    assert run.explain(0) == "restored from the journal"
+    assert run.explain(4) == "new"
+    run_ok(shell, "scale = 5")
+    run = run_ok(shell, CELL.format(flags=""))
+    assert run.explain(0) == "input changed (a value it reads from the notebook)"
+    run = run_ok(shell, CELL.format(flags="").replace("* scale", "* scale * 1"))
+    assert run.explain(0) == "code changed"
+    run = run_ok(shell, CELL.format(flags="--fresh"))
+    assert run.explain(0) == "journal off (--fresh)" and run.counts.restored == 0
+
+
+def test_failed_items_run_again_and_the_result_is_the_serial_one(fresh, tmp_path, capfd):
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    log = tmp_path / "log"
+    run_ok(fresh, f"import os\nflag = {str(flag)!r}\nlog = {str(log)!r}\nitems = list(range(8))")
+    cell = (
+        "%%parallel_for --progress none\nres = []\nfor x in items:\n"
+        "    open(log, 'a').write(f'{x}\\n')\n"
+        "    if x % 3 == 0 and os.path.exists(flag):\n        raise ValueError(x)\n"
+        "    res.append(x * x)\n"
+    )
+    first = run_ok(fresh, cell)
+    assert first.counts.failed == 3
+    flag.unlink()
+    log.write_text("")
+    capfd.readouterr()
+    second = run_ok(fresh, cell)
+    assert sorted(log.read_text().split()) == ["0", "3", "6"]  # only the failed ones
+    assert second.counts.restored == 5 and second.counts.failed == 0
+    assert fresh.user_ns["res"] == [x * x for x in range(8)]
+    assert second.explain(3) == "failed before"
+
+
+def test_ordered_part_replays_from_the_journal(fresh, tmp_path, capfd):
+    log = tmp_path / "log"
+    run_ok(fresh, f"log = {str(log)!r}\nitems = [5, 1, 9, 3, 9, 2]")
+    cell = (
+        "%%parallel_for --progress none\nbest = -1\nwhere = None\nseen = []\n"
+        "for i, x in enumerate(items):\n"
+        "    open(log, 'a').write(f'{i}\\n')\n"
+        "    s = x * 10\n"
+        "    if s > best:\n        best, where = s, i\n        print('new best', i, s)\n"
+        "    seen.append(s)\n"
+    )
+    capfd.readouterr()
+    run_ok(fresh, cell)
+    first = capfd.readouterr().out
+    names = {k: fresh.user_ns[k] for k in ("best", "where", "seen", "s", "i", "x")}
+    log.write_text("")
+    second = run_ok(fresh, cell)
+    assert log.read_text() == "" and second.counts.restored == 6
+    assert (
+        {k: fresh.user_ns[k] for k in names}
+        == names
+        == {"best": 90, "where": 2, "seen": [50, 10, 90, 30, 90, 20], "s": 20, "i": 5, "x": 2}
+    )
+    assert capfd.readouterr().out.replace(repr(second), "").count("new best") == first.count(
+        "new best"
+    )
+
+
+def test_an_unpicklable_outcome_is_not_journaled_and_the_run_goes_on(fresh, tmp_path, capfd):
+    # in the kernel (--serial) nothing travels, so a lock can be added; it cannot be journaled
+    log = tmp_path / "log"
+    run_ok(fresh, f"import threading\nlog = {str(log)!r}\nitems = list(range(3))")
+    cell = (
+        "%%parallel_for --progress none --serial\nout = []\nfor x in items:\n"
+        "    open(log, 'a').write(f'{x}\\n')\n"
+        "    out.append(threading.Lock() if x == 1 else x)\n"
+    )
+    capfd.readouterr()
+    run_ok(fresh, cell)
+    err = capfd.readouterr().err
+    assert err.count("cannot be pickled for the journal") == 1
+    assert fresh.user_ns["out"][0::2] == [0, 2]
+    log.write_text("")
+    run = run_ok(fresh, cell)
+    assert log.read_text().split() == ["1"] and run.counts.restored == 2
+    assert fresh.user_ns["out"][0::2] == [0, 2] and len(fresh.user_ns["out"]) == 3
+
+
+def test_parallel_journal_lists_and_clears(shell, capfd):
+    run_ok(shell, CELL.format(flags=""))
+    capfd.readouterr()
+    shell.run_line_magic("parallel_journal", "")
+    listed = capfd.readouterr().out
+    assert "6 items" in listed and "for f in files:" in listed
+    shell.run_line_magic("parallel_journal", "--clear")
+    assert "cleared" in capfd.readouterr().out
+    ran, run, _ = _ran(shell, CELL.format(flags=""), capfd)
+    assert len(ran) == 6 and run.counts.restored == 0
