@@ -1,0 +1,131 @@
+"""A dead kernel loses nothing: SIGKILL a real kernel mid-run, run the same cells in a new one.
+
+Each item appends its index to a log file, so the test counts what ran before the kill and
+what ran again after it. Kernels (and the worker processes of the killed one's cluster) are
+stopped by their own pids.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client.manager")
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 60
+
+SETUP = """
+import os, time
+%load_ext dask_magic
+log = {log!r}
+items = list(range({n}))
+from dask_magic.engine import cluster
+client = cluster.get_client(workers=2, threads=1)
+print("PIDS", sorted({{*client.run(os.getpid).values(), *client.run(os.getppid).values()}}))
+"""
+
+CELL = """%%parallel_for --progress none --batch 1 --name r
+res = []
+for x in items:
+    time.sleep(0.1)
+    with open(log, "a") as fh:
+        fh.write(f"{x}\\n")
+    res.append(x * x)
+"""
+
+
+def _start(folder: Path) -> tuple:
+    env = {
+        **os.environ,
+        "DASK_MAGIC_JOURNAL": str(folder / "journal"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(folder))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
+def _send(kc, code: str) -> str:
+    return kc.execute(code, store_history=True)
+
+
+def _output(kc, msg_id: str, timeout: float = 120) -> str:
+    """Stdout of ``msg_id`` until the kernel is idle again (fails on an error)."""
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream":
+            out.append(m["content"]["text"])
+        elif m["msg_type"] == "error":
+            raise AssertionError("\n".join(m["content"]["traceback"]))
+        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            return "".join(out)
+    raise AssertionError("the kernel did not finish")
+
+
+def _lines(log: Path) -> list[int]:
+    return [int(x) for x in log.read_text().split()] if log.exists() else []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_sigkill_mid_run_then_the_same_cells_run_only_what_is_missing(tmp_path):
+    log = tmp_path / "log"
+    setup = SETUP.format(log=str(log), n=N)
+    km, kc = _start(tmp_path)
+    try:
+        printed = _output(kc, _send(kc, setup))
+        workers = eval(printed.split("PIDS", 1)[1].strip())
+        _send(kc, CELL)
+        deadline = time.monotonic() + 120
+        while len(_lines(log)) < int(0.7 * N) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        at_kill = len(_lines(log))
+        _kill(km.provisioner.pid)
+    finally:
+        kc.stop_channels()
+    time.sleep(1.0)  # items in flight on the orphaned workers finish and log themselves
+    for pid in workers:
+        _kill(pid)
+    km.cleanup_resources()
+    before = _lines(log)
+    assert 0.6 * N <= at_kill < N
+
+    km, kc = _start(tmp_path)
+    try:
+        _output(kc, _send(kc, SETUP.format(log=str(log), n=N)))
+        _output(kc, _send(kc, CELL))
+        printed = _output(
+            kc, _send(kc, "print('RES', res == [x * x for x in items], r.counts.restored)")
+        )
+        again = _lines(log)[len(before) :]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert f"RES True {N - len(again)}" in printed
+    missing = set(range(N)) - set(before)
+    # the missing items run, and at most the last half second's worth of finished ones
+    assert missing <= set(again)
+    assert len(again) <= len(missing) + 12, (at_kill, len(before), sorted(again))
+    print(f"done before the kill: {at_kill} (logged {len(before)}); run again: {len(again)}")
