@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS items (
     blob BLOB
 );
 CREATE INDEX IF NOT EXISTS items_item ON items (item_key);
-CREATE INDEX IF NOT EXISTS items_run ON items (run_key);
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     label TEXT NOT NULL,
@@ -219,18 +218,22 @@ class Journal:
             return default
 
     # -- reading and writing ---------------------------------------------------------------------
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The stored outcomes of the done items among ``keys``: ``{key: blob}``."""
+    def get(self, keys: Sequence[str], failed: set[str] | None = None) -> dict[str, bytes]:
+        """The stored outcomes of the done items among ``keys``: ``{key: blob}``.
+
+        ``failed``, if given, receives the keys among ``keys`` stored as failed.
+        """
 
         def read(db: sqlite3.Connection) -> dict[str, bytes]:
             found: dict[str, bytes] = {}
             for chunk in _chunks(list(dict.fromkeys(keys)), 500):
                 marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT key, blob FROM items WHERE status='done' AND key IN ({marks})",
-                    chunk,
-                )
-                found.update(rows)
+                query = f"SELECT key, blob FROM items WHERE key IN ({marks})"
+                for key, blob in db.execute(query, chunk):
+                    if blob is not None:
+                        found[key] = blob
+                    elif failed is not None:
+                        failed.add(key)
             return found
 
         return self._do(read, {})

@@ -143,11 +143,25 @@ def file_key(item: Any) -> str:
     return _digest(*parts) if parts else ""
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None), PurePath)
+
+
+def _plain(value: Any) -> bool:
+    if type(value) in _PLAIN or isinstance(value, PurePath):
+        return True
+    return type(value) is tuple and len(value) <= 8 and all(type(v) in _PLAIN for v in value)
+
+
 def item_keys(items: Sequence[Any]) -> list[str]:
-    """A token of each item's own value."""
-    return [_safe_token(item) for item in items]
+    """A token of each item's own value (plain values by their exact repr: much faster)."""
+    return [_plain_token(item) if _plain(item) else _safe_token(item) for item in items]
+
+
+def _plain_token(item: Any) -> str:
+    text = f"{type(item).__name__}:{item!r}"
+    return text if len(text) <= 64 else _digest(text)
 
 
 def item_key(run: str, env: str, item: str, files: str) -> str:
     """The journal's key of one item from its parts."""
-    return _digest(run, env, item, files)
+    return hashlib.sha256(f"{run}\x00{env}\x00{item}\x00{files}".encode()).hexdigest()[:32]

@@ -18,7 +18,6 @@ Nothing here knows about IPython; storage problems never stop the run (see `jour
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import time
@@ -111,8 +110,9 @@ def print_why(run: Any, indices: Sequence[int]) -> None:
 
     from .tracebacks import short_repr
 
+    reasons = run.journal.explain_all(indices) if run.journal else {}
     for index in indices:
-        why = run.explain(index)
+        why = reasons.get(index, "journal off")
         print(f"item {index} ({short_repr(run.items[index])}) runs: {why}", file=sys.stderr)
 
 
@@ -177,7 +177,8 @@ class PassJournal:
             return [], list(indices)
         if not self.read:
             return [], list(indices)
-        blobs = self.store.get([self.keys[i] for i in indices])
+        failed: set[str] = set()
+        blobs = self.store.get([self.keys[i] for i in indices], failed)
         found: dict[int, ItemOutcome] = {}
         lost: dict[int, frozenset[str]] = {}
         for index in indices:
@@ -190,7 +191,7 @@ class PassJournal:
         self.restored |= set(found)
         to_run = [i for i in indices if i not in found]
         self.restored -= set(to_run)
-        self.reasons.update(self.explain_all(to_run))  # as the journal stood before the pass
+        self.reasons.update({i: "failed before" for i in to_run if self.keys[i] in failed})
         return [found[i] for i in sorted(found)], to_run
 
     def _drop_at_risk(
@@ -304,25 +305,40 @@ class PassJournal:
             return "journal off (--fresh)"
         if index in self.at_risk:
             return "its last values stayed on a worker of an earlier run"
-        return self.reasons.get(index, "not looked up")
+        if index in self.reasons or not self.keys:
+            return self.reasons.get(index, "not looked up")
+        return self.explain_all([index])[index]
 
     def explain_all(self, indices: Sequence[int]) -> dict[int, str]:
-        """`explain` for many items with one read of the journal."""
-        if self.store is None or not self.keys or not self.read:
-            return {i: self.explain(i) for i in indices}
-        if not indices:
-            return {}
-        history = self.store.history([self.parts[i][1] for i in indices])
+        """`explain` for many items with one read of the journal.
+
+        The rows this run wrote itself (the item's own key) are left out: the answer is the
+        journal as the pass found it ("failed before" is noted when the pass starts).
+        """
+        reasons = {i: self.explain(i) for i in indices if self._known(i)}
+        rest = [i for i in indices if i not in reasons]
+        if not rest:
+            return reasons
+        assert self.store is not None
         by_item: dict[str, list[Entry]] = {}
-        for entry in history:
+        for entry in self.store.history([self.parts[i][1] for i in rest]):
             by_item.setdefault(entry.item_key, []).append(entry)
-        reasons = {}
-        for i in indices:
-            if i in self.restored or i in self.at_risk:
-                reasons[i] = self.explain(i)
-            else:
-                reasons[i] = _reason(by_item.get(self.parts[i][1], []), self.run_key, self.parts[i])
+        for i in rest:
+            own = self.keys[i]
+            history = [e for e in by_item.get(self.parts[i][1], []) if e.key != own]
+            reasons[i] = self.reasons[i] = _reason(history, self.run_key, self.parts[i])
         return reasons
+
+    def _known(self, index: int) -> bool:
+        """Whether `explain` answers without reading the journal."""
+        return (
+            self.store is None
+            or not self.read
+            or not self.keys
+            or index in self.restored
+            or index in self.at_risk
+            or index in self.reasons
+        )
 
 
 def _reason(history: Sequence[Entry], run_key: str, parts: tuple[str, str, str]) -> str:
@@ -341,15 +357,27 @@ def _reason(history: Sequence[Entry], run_key: str, parts: tuple[str, str, str])
     return "failed before"
 
 
+#: the fields of a done `ItemOutcome` a row keeps (index, bound and worker are set apart)
+_FIELDS = ("ops", "deleted", "value", "stdout", "stderr", "warnings", "duration", "mutated")
+
+
+def _pickle(value: Any) -> bytes:
+    """Plain pickle (fast, small); cloudpickle for what it cannot do (lambdas, local classes)."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=5)
+
+
 def _dumps(outcome: ItemOutcome, lost: frozenset[str]) -> bytes:
     """A row's blob: the outcome and its bound values apart, so the latter can be replaced."""
-    rest = cloudpickle.dumps(dataclasses.replace(outcome, bound={}))
-    return pickle.dumps((rest, cloudpickle.dumps(outcome.bound), lost))
+    rest = _pickle(tuple(getattr(outcome, name) for name in _FIELDS))
+    return pickle.dumps((rest, _pickle(outcome.bound), lost), protocol=5)
 
 
 def _with_bound(blob: bytes, bound: Mapping[str, Any], lost: frozenset[str]) -> bytes:
     rest, _, _ = pickle.loads(blob)
-    return pickle.dumps((rest, cloudpickle.dumps(dict(bound)), lost))
+    return pickle.dumps((rest, _pickle(dict(bound)), lost), protocol=5)
 
 
 def _load(blob: bytes | None, index: int) -> tuple[ItemOutcome | None, frozenset[str]]:
@@ -357,13 +385,11 @@ def _load(blob: bytes | None, index: int) -> tuple[ItemOutcome | None, frozenset
     if blob is None:
         return None, frozenset()
     try:
-        outcome_blob, bound_blob, lost = pickle.loads(blob)
-        outcome = cloudpickle.loads(outcome_blob)
-        outcome.bound = cloudpickle.loads(bound_blob)
+        rest, bound, lost = pickle.loads(blob)
+        fields = dict(zip(_FIELDS, pickle.loads(rest), strict=True))
+        outcome = ItemOutcome(index, "done", bound=pickle.loads(bound), worker="journal", **fields)
     except Exception:
         return None, frozenset()
-    outcome.index = index
-    outcome.worker = "journal"
     return outcome, lost
 
 
