@@ -10,6 +10,7 @@ import os
 
 import pytest
 from conftest import run_ok, user_names
+
 from dask_magic.ui import html, text
 
 CELL = """%%parallel_for --progress none {flags}

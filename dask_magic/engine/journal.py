@@ -170,6 +170,7 @@ class Journal:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        assert self.path is not None  # only called while the journal is on
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
