@@ -37,6 +37,7 @@ FLUSH_ITEMS = 200
 DEFAULT_MAX_SIZE = "2GB"
 
 _JOURNALS: dict[str, Journal] = {}
+_JOURNALS_OPEN = 4
 
 
 def _config(name: str, default: Any) -> Any:
@@ -76,9 +77,12 @@ def shared_journal() -> Journal | None:
     folder = pick_folder(configured_folder())
     if folder is None:
         return Journal(None)  # warns once: no writable folder
-    found = _JOURNALS.get(str(folder))
+    found = _JOURNALS.pop(str(folder), None)
     if found is None or not found.on:
-        found = _JOURNALS[str(folder)] = Journal(folder)
+        found = Journal(folder)
+    _JOURNALS[str(folder)] = found  # the most recent last
+    while len(_JOURNALS) > _JOURNALS_OPEN:  # the folder moved (config, tests): close the old
+        _JOURNALS.pop(next(iter(_JOURNALS))).close()
     return found
 
 
