@@ -103,7 +103,7 @@ def header(stmt: ast.stmt) -> list[ast.AST]:
     return parts
 
 
-def _header_nodes(stmt: ast.stmt) -> list[ast.AST]:
+def header_nodes(stmt: ast.stmt) -> list[ast.AST]:
     found = []
     for part in header(stmt):
         if isinstance(part, ast.ExceptHandler):
@@ -222,7 +222,7 @@ class Splitter:
         if self.split.mode(stmt) == ORDERED:
             return ORDERED
         if is_compound(stmt):
-            parts = _header_nodes(stmt)
+            parts = header_nodes(stmt)
             touched = reads(parts) | (header_writes(stmt) - self.targets)
             return ORDERED if touched & kernel else PARALLEL
         fast = self._fast_path(stmt)
