@@ -122,7 +122,7 @@ def _install_capture() -> None:
             return
         original = warnings.showwarning
 
-        def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        def showwarning(message, category, filename, lineno, file=None, line=None):
             item = getattr(_CAPTURE, "item", None)
             if item is None:
                 return original(message, category, filename, lineno, file, line)

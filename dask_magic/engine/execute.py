@@ -134,7 +134,7 @@ def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str
 # -- on the cluster ------------------------------------------------------------------------------
 
 
-def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, budget=None):  # noqa: ANN001, ANN202
+def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, budget=None):
     """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
     from distributed import get_worker
 
@@ -285,7 +285,7 @@ class DaskRun:
                 payloads.append(cloudpickle.dumps(batch))
                 kept.append(batch)
                 continue
-            except Exception:  # noqa: BLE001 - find the items to blame, send the others
+            except Exception:
                 pass
             for pair in batch:
                 try:
@@ -435,7 +435,7 @@ class DaskRun:
         if finished:
             try:
                 self._collect(finished)
-            except Exception:  # noqa: BLE001 - what cannot be fetched in time is cancelled below
+            except Exception:
                 pass
         self._cancel_all()
         if self.unrecorded_keys:
@@ -503,7 +503,7 @@ def _drop_everywhere(client: Any, stash_key: str) -> None:
     async def send() -> None:
         try:
             await client._run(_drop_here, stash_key, wait=False)
-        except Exception:  # noqa: BLE001 - best effort: the stash is bounded
+        except Exception:
             pass
 
     client.loop.add_callback(send)

@@ -264,7 +264,7 @@ class Run:
                     f"dask-magic: a progress view failed: {exc!r}", RuntimeWarning, stacklevel=2
                 )
 
-    # -- text ---------------------------------------------------------------------------------------
+    # -- text -------------------------------------------------------------------------------
     def __repr__(self) -> str:
         c = self.counts
         label = f" {self.name!r}" if self.name else ""

@@ -24,8 +24,8 @@ from .split import (
     PARALLEL,
     RECORD,
     Split,
-    header_nodes,
     body_statements,
+    header_nodes,
     is_compound,
     reads,
 )

@@ -95,14 +95,16 @@ class LoopPlan:
         if self.prelude.body:
             parts.append("# runs first, in the kernel\n" + ast.unparse(self.prelude))
         parts.append(
-            f"# evaluated once in the kernel and listed\nitems = list({ast.unparse(self.iterable.body)})"
+            "# evaluated once in the kernel and listed\n"
+            f"items = list({ast.unparse(self.iterable.body)})"
         )
         parts.append(annotated_body(self.source, self.line_modes, self.hoisted_lines))
         parts.append("# runs once per item on the cluster\n" + ast.unparse(self.body))
         for number, step in enumerate(self.steps):
             code = ast.unparse(step.module)
             parts.append(
-                f"# ordered step {number} (line {step.lineno}), run in the notebook in item order\n{code}"
+                f"# ordered step {number} (line {step.lineno}), run in the notebook in item "
+                f"order\n{code}"
             )
         if self.accumulators:
             names = ", ".join(self.accumulators)

@@ -164,7 +164,8 @@ class Splitter:
     """Classify the statements of one loop body (see the module docstring)."""
 
     def __init__(self, loop: ast.For, local_names: set[str], accumulators: set[str],
-                 carried: set[str], kinds: Mapping[str, str], own_keys: bool = True) -> None:  # fmt: skip
+                 carried: set[str], kinds: Mapping[str, str],
+                 own_keys: bool = True) -> None:  # fmt: skip
         self.loop = loop
         self.local = local_names
         self.targets = {n for n, _ in targets(loop.target)}
