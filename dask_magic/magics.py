@@ -29,9 +29,7 @@ from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError
 from .rewrite import rewrite_loop
 from .ui import text
-
-#: Runs kept for ``%parallel_retry`` and the sidebar.
-RUNS_KEPT = 20
+from .views import RUNS_KEPT  # runs kept for ``%parallel_retry`` and the sidebar
 
 
 def _suggest_option(message: str, options: list[str]) -> str:

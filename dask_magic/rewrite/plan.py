@@ -7,7 +7,13 @@ import dis
 import types
 from dataclasses import dataclass, field
 
-from .transform import FUNCTION_NAME, LOCALS
+#: The generated body's helper names (see transform.py). They start with ``@``, which no
+#: Python source can contain; they live here so that this module needs nothing else from
+#: the package (the engine names `LoopPlan` in its annotations).
+ITEM = "@dm_item"
+RECORDER = "@dm_rec"
+LOCALS = "@dm_locals"
+FUNCTION_NAME = "dask_magic_loop"
 
 #: How the body function appears in tracebacks (``File "<cell>", line 4, in <loop body>``).
 BODY_DISPLAY_NAME = "<loop body>"

@@ -20,11 +20,7 @@ from __future__ import annotations
 import ast
 
 from .analysis import BodyFacts, root_name
-
-ITEM = "@dm_item"
-RECORDER = "@dm_rec"
-LOCALS = "@dm_locals"
-FUNCTION_NAME = "dask_magic_loop"
+from .plan import FUNCTION_NAME, ITEM, LOCALS, RECORDER
 
 
 def _rec(method: str, args: list[ast.expr]) -> ast.Expr:
