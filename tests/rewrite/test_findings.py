@@ -104,7 +104,8 @@ REFUSED = [
         id="conditionally assigned then read",
     ),
     pytest.param(
-        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n        pass\n    use(df)\n",
+        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n        pass\n"
+        "    use(df)\n",
         "DM009",
         7,
         8,
@@ -112,7 +113,8 @@ REFUSED = [
         id="assigned in try, read after a swallowed error",
     ),
     pytest.param(
-        "for f in files:\n    for row in f:\n        if prev:\n            pass\n        prev = row\n",
+        "for f in files:\n    for row in f:\n        if prev:\n            pass\n"
+        "        prev = row\n",
         "DM009",
         4,
         11,
@@ -230,11 +232,13 @@ ACCEPTED = [
         id="parameter shadows an accumulator name",
     ),
     pytest.param(
-        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n        prev = row\n",
+        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n"
+        "        prev = row\n",
         id="initialised before the inner loop",
     ),
     pytest.param(
-        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n        continue\n    use(df)\n",
+        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n"
+        "        continue\n    use(df)\n",
         id="assigned in try, except continues",
     ),
 ]

@@ -11,6 +11,7 @@ import time
 
 import nbformat
 import pytest
+from helpers import write_notebook
 
 SETUP = """\
 import time
@@ -39,10 +40,7 @@ TIMEOUT = 90_000  # ms: the first cell starts a LocalCluster on a shared 2-core 
 
 
 def _notebook(root, name: str, *sources: str) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in ("%load_ext dask_magic", *sources)]
-    nbformat.write(nb, root / name)
+    write_notebook(root / name, ("%load_ext dask_magic", *sources))
     return name
 
 
