@@ -1,7 +1,8 @@
 # dask-magic: one command to set up and run the demo, one to run every test.
 #   make demo   - build .venv from nothing, then JupyterLab on notebooks/01-quickstart.ipynb
 #                 (headless machines: run that notebook and print its run summary)
-#   make test   - build .venv from nothing, then the full test suite
+#   make test   - build .venv from nothing, then the import contracts and the full test suite
+#   make lint   - ruff format --check, ruff check (notebooks included), mypy: zero findings
 #   make bench  - the benchmarks against the peers (benchmarks/README.md)
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.dask-magic-installed
 # registry npm is configured for; no registry host is written down here.
 export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null)
 
-.PHONY: venv system-deps test demo bench clean
+.PHONY: venv system-deps test lint lint-imports demo bench clean
 
 venv: $(STAMP)
 
@@ -31,12 +32,25 @@ system-deps:
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else \
-			echo "note: /usr/bin/chromium is missing and cannot be installed here: browser tests will be skipped"; \
+			echo "note: /usr/bin/chromium is missing and cannot be installed here: browser tests will be skipped (fail under CI=true)"; \
 		fi; \
 	fi
 
-test: system-deps venv
+test: system-deps venv lint-imports
 	$(PY) -m pytest
+
+# The layering of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+lint-imports: venv
+	$(VENV)/bin/lint-imports
+
+# Every check runs, even after one fails, so that one run shows every finding.
+lint: venv
+	@status=0; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(PY) tools/lint_notebooks.py $(VENV)/bin/ruff || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 # A browser can be opened on macOS or where DISPLAY / WAYLAND_DISPLAY is set: JupyterLab on
 # the quickstart. Elsewhere (CI, ssh): run the notebook headless and print its run summary.

@@ -24,7 +24,7 @@ from .results import ItemOutcome
 from .run import Run
 
 if TYPE_CHECKING:  # importing rewrite.plan would load the whole rewriter into the engine
-    from ..rewrite.plan import LoopPlan
+    from dask_magic.rewrite.plan import LoopPlan
 
 
 @dataclass
