@@ -1,5 +1,5 @@
 """Runs that must not interfere: the same cell twice in a row, and two notebooks' kernels
-at once, each with its own local cluster (issue 7)."""
+at once, each with its own local cluster."""
 
 from __future__ import annotations
 

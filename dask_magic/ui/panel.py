@@ -4,7 +4,7 @@
 view over `RunSnapshot` data only. It never talks to Dask and never throttles again; the
 engine calls ``update`` at most ~10 times a second and ``finish`` once per pass.
 
-Built from stock widgets (STYLE.md §5, the distributed ``ProgressWidget`` model): HTML
+Built from stock widgets (as distributed's ``ProgressWidget`` is): HTML
 widgets for the header, the bar with counts, and the failure rows, whose expansion is a
 browser-side ``<details>`` (so it works while the kernel is busy), plus buttons that only
 do something once the run has ended (a busy kernel cannot receive clicks). The display
