@@ -102,8 +102,9 @@ class _ThreadRoutedStream(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    # typeshed declares TextIOBase.encoding a plain attribute; at run time it is read-only
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._original, "encoding", "utf-8")
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from .. import contract as C
+from dask_magic import contract as C
 from .errorinfo import error_info
 from .replay import apply_op
 from .results import ErrorInfo, ItemOutcome

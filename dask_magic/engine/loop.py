@@ -16,14 +16,16 @@ import copy
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import PicklingError
-from ..rewrite.plan import LoopPlan
+from dask_magic.errors import PicklingError
 from . import cluster, execute, preflight, replay, scatter, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
+
+if TYPE_CHECKING:  # importing rewrite.plan would load the whole rewriter into the engine
+    from dask_magic.rewrite.plan import LoopPlan
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 import cloudpickle
 
-from .. import contract as C
+from dask_magic import contract as C
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .fingerprint import BatchWatch

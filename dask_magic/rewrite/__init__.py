@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from ..errors import UnsupportedLoopError
+from dask_magic.errors import UnsupportedLoopError
 from .analysis import BodyFacts, analyze_body, locate_loop
 from .plan import LoopPlan
 from .random_state import find_global_random

@@ -14,7 +14,7 @@ import ast
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import Finding
+from dask_magic.errors import Finding
 from . import findings as F
 from .carried import LoopCarried
 from .hoist import hoist, nothing_parallel

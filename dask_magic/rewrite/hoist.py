@@ -14,8 +14,8 @@ import ast
 import builtins
 from collections.abc import Mapping
 
-from .. import contract as C
-from ..errors import Finding
+from dask_magic import contract as C
+from dask_magic.errors import Finding
 from . import findings as F
 from .scopes import root_name
 from .split import (

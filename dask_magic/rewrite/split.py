@@ -26,7 +26,7 @@ import ast
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .. import contract as C
+from dask_magic import contract as C
 from .scopes import (
     iter_body_scope,
     root_name,

@@ -204,11 +204,13 @@ ACCEPTED = [
         id="parameter shadows an accumulator name",
     ),
     pytest.param(
-        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n        prev = row\n",
+        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n"
+        "        prev = row\n",
         id="initialised before the inner loop",
     ),
     pytest.param(
-        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n        continue\n    use(df)\n",
+        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n"
+        "        continue\n    use(df)\n",
         id="assigned in try, except continues",
     ),
 ]
