@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 from dask_magic import contract as C
+
 from .errorinfo import error_info
 from .replay import apply_op
 from .results import ErrorInfo, ItemOutcome

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dask_magic.errors import PicklingError
+
 from . import cluster, execute, preflight, replay, scatter, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome

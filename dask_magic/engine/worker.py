@@ -29,6 +29,7 @@ from typing import Any
 import cloudpickle
 
 from dask_magic import contract as C
+
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .fingerprint import BatchWatch

@@ -11,6 +11,7 @@ import ast
 from collections.abc import Mapping
 
 from dask_magic.errors import UnsupportedLoopError
+
 from .analysis import BodyFacts, analyze_body, locate_loop
 from .plan import LoopPlan
 from .random_state import find_global_random

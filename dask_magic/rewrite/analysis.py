@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dask_magic.errors import Finding
+
 from . import findings as F
 from .carried import LoopCarried
 from .hoist import hoist, nothing_parallel

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from dask_magic import contract as C
 from dask_magic.errors import Finding
+
 from . import findings as F
 from .scopes import root_name
 from .split import (

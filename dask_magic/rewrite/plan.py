@@ -7,9 +7,8 @@ import dis
 import types
 from dataclasses import dataclass, field
 
-from dask_magic.errors import Finding
-
 from dask_magic.contract import BODY_DISPLAY_NAME, FUNCTION_NAME, LOCALS
+from dask_magic.errors import Finding
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dask_magic import contract as C
+
 from .scopes import (
     iter_body_scope,
     root_name,

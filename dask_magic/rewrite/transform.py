@@ -25,6 +25,7 @@ import ast
 import copy
 
 from dask_magic import contract as C
+
 from .analysis import BodyFacts
 from .plan import OrderedStep
 from .scopes import root_name, walk_with_loop_depth
