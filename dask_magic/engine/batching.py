@@ -99,28 +99,6 @@ def batch_size(seconds_per_item: float, remaining: int, threads: int) -> int:
     return max(1, min(int(by_time), by_balance))
 
 
-#: Tasks kept submitted per thread after the first wave: one running and one waiting on the
-#: worker, so that a thread never waits for the kernel to hand it the next task.
-TASKS_IN_FLIGHT_PER_THREAD = 2
-
-
-def next_task_size(seconds_per_item: float, remaining: int, threads: int) -> int:
-    """The size of the next task for ``remaining`` items: one step of `guided_sizes`.
-
-    Tasks are handed out one at a time as others finish (dynamic self-scheduling), so the
-    size follows what is left of the whole run. Cutting everything left into a series up
-    front, once for each first-wave task that came back with items, made one shrinking series
-    per returned tail: four times the small tasks at the end, and as many round trips.
-    """
-    threads = max(1, threads)
-    per_item = max(seconds_per_item, 1e-7)
-    largest = max(1, int(TARGET_TASK_SECONDS / per_item))
-    smallest = max(1, math.ceil(MIN_TASK_SECONDS / per_item))
-    fair = max(smallest, math.ceil(remaining / threads))  # a thread's share, never below smallest
-    size = math.ceil(remaining / (MIN_TASKS_PER_THREAD * threads))
-    return max(0, min(max(size, smallest), largest, fair, remaining))
-
-
 def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
     """Task sizes for ``n`` items, largest first, shrinking towards the end of the run.
 

@@ -319,7 +319,7 @@ class DaskRun:
                 if self.quarantine and not self.in_flight and not self.held:
                     self.submit([[self.quarantine.pop(0)]])  # alone: nothing else can die with it
                 if self.held and (self.probe_durations or not self.in_flight):
-                    self._top_up()
+                    self._submit_rest()
                 self.sink.tick(self.running_items())
                 if self.sink.should_stop():
                     self._cancel_all()
@@ -408,17 +408,12 @@ class DaskRun:
         info = infrastructure_error(exc)
         return [ItemOutcome(index=i, status="failed", error=info) for i, _ in batch]
 
-    def _top_up(self) -> None:
-        """Hand out held items until every thread has its tasks in flight (guided sizes)."""
+    def _submit_rest(self) -> None:
         per_item = batching.median(self.probe_durations)
-        room = batching.TASKS_IN_FLIGHT_PER_THREAD * self.threads - len(self.in_flight)
-        batches = []
-        while self.held and (room > 0 or (not batches and not self.in_flight)):
-            size = batching.next_task_size(per_item, len(self.held), self.threads)
-            batches.append(self.held[:size])
-            self.held = self.held[size:]
-            room -= 1
-        self.submit(batches)
+        rest, self.held = self.held, []
+        self.submit(
+            batching.chunk_sizes(rest, batching.guided_sizes(per_item, len(rest), self.threads))
+        )
 
     def _cancel_all(self) -> None:
         pending = list(self.in_flight)

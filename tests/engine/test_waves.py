@@ -57,16 +57,6 @@ def test_guided_sizes_end_small():
     assert sizes[0] == int(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
 
 
-@pytest.mark.parametrize(("per_item", "n", "threads"), [(0.007, 170, 2), (1e-6, 90_000, 2)])
-def test_tasks_handed_out_one_by_one_shrink_to_the_end(per_item, n, threads):
-    sizes, left = [], n
-    while left:
-        sizes.append(batching.next_task_size(per_item, left, threads))
-        left -= sizes[-1]
-    assert sizes == batching.guided_sizes(per_item, n, threads)  # the same series, step by step
-    assert batching.next_task_size(per_item, 0, threads) == 0
-
-
 def test_chunk_sizes():
     assert batching.chunk_sizes(list(range(6)), [3, 2, 1]) == [[0, 1, 2], [3, 4], [5]]
 
