@@ -83,14 +83,15 @@ def big_item_x(x: int, big: Any) -> float:
 
 def physical_worker(conn: Any, counter: Any) -> None:
     """Loop of a pre-started process: ``("load", obj)`` keeps an object (the big array, sent
-    before the clock starts); ``("run", kind, items, args)`` receives every item before the
-    clock starts, then, on the start signal, runs items and sends back one message; ``None``
-    ends.
+    before the clock starts); ``("run", kind, items, args, mode, share)`` receives every item
+    before the clock starts, then, on the start signal, runs items and sends back one message;
+    ``None`` ends.
 
-    Which items a process runs: tiny items are split in equal shares (a shared counter would
-    cost more than the items); other items are taken one at a time from ``counter``, a
-    lock-protected integer in shared memory. That balances uneven items and uneven cores
-    (hyperthreads, turbo) as any scheduler would, without a message per item.
+    Which items a process runs (``mode``): ``"static"`` runs its ``share`` (equal shares, handed
+    out in advance: nothing shared at all); ``"one"`` takes one item at a time from ``counter``,
+    a lock-protected integer in shared memory; ``"guided"`` takes a guided chunk from it (half
+    of its fair share of what is left). The counter balances uneven items and uneven cores as
+    any scheduler would, without a message per item.
     """
     kept: dict[str, Any] = {}
     while True:
@@ -101,21 +102,29 @@ def physical_worker(conn: Any, counter: Any) -> None:
             kept["big"] = message[1]
             conn.send("loaded")
             continue
-        _, kind, items, args, share = message
+        _, kind, items, args, mode, share, processes = message
         conn.send("ready")
         conn.recv_bytes()  # the start signal: the clock runs from here
-        if kind == "tiny":
-            conn.send(inc_slice(share))
+        if mode == "static":
+            conn.send(_run_all(kind, share, args, kept))
             continue
-        done = []
+        done: list[Any] = []
         while True:
             with counter.get_lock():
-                position = counter.value
-                counter.value += 1
-            if position >= len(items):
+                start = counter.value
+                left = len(items) - start
+                size = 1 if mode == "one" else max(1, left // (2 * processes))
+                counter.value = start + size
+            if left <= 0:
                 break
-            done.append(_run_one(kind, items[position], args, kept))
+            done += _run_all(kind, items[start : start + size], args, kept)
         conn.send(done)
+
+
+def _run_all(kind: str, items: list[Any], args: dict[str, Any], kept: dict[str, Any]) -> list:
+    if kind == "tiny":
+        return inc_slice(items)
+    return [_run_one(kind, item, args, kept) for item in items]
 
 
 def _run_one(kind: str, item: Any, args: dict[str, Any], kept: dict[str, Any]) -> Any:

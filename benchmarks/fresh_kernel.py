@@ -59,17 +59,14 @@ def magic(workers: int) -> dict[str, float]:
 
 def cluster(workers: int) -> dict[str, float]:
     start = time.perf_counter()
-    import dask
     from bench_work import inc
     from distributed import Client
 
     from dask_magic.engine import cluster as dm_cluster  # the same sizing dask-magic uses
 
-    size = dm_cluster._local_cluster_size(workers, dm_cluster._memory_budget(), workers=workers)
     imported = time.perf_counter()
     t0 = time.perf_counter()
-    with dask.config.set(dm_cluster._WORKER_CONFIG):  # exactly what dask-magic starts
-        local = dm_cluster._new_local_cluster(size)
+    local = dm_cluster.new_local_cluster(workers)  # exactly what dask-magic starts
     client = Client(local, set_as_default=False)
     started = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -111,8 +111,9 @@ def pool_imap_unordered(
 class Physical:
     """The best any scheduler could do here: ``workers`` processes started in advance, every
     item (and the big object) delivered before the clock starts, one message back from each
-    process. Items are taken from a shared counter (no per-item message), tiny items in
-    equal shares (see `bench_work.physical_worker`)."""
+    process, nothing per item but the work. Three ways of handing the items out (one at a
+    time or in guided chunks from a shared counter, or equal shares in advance): the report
+    takes the best of them as the limit."""
 
     def __init__(self, workers: int) -> None:
         ctx = mp.get_context("spawn")
@@ -135,14 +136,23 @@ class Physical:
         for conn in self.conns:
             conn.recv()
 
-    def run(self, kind: str, items: Sequence[Any], args: dict[str, Any] | None = None) -> Elapsed:
+    def run(
+        self,
+        kind: str,
+        items: Sequence[Any],
+        args: dict[str, Any] | None = None,
+        mode: str = "one",
+    ) -> Elapsed:
+        """Time one run of ``items``; ``mode`` is how they are handed out (see
+        `bench_work.physical_worker`): ``one``, ``guided`` or ``static``."""
         n = len(self.conns)
         items = list(items)
         with self.counter.get_lock():
             self.counter.value = 0
         for i, conn in enumerate(self.conns):
-            share = items[i::n] if kind == "tiny" else []
-            conn.send(("run", kind, [] if kind == "tiny" else items, args or {}, share))
+            share = items[i::n] if mode == "static" else []
+            shared = [] if mode == "static" else items
+            conn.send(("run", kind, shared, args or {}, mode, share, n))
         for conn in self.conns:
             conn.recv()  # "ready"
         start = time.perf_counter()

@@ -101,7 +101,7 @@ def cell_kinds(source: str, ns: Mapping[str, Any]) -> dict[str, str]:
 
 
 def target_kinds(target: Any, first_item: Any) -> dict[str, str]:
-    """Loop-target names whose value must stay in the notebook (``for ax, f in zip(axes, files)``)."""
+    """Loop-target names whose value must stay in the notebook (``for ax in axes.flat``)."""
     import ast
 
     scratch: dict[str, Any] = {"@item": first_item}

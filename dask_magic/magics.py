@@ -32,9 +32,7 @@ from .rewrite import rewrite_loop
 from .rewrite.random_state import NamespaceOrigins
 from .rewrite.sites import change_line
 from .ui import text
-
-#: Runs kept for ``%parallel_retry`` and the sidebar.
-RUNS_KEPT = 20
+from .views import RUNS_KEPT  # runs kept for ``%parallel_retry`` and the sidebar
 
 
 def _suggest_option(message: str, options: list[str]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SAMPLE_CLUSTER, FakeClock, wait_until
 
 from dask_magic import bridge
 from dask_magic._bridge_json import MAX_ITEMS_PER_GROUP, MAX_ITEMS_TOTAL
@@ -23,7 +24,6 @@ from dask_magic.bridge import (
     run_to_json,
 )
 from dask_magic.engine.results import (
-    ClusterInfo,
     Counts,
     ErrorInfo,
     Failure,
@@ -89,14 +89,6 @@ class FakeManager:
         c = FakeComm(target_name=name)
         self.targets[name](c, {"content": {"comm_id": c.comm_id, "target_name": name, "data": {}}})
         return c
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeTimer:
@@ -180,15 +172,6 @@ def make_bridge(manager, clock, timers, actions):
 
 # --------------------------------------------------------------------------- snapshots
 
-CLUSTER = ClusterInfo(
-    scheduler="tcp://127.0.0.1:8786",
-    workers=2,
-    threads=2,
-    memory=4 * 2**30,
-    dashboard="http://127.0.0.1:8787/status",
-    local=True,
-)
-
 
 def failure(index: int, type_name: str = "ValueError", line: int | None = 3, **kw) -> Failure:
     return Failure(
@@ -243,7 +226,7 @@ def example_final() -> RunSnapshot:
         rate=0.8,
         eta=None,
         cell_id="9d1f6c0e-cell",
-        cluster=CLUSTER,
+        cluster=SAMPLE_CLUSTER,
         name="loads",
     )
 
@@ -343,7 +326,7 @@ def test_target_name_matches_typescript():
 def test_shared_fixture_matches_python(manager, make_bridge):
     """jest parses the same file with protocol.ts, so both sides agree on the shape."""
     b = make_bridge()
-    b.set_cluster(CLUSTER)
+    b.set_cluster(SAMPLE_CLUSTER)
     b.finish(snapshot("run-old", RunStatus.FINISHED, done=10, running=0, started=1_699_999_000.0))
     b.finish(example_final())
     messages = {
@@ -517,11 +500,7 @@ def test_real_timer_flushes(manager, actions):
         (c,) = manager.created
         b.update(snapshot(done=1))
         b.update(snapshot(done=2))
-        import time
-
-        deadline = time.monotonic() + 5
-        while len(c.of_type("run")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(c.of_type("run")) >= 2, timeout=5, what="the held update")
         assert [m["run"]["counts"]["done"] for m in c.of_type("run")] == [1, 2]
     finally:
         b.close()
@@ -533,9 +512,9 @@ def test_real_timer_flushes(manager, actions):
 def test_set_cluster_pushes_once_per_change(manager, make_bridge):
     b = make_bridge()
     (c,) = manager.created
-    b.set_cluster(CLUSTER)
-    b.set_cluster(CLUSTER)
-    b.update(snapshot(cluster=CLUSTER))
+    b.set_cluster(SAMPLE_CLUSTER)
+    b.set_cluster(SAMPLE_CLUSTER)
+    b.update(snapshot(cluster=SAMPLE_CLUSTER))
     b.set_cluster(None)
     assert [m["cluster"] for m in c.of_type("cluster")] == [
         {

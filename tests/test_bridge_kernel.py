@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from helpers import wait_until
 
 jupyter_client = pytest.importorskip("jupyter_client.manager")
 
@@ -37,8 +38,7 @@ def execute_all(kc, code: str, metadata: dict | None = None) -> tuple[str, list[
         "execute_request", {"code": code, "silent": False}, metadata=metadata or {}
     )
     kc.shell_channel.send(msg)
-    reply = kc.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+    reply = _reply_to(kc, msg)
     assert reply["content"]["status"] == "ok", reply["content"]
     out = []
     msgs = drain(kc)
@@ -49,6 +49,17 @@ def execute_all(kc, code: str, metadata: dict | None = None) -> tuple[str, list[
         ):
             out.append(m["content"]["text"])
     return "".join(out), msgs
+
+
+def _reply_to(kc, msg: dict, timeout: float = 30) -> dict:
+    """The shell reply to ``msg``, past any stale one: jupyter_client's wait_for_ready resends
+    kernel_info_request while a slow kernel starts, and the extra replies stay queued."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+        assert reply["msg_type"] == "kernel_info_reply", reply  # nothing else may be stray
 
 
 def drain(kc, wait: float = 0.5) -> list[dict]:
@@ -122,8 +133,12 @@ def test_comm_lifecycle_on_the_wire(kernel):
     comm_send(
         kernel, "comm_msg", {"comm_id": late, "data": {"version": 1, "action": "close_cluster"}}
     )
-    time.sleep(0.5)
-    assert execute(kernel, "print(acts)").strip() == "[('close_cluster', {})]"
+    # the kernel handles the comm message in its own time: ask until it has
+    wait_until(
+        lambda: execute(kernel, "print(acts)").strip() == "[('close_cluster', {})]",
+        timeout=30,
+        what="the close_cluster action in the kernel",
+    )
 
     # A run's final state goes to the comm.
     execute(

@@ -16,10 +16,9 @@ from textwrap import dedent
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_ok, user_names
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import run_ok, user_names
 
 CASES = [
     pytest.param(
@@ -220,7 +219,8 @@ CASES = [
         id="notebook class",
     ),
     pytest.param(
-        "def make_adder(n):\n    return lambda x: x + n\nadd3 = make_adder(3)\nfiles = list(range(7))",
+        "def make_adder(n):\n    return lambda x: x + n\nadd3 = make_adder(3)\n"
+        "files = list(range(7))",
         """
         results = []
         for f in files:
@@ -528,7 +528,7 @@ CASES = [
 ]
 
 
-def same(a, b) -> bool:  # noqa: PLR0911
+def same(a, b) -> bool:
     """Equality that is strict where it matters (float bits, dtypes) and lenient for code."""
     if isinstance(a, (types.FunctionType, type)):
         return type(a) is type(b) and a.__qualname__ == b.__qualname__
@@ -543,7 +543,7 @@ def same(a, b) -> bool:  # noqa: PLR0911
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, types.SimpleNamespace):
         return same(vars(a), vars(b))
     return a == b
@@ -575,7 +575,10 @@ def test_parallel_leaves_the_serial_namespace(ip, setup, loop):
 
 
 def test_serial_option_leaves_the_same_namespace(ip):
-    loop = "results = []\ntotal = 0\nfor f in files:\n    y = f * 2\n    results.append(y)\n    total += y\n"
+    loop = (
+        "results = []\ntotal = 0\nfor f in files:\n    y = f * 2\n    results.append(y)\n"
+        "    total += y\n"
+    )
     serial = namespace_after(ip, "files = list(range(10))", loop)
     in_kernel = namespace_after(
         ip, "files = list(range(10))", "%%parallel_for --serial --progress none\n" + loop

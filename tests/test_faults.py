@@ -1,22 +1,24 @@
 """Faults on real clusters: every item ends done or failed, none silently missing, and the
-next cell still works (issue 7)."""
+next cell still works.
+
+Faults are injected at a point of the run, not after a guessed delay: an observer of the run
+(`helpers.OnUpdate`) kills the worker or the scheduler once the run reports items running
+or finished.
+"""
 
 from __future__ import annotations
 
 import gc
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 
 import psutil
 import pytest
+from conftest import run_ok
+from helpers import OnUpdate, command_line_cluster, free_port, wait_until, watch_runs
 from IPython.core.error import UsageError
 
-from conftest import run_ok
 from dask_magic.engine import cluster
 from dask_magic.engine.results import RunStatus
 
@@ -32,22 +34,23 @@ def all_accounted(run) -> bool:
     return c.done + c.failed + c.cancelled == c.total and len(run.outcomes) == c.total
 
 
-def test_worker_killed_mid_run(fresh):
+SLOW_LOOP = (
+    "%%parallel_for --progress none\nout = []\nfor x in items:\n    time.sleep(0.2)\n"
+    "    out.append(x)\n"
+)
+
+
+def test_worker_killed_mid_run(fresh, monkeypatch):
     client = cluster.get_client()
     run_ok(fresh, "import time\nitems = list(range(30))")
     pids = list(client.run(os.getpid).values())
-
-    def kill_one():
-        time.sleep(1.5)
-        os.kill(pids[0], signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_one)
-    killer.start()
-    run = run_ok(
-        fresh,
-        "%%parallel_for --progress none\nout = []\nfor x in items:\n    time.sleep(0.2)\n    out.append(x)\n",
+    killer = OnUpdate(
+        lambda snapshot: snapshot.counts.running > 0,
+        lambda: os.kill(pids[0], signal.SIGKILL),
     )
-    killer.join()
+    watch_runs(monkeypatch, killer)
+    run = run_ok(fresh, SLOW_LOOP)
+    assert killer.fired
     assert all_accounted(run)
     done = sorted(i for i, o in run.outcomes.items() if o.status == "done")
     assert fresh.user_ns["out"] == done
@@ -64,7 +67,8 @@ def test_item_calling_os_exit_is_an_infrastructure_failure(fresh):
     run_ok(fresh, "import os\nitems = list(range(12))")
     run = run_ok(
         fresh,
-        "%%parallel_for --progress none\nout = []\nfor x in items:\n    if x == 5:\n        os._exit(1)\n    out.append(x)\n",
+        "%%parallel_for --progress none\nout = []\nfor x in items:\n    if x == 5:\n"
+        "        os._exit(1)\n    out.append(x)\n",
     )
     assert all_accounted(run)
     assert run.counts.failed == 1 and run.counts.done == 11
@@ -100,70 +104,23 @@ def test_item_over_the_memory_limit(fresh):
         assert fresh.user_ns["sizes"] == [0, 0, 0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_scheduler_lost_mid_run(fresh, tmp_path):
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "distributed.cli.dask_"]
-    sched = subprocess.Popen(
-        [
-            cmd[0],
-            cmd[1],
-            cmd[2] + "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            "127.0.0.1:0",
-        ],
-        cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
-    )
-    worker = subprocess.Popen(
-        [
-            cmd[0],
-            cmd[1],
-            cmd[2] + "worker",
-            address,
-            "--nthreads",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--dashboard-address",
-            "127.0.0.1:0",
-        ],
-        cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        from distributed import Client
-
-        with Client(address, timeout=30, set_as_default=False) as probe:
-            probe.wait_for_workers(1, timeout=60)
+@pytest.mark.timeout(180)  # the run must end on its own when the scheduler goes
+def test_scheduler_lost_mid_run(fresh, tmp_path, monkeypatch):
+    with command_line_cluster(tmp_path, nthreads=2) as (address, scheduler, _):
         run_ok(fresh, "import time\nitems = list(range(40))")
-        threading.Timer(3.0, sched.kill).start()
-        started = time.monotonic()
+        killer = OnUpdate(lambda snapshot: snapshot.counts.done > 0, scheduler.kill)
+        watch_runs(monkeypatch, killer)
         result = fresh.run_cell(
-            f"%%parallel_for --scheduler {address} --progress none\nout = []\nfor x in items:\n"
-            "    time.sleep(0.2)\n    out.append(x)\n"
+            SLOW_LOOP.replace("--progress", f"--scheduler {address} --progress")
         )
-        assert time.monotonic() - started < 90
+        monkeypatch.undo()
+        assert killer.fired
         assert isinstance(result.error_in_exec, UsageError)
         assert "scheduler" in str(result.error_in_exec)
         run = magics(fresh).last_run
         assert run.status is RunStatus.ERROR and all_accounted(run)
         done = sorted(i for i, o in run.outcomes.items() if o.status == "done")
         assert done and fresh.user_ns["out"] == done
-    finally:
-        for proc in (worker, sched):
-            proc.kill()
-            proc.wait(timeout=30)
     # the next cell starts (or re-uses) a local cluster and works
     assert (
         run_ok(
@@ -173,15 +130,15 @@ def test_scheduler_lost_mid_run(fresh, tmp_path):
     )
 
 
+@pytest.mark.timeout(120)  # bounded: the magic waits its connect timeout (10 s), then says so
 def test_unreachable_scheduler_is_a_clear_error_in_bounded_time(fresh):
-    port = _free_port()
-    started = time.monotonic()
+    port = free_port()
     result = fresh.run_cell(
         f"%%parallel_for --scheduler tcp://127.0.0.1:{port}\nfor x in [1]:\n    pass\n"
     )
-    assert time.monotonic() - started < 40
     assert isinstance(result.error_in_exec, UsageError)
-    assert f"127.0.0.1:{port}" in str(result.error_in_exec)
+    message = str(result.error_in_exec)
+    assert f"127.0.0.1:{port}" in message and "waited 10 s" in message
 
 
 def _footprint(client) -> dict:
@@ -197,7 +154,10 @@ def _footprint(client) -> dict:
 def test_twenty_interrupts_leak_nothing(fresh):
     client = cluster.get_client()
     run_ok(fresh, "import time\nitems = list(range(20_000))")
-    cell = "%%parallel_for --progress none\nout = []\nfor x in items:\n    if x % 100 == 0:\n        time.sleep(0.02)\n    out.append(x)\n"
+    cell = (
+        "%%parallel_for --progress none\nout = []\nfor x in items:\n    if x % 100 == 0:\n"
+        "        time.sleep(0.02)\n    out.append(x)\n"
+    )
     run_ok(fresh, cell.replace("items", "items[:10]"))
     gc.collect()
     before = _footprint(client)
@@ -205,20 +165,30 @@ def test_twenty_interrupts_leak_nothing(fresh):
         delay = 0.05 if attempt % 2 else 0.6  # during submission, and during the run
         timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
         timer.start()
-        started = time.monotonic()
         result = fresh.run_cell(cell)
         timer.join()
-        print(f"attempt {attempt}: {time.monotonic() - started:.2f} s, {magics(fresh).last_run!r}")
+        print(f"attempt {attempt}: {magics(fresh).last_run!r}")
         run = magics(fresh).last_run
         assert (
             isinstance(result.error_in_exec, (UsageError, KeyboardInterrupt))
             or run.status is RunStatus.FINISHED
         )
         assert all_accounted(run) or run.status is not RunStatus.INTERRUPTED
-    time.sleep(2)
-    gc.collect()
-    after = _footprint(client)
-    assert after["children"] == before["children"]
-    assert after["listening"] == before["listening"]
-    assert after["threads"] <= before["threads"] + 2
-    assert after["keys"] <= before["keys"] + 2, list(client.who_has())[:5]
+
+    def settled() -> dict | None:
+        # cancelled tasks and their threads wind down asynchronously: poll, with a deadline
+        gc.collect()
+        now = _footprint(client)
+        return now if _no_leak(before, now) else None
+
+    wait_until(settled, timeout=30, what=f"the footprint before the interrupts, {before}")
+    assert _no_leak(before, _footprint(client)), list(client.who_has())[:5]
+
+
+def _no_leak(before: dict, after: dict) -> bool:
+    return (
+        after["children"] == before["children"]
+        and after["listening"] == before["listening"]
+        and after["threads"] <= before["threads"] + 2
+        and after["keys"] <= before["keys"] + 2
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import html
 
 import pytest
-from IPython.core.error import UsageError
-
 from conftest import run_ok
+from IPython.core.error import UsageError
 
 
 def usage_error(ip, cell: str) -> str:
@@ -54,7 +53,8 @@ def test_huge_and_hostile_item_reprs_are_bounded(fresh):
 def test_body_that_prints_ten_megabytes(fresh):
     run = run_ok(
         fresh,
-        "%%parallel_for --progress none\nfor x in range(2):\n    print('z' * 10_000_000)\n    raise RuntimeError('after printing')\n",
+        "%%parallel_for --progress none\nfor x in range(2):\n    print('z' * 10_000_000)\n"
+        "    raise RuntimeError('after printing')\n",
     )
     assert all(len(f.stdout) < 70_000 for f in run.failures)
 
@@ -63,7 +63,8 @@ def test_item_that_cannot_be_sent_to_a_worker(fresh):
     run_ok(fresh, "import threading\nitems = [1, threading.Lock(), 3]")
     run = run_ok(
         fresh,
-        "%%parallel_for --progress none --batch 1\nout = []\nfor x in items:\n    out.append(str(type(x)))\n",
+        "%%parallel_for --progress none --batch 1\nout = []\nfor x in items:\n"
+        "    out.append(str(type(x)))\n",
     )
     assert (run.counts.done, run.counts.failed) == (2, 1)
     assert fresh.user_ns["out"] == ["<class 'int'>", "<class 'int'>"]
@@ -92,7 +93,8 @@ def test_unpicklable_return_value_is_an_item_failure(fresh):
     run_ok(fresh, "import threading\nitems = [0, 1, 2]")
     run = run_ok(
         fresh,
-        "%%parallel_for --progress none\nout = []\nfor x in items:\n    out.append(threading.Lock() if x == 1 else x)\n",
+        "%%parallel_for --progress none\nout = []\nfor x in items:\n"
+        "    out.append(threading.Lock() if x == 1 else x)\n",
     )
     assert run.counts.failed == 1 and fresh.user_ns["out"] == [0, 2]
     assert "cannot be sent back to the notebook" in run.failures[0].error.message
@@ -101,7 +103,8 @@ def test_unpicklable_return_value_is_an_item_failure(fresh):
 def test_exception_with_html_in_its_message_stays_text(fresh):
     run = run_ok(
         fresh,
-        "%%parallel_for --progress none\nfor x in [1]:\n    raise ValueError('<img src=x onerror=alert(1)></details><script>')\n",
+        "%%parallel_for --progress none\nfor x in [1]:\n"
+        "    raise ValueError('<img src=x onerror=alert(1)></details><script>')\n",
     )
     failure = run.failures[0]
     assert failure.error.message == "<img src=x onerror=alert(1)></details><script>"

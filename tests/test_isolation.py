@@ -1,5 +1,5 @@
 """Runs that must not interfere: the same cell twice in a row, and two notebooks' kernels
-at once, each with its own local cluster (issue 7)."""
+at once, each with its own local cluster."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import start_new_kernel
-
 from conftest import run_ok
+from jupyter_client.manager import start_new_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -49,7 +48,10 @@ for x in range(40):
     pids.add(os.getpid())
     total += x * {factor}
 """
-REPORT = "from dask_magic.engine import cluster\nprint('RESULT', total, cluster.get_client().scheduler.address, sorted(pids))"
+REPORT = (
+    "from dask_magic.engine import cluster\n"
+    "print('RESULT', total, cluster.get_client().scheduler.address, sorted(pids))"
+)
 
 
 def test_two_kernels_each_with_their_own_cluster():

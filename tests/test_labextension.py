@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import missing_tool
 
 LABEXTENSION = Path(__file__).resolve().parents[1] / "labextension"
 
@@ -18,9 +19,9 @@ LABEXTENSION = Path(__file__).resolve().parents[1] / "labextension"
 def _jlpm() -> str:
     found = shutil.which("jlpm") or shutil.which("jlpm", path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.skip("jlpm not found (pip install jupyterlab)")
+        missing_tool("jlpm not found (pip install jupyterlab)")
     if not (LABEXTENSION / "node_modules").is_dir():
-        pytest.skip("labextension/node_modules missing: cd labextension && jlpm install")
+        missing_tool("labextension/node_modules missing: cd labextension && jlpm install")
     return found
 
 

@@ -7,9 +7,9 @@ import signal
 import threading
 
 import pytest
+from conftest import run_ok, user_names
 from IPython.core.error import UsageError
 
-from conftest import run_ok, user_names
 from dask_magic.engine import cluster
 from dask_magic.engine.results import RunStatus
 
@@ -118,7 +118,10 @@ def test_same_cluster_for_every_cell(fresh, capfd):
 
 def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
     run_ok(fresh, "import time\nitems = list(range(40))")
-    cell = "%%parallel_for --progress none\nout = []\nfor x in items:\n    time.sleep(0.25)\n    out.append(x)\n"
+    cell = (
+        "%%parallel_for --progress none\nout = []\nfor x in items:\n    time.sleep(0.25)\n"
+        "    out.append(x)\n"
+    )
     run_ok(
         fresh,
         "%%parallel_for --progress none\nwarm = []\nfor x in items[:2]:\n    warm.append(x)\n",
@@ -195,7 +198,8 @@ def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
     run_ok(fresh, "import numpy as np\ntable = np.zeros(1_000_000)\nscale = 3")
     run_ok(
         fresh,
-        "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n    results.append(f * scale + table[f])\n",
+        "%%parallel_for --show\nresults = []\nfor f in [1, 2]:\n"
+        "    results.append(f * scale + table[f])\n",
     )
     out = capsys.readouterr().out
     assert (
@@ -210,7 +214,8 @@ def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
 def test_name_binds_the_run_and_last_expression_is_the_value(fresh):
     value = run_ok(
         fresh,
-        "%%parallel_for --name myrun --progress none\nout = []\nfor f in range(3):\n    out.append(f)\nlen(out)\n",
+        "%%parallel_for --name myrun --progress none\nout = []\nfor f in range(3):\n"
+        "    out.append(f)\nlen(out)\n",
     )
     assert value == 3
     assert fresh.user_ns["myrun"].counts.done == 3
@@ -221,7 +226,8 @@ def test_serial_reruns_in_the_kernel(fresh):
     run_ok(fresh, "import os\npids = []")
     run_ok(
         fresh,
-        "%%parallel_for --serial --progress none\nfor f in range(3):\n    pids.append(os.getpid())\n",
+        "%%parallel_for --serial --progress none\nfor f in range(3):\n"
+        "    pids.append(os.getpid())\n",
     )
     assert set(fresh.user_ns["pids"]) == {os.getpid()}
 
@@ -280,12 +286,14 @@ def test_dask_cluster_scale_restart_and_close(fresh, capsys):
 def test_a_change_the_code_cannot_show_is_reported(fresh, capsys):
     run_ok(
         fresh,
-        "class Model:\n    def __init__(self):\n        self.seen = []\n    def fit(self, x):\n        self.seen.append(x)\n"
+        "class Model:\n    def __init__(self):\n        self.seen = []\n    def fit(self, x):\n"
+        "        self.seen.append(x)\n"
         "model = Model()\nconfig = {'scale': 2}",
     )
     run_ok(
         fresh,
-        "%%parallel_for --progress none\nout = []\nfor x in range(4):\n    model.fit(x)\n    out.append(x * config['scale'])\n",
+        "%%parallel_for --progress none\nout = []\nfor x in range(4):\n    model.fit(x)\n"
+        "    out.append(x * config['scale'])\n",
     )
     err = capsys.readouterr().err
     assert "`model` was changed by the loop body on a worker" in err and "`config`" not in err

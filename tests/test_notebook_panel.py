@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import notebook
 from nbclient import NotebookClient
 
 SETUP = """\
@@ -43,16 +44,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 def executed(tmp_path_factory):
     """The notebook after nbclient ran it in a fresh python3 kernel."""
     folder = tmp_path_factory.mktemp("nb")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(src)
-        for src in ("%load_ext dask_magic", SETUP, LOOP, "len(results)")
-    ]
+    nb = notebook(("%load_ext dask_magic", SETUP, LOOP, "len(results)"))
     client = NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     )

@@ -10,6 +10,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from helpers import missing_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +24,9 @@ def _run(cmd: list[str], **kwargs) -> str:
 @pytest.mark.slow
 def test_fresh_clone_pip_install_has_the_labextension(tmp_path):
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        pytest.skip("not a git checkout")
+        missing_tool("not a git checkout, or no git")
     if shutil.which("node") is None:
-        pytest.skip("node is needed to build the extension from source")
+        missing_tool("node is needed to build the extension from source")
     env = dict(os.environ, CI="true")  # Yarn refuses to change yarn.lock: it must be current
     if "YARN_NPM_REGISTRY_SERVER" not in env and shutil.which("npm"):
         registry = _run(["npm", "config", "get", "registry"]).strip()

@@ -4,83 +4,18 @@ command line, on 127.0.0.1, and ``%%parallel_for --scheduler`` pointed at them."
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-
 from conftest import run_ok
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dask(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+from helpers import command_line_cluster
 
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory):
     """A scheduler and two single-threaded workers, each its own process, in another folder."""
     elsewhere = tmp_path_factory.mktemp("cluster-cwd")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [
-        _dask(
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            "127.0.0.1:0",
-            cwd=elsewhere,
-        )
-    ]
-    procs += [
-        _dask(
-            "worker",
-            address,
-            "--host",
-            "127.0.0.1",
-            "--nthreads",
-            "1",
-            "--nworkers",
-            "1",
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--no-nanny",
-            cwd=elsewhere,
-        )
-        for _ in range(2)
-    ]
-    from distributed import Client
-
-    deadline = time.monotonic() + 60
-    with Client(address, timeout=30) as probe:
-        while len(probe.scheduler_info()["workers"]) < 2:
-            assert time.monotonic() < deadline, "workers did not register"
-            time.sleep(0.2)
-    yield address
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with command_line_cluster(elsewhere, workers=2, nanny=False) as (address, _, _):
+        yield address
 
 
 def test_parallel_for_on_a_command_line_cluster(fresh, scheduler):
@@ -104,7 +39,8 @@ def test_failures_on_the_remote_cluster_point_at_the_cell(fresh, scheduler):
     run_ok(fresh, "def check(x):\n    if x == 3:\n        raise KeyError(x)\n    return x\n")
     run = run_ok(
         fresh,
-        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(5):\n    out.append(check(x))\n",
+        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\n"
+        "for x in range(5):\n    out.append(check(x))\n",
     )
     assert run.counts.failed == 1 and fresh.user_ns["out"] == [0, 1, 2, 4]
     assert run.failures[0].line == 4 and "out.append(check(x))" in run.failures[0].traceback
@@ -119,7 +55,8 @@ def test_module_next_to_the_notebook_is_shipped_to_remote_workers(
     run_ok(fresh, "import nb_helpers_xyz")
     run = run_ok(
         fresh,
-        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\nfor x in range(4):\n    out.append(nb_helpers_xyz.clean(x))\n",
+        f"%%parallel_for --scheduler {scheduler} --progress none\nout = []\n"
+        "for x in range(4):\n    out.append(nb_helpers_xyz.clean(x))\n",
     )
     assert run.counts.done == 4, run.failures[0].traceback if run.failures else ""
     assert fresh.user_ns["out"] == [f"clean-{x}" for x in range(4)]

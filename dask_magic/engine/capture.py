@@ -102,8 +102,9 @@ class _ThreadRoutedStream(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    # typeshed declares TextIOBase.encoding a plain attribute; at run time it is read-only
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._original, "encoding", "utf-8")
 
 
@@ -122,7 +123,7 @@ def _install_capture() -> None:
             return
         original = warnings.showwarning
 
-        def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        def showwarning(message, category, filename, lineno, file=None, line=None):
             item = getattr(_CAPTURE, "item", None)
             if item is None:
                 return original(message, category, filename, lineno, file, line)

@@ -22,12 +22,13 @@ does not re-route the user's own ``dask.compute`` calls), and never submits work
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -49,7 +50,9 @@ __all__ = [
     "close_cluster",
     "cluster_info",
     "current_cluster_info",
+    "default_workers",
     "get_client",
+    "new_local_cluster",
     "restart_cluster",
     "scale_cluster",
 ]
@@ -287,10 +290,43 @@ def _ensure_local(workers: int | None, threads: int | None) -> Client:
     return local.client
 
 
+def default_workers() -> int:
+    """How many workers the local cluster gets on this machine when not told."""
+    return _local_cluster_size(CPU_COUNT, _memory_budget()).workers
+
+
+def new_local_cluster(workers: int | None = None, threads: int | None = None) -> LocalCluster:
+    """A `LocalCluster` sized and configured like the one `get_client` starts.
+
+    It is not registered here: the caller owns it and closes it (benchmarks compare against it).
+    """
+    size = _local_cluster_size(CPU_COUNT, _memory_budget(), workers=workers, threads=threads)
+    with dask.config.set(_WORKER_CONFIG), _environ_kept():
+        return _new_local_cluster(size)
+
+
+@contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    """Undo what the nannies write into this process's ``os.environ`` while starting workers.
+
+    A nanny sets its ``pre-spawn-environ`` (``OMP_NUM_THREADS=1`` and friends) in its *own*
+    process before it spawns a worker, and the local cluster's nannies live in the kernel: every
+    process the notebook started later (a ``multiprocessing.Pool``, a shell command) inherited
+    one-thread BLAS settings. The workers keep them; the kernel gets its environment back.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in [name for name in os.environ if name not in before]:
+            del os.environ[name]
+        os.environ.update(before)
+
+
 def _start_local(workers: int | None, threads: int | None) -> _Local:
     size = _local_cluster_size(CPU_COUNT, _memory_budget(), workers=workers, threads=threads)
     try:
-        with dask.config.set(_WORKER_CONFIG):
+        with dask.config.set(_WORKER_CONFIG), _environ_kept():
             cluster = _new_local_cluster(size)
     except Exception as exc:  # whatever broke, the message names its real cause and fix
         raise ClusterError(
@@ -313,9 +349,18 @@ def _start_local(workers: int | None, threads: int | None) -> _Local:
 #: Worker settings for dask-magic's own cluster: the statistical profiler (every 10 ms) and
 #: the 20 ms admin tick take the GIL from pure-Python items; measured in benchmarks/, they cost
 #: about 8 % of CPU-bound throughput. The dashboard's profile page stays empty as a result.
+#:
+#: The nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` is left unset: any explicit glibc threshold
+#: turns off glibc's dynamic mmap threshold, so every array over 128 KB that pandas allocates
+#: and frees is a fresh ``mmap`` and its pages are faulted in again (a `read_csv` + groupby
+#: item used 1.6-1.9x the CPU of the same item in the kernel; see benchmarks/README.md).
+#: The nanny would also copy the variable into the kernel's own ``os.environ`` (it sets it
+#: before spawning), so every process the notebook started later inherited it. Memory that
+#: glibc keeps is still reported to the worker's memory monitor as unmanaged memory.
 _WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 
@@ -339,16 +384,16 @@ def _scale(local: _Local, workers: int) -> None:
     New workers get the memory limit the first ones got: asking for more workers than the
     memory allows is the user's explicit choice.
     """
-    with dask.config.set(_WORKER_CONFIG):  # workers added now are spawned with it too
+    with dask.config.set(_WORKER_CONFIG), _environ_kept():  # new workers are spawned with it
         local.cluster.scale(workers)
-    deadline = time.monotonic() + _SCALE_TIMEOUT
-    while len(local.client.nthreads()) != workers:
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"The local cluster did not reach {workers} workers within {_SCALE_TIMEOUT} s; "
-                "the machine may be short of memory. Try fewer workers."
-            )
-        time.sleep(0.1)
+        deadline = time.monotonic() + _SCALE_TIMEOUT
+        while len(local.client.nthreads()) != workers:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"The local cluster did not reach {workers} workers within "
+                    f"{_SCALE_TIMEOUT} s; the machine may be short of memory. Try fewer workers."
+                )
+            time.sleep(0.1)
 
 
 def _shutdown_local() -> bool:
@@ -425,10 +470,17 @@ def current_cluster_info() -> ClusterInfo | None:
 
 
 def cluster_info(client: Client) -> ClusterInfo:
-    """Scheduler, workers, threads, memory and dashboard of ``client``'s cluster."""
-    info = _scheduler_info(client)
-    workers = info.get("workers", {}).values()
+    """Scheduler, workers, threads, memory and dashboard of ``client``'s cluster.
+
+    For the local cluster this reads the worker list its cluster object keeps up to date from
+    the scheduler's events: no round trip (every pass of a run asks, and a warm 1-item cell
+    is only a few round trips long). Any other cluster is asked.
+    """
     local = _STATE.local
+    info = _local_scheduler_info(local) if local is not None and client is local.client else None
+    if info is None:
+        info = _scheduler_info(client)
+    workers = info.get("workers", {}).values()
     return ClusterInfo(
         scheduler=info.get("address") or _address_of(client),
         workers=len(workers),
@@ -437,6 +489,14 @@ def cluster_info(client: Client) -> ClusterInfo:
         dashboard=client.dashboard_link if "dashboard" in info.get("services", {}) else None,
         local=local is not None and client is local.client,
     )
+
+
+def _local_scheduler_info(local: _Local) -> dict[str, Any] | None:
+    try:
+        info = dict(local.cluster.scheduler_info)
+    except Exception:  # an older distributed, or a cluster being closed: ask the scheduler
+        return None
+    return info if info.get("workers") and info.get("address") else None
 
 
 def _scheduler_info(client: Client) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from .. import contract as C
+from dask_magic import contract as C
+
 from .errorinfo import error_info
 from .replay import apply_op
 from .results import ErrorInfo, ItemOutcome
@@ -112,7 +113,7 @@ class OrderedCommit:
         if self.bind_target is not None:
             ns[C.ITEM] = self.items[outcome.index]
             try:
-                exec(self.bind_target, ns)  # noqa: S102 - `<the loop's target> = item`
+                exec(self.bind_target, ns)
             finally:
                 ns.pop(C.ITEM, None)
         for op in outcome.ops:
@@ -152,7 +153,7 @@ class OrderedCommit:
                 self.injected[name] = ns.get(name, _ABSENT)
             ns[name] = value
         names = [f"{C.HOISTED_PREFIX}{i}" for i in range(len(hoisted))]
-        ns.update(zip(names, hoisted))
+        ns.update(zip(names, hoisted, strict=True))
         ns[C.CONTINUE] = ContinueItem
         start = time.perf_counter()
         try:

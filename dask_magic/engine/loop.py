@@ -16,14 +16,17 @@ import copy
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import PicklingError
-from ..rewrite.plan import LoopPlan
+from dask_magic.errors import PicklingError
+
 from . import cluster, execute, preflight, replay, resume, scatter, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
+
+if TYPE_CHECKING:  # importing rewrite.plan would load the whole rewriter into the engine
+    from dask_magic.rewrite.plan import LoopPlan
 
 
 @dataclass
@@ -79,7 +82,7 @@ def repeated_own_key(plan: LoopPlan, items: Sequence[Any]) -> tuple[str, Any] | 
                 if key in seen:
                     return name, key
                 seen.add(key)
-            except Exception:  # noqa: BLE001 - unhashable or not unpackable: be safe
+            except Exception:
                 return name, None
     return None
 
@@ -92,7 +95,7 @@ def _target_reader(plan: LoopPlan, name: str) -> Any:
     fn.body[0] = ast.Assign([copy.deepcopy(plan.target)], ast.Name("item", ast.Load()))  # type: ignore[attr-defined]
     module = ast.fix_missing_locations(ast.Module([fn], type_ignores=[]))
     scope: dict[str, Any] = {}
-    exec(compile(module, "<loop target>", "exec"), scope)  # noqa: S102 - the loop's own target
+    exec(compile(module, "<loop target>", "exec"), scope)
     return scope["read"]
 
 
@@ -105,7 +108,7 @@ def start_loop(
     observers: Sequence[Any] = (),
     cell_id: str | None = None,
 ) -> Run:
-    """Run every item of ``items`` through ``plan``'s body and update ``ns`` like the serial loop."""
+    """Run every item of ``items`` through ``plan``'s body; update ``ns`` as the serial loop would."""
     run = Run(
         items,
         name=options.name,
@@ -125,10 +128,10 @@ def start_loop(
     return run
 
 
-def _describer(plan: LoopPlan, options: RunOptions):  # noqa: ANN202
+def _describer(plan: LoopPlan, options: RunOptions):
     labels = dict(options.labels)
 
-    def describe(outcome, item):  # noqa: ANN001, ANN202
+    def describe(outcome, item):
         return tracebacks.make_failure(outcome, item, cell_filename=plan.filename, labels=labels)
 
     return describe
@@ -317,7 +320,7 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     if client is not None:
         try:
             values = execute.fetch_final_values(client, stash_key, wanted)
-        except Exception:  # noqa: BLE001 - a lost worker only costs the last value of a name
+        except Exception:
             values = {}
         for names in wanted.values():
             for name, index in names.items():
@@ -338,7 +341,8 @@ def _bounding_note(committer: OrderedCommit, run: Run) -> str:
     share = committer.busy / max(run.duration, 1e-9)
     where = ", ".join(str(n) for n in lines)
     return (
-        f"the ordered part (line{'s' if len(lines) > 1 else ''} {where}) took {share:.0%} of the run: "
+        f"the ordered part (line{'s' if len(lines) > 1 else ''} {where}) took {share:.0%} of "
+        "the run: "
         "it runs in the notebook, in item order, and bounded the run"
     )
 

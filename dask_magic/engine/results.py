@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 ItemStatus = Literal["done", "failed", "cancelled", "pending"]
 #: In `ItemOutcome.mutated`: the item's own value was changed by the body (a notebook name is
@@ -196,3 +196,18 @@ def group_failures(
         groups.setdefault(failure.group_key, []).append(failure)
     ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0].index))
     return [(g[0].group_label, g) for g in ordered]
+
+
+class RunObserver(Protocol):
+    """What a view of a run implements: the panel, the text progress, the sidebar bridge.
+
+    The run calls these from the thread that drives it and throttles `update` itself, so a
+    view never needs to throttle again and never talks to Dask. An exception raised by a
+    view is reported once and the run goes on without that view's updates.
+    """
+
+    def update(self, snapshot: RunSnapshot) -> None:
+        """A new state while the run is live (at most about 10 a second)."""
+
+    def finish(self, snapshot: RunSnapshot) -> None:
+        """The final state: called exactly once per run (and once more per retry)."""

@@ -164,6 +164,50 @@ def failure_line(info: ErrorInfo, cell_filename: str | None) -> int | None:
     return None
 
 
+class _Later:
+    """Marker of a traceback not rendered yet (pickles as the module's one instance)."""
+
+    def __reduce__(self) -> str:
+        return "_LATER"
+
+
+_LATER = _Later()
+
+
+def _deferred(name: str, show_internal: bool) -> property:
+    """A traceback field rendered on first read, then kept.
+
+    The dataclass ``__init__`` of the frozen `Failure` stores its fields with
+    ``object.__setattr__``, which goes through this property's setter.
+    """
+
+    def read(self: Failure) -> str:
+        text = self.__dict__[name]
+        if text is _LATER:
+            text = render_traceback(
+                self.error, labels=self.__dict__["_labels"], show_internal=show_internal
+            )
+            self.__dict__[name] = text
+        return text
+
+    def store(self: Failure, value: str) -> None:
+        self.__dict__[name] = value
+
+    return property(read, store)
+
+
+class _RenderedOnRead(Failure):
+    """A `Failure` whose tracebacks are rendered when a view first reads them.
+
+    Rendering reads source lines and formats every frame; most failures of a big run are
+    counted and grouped but never opened, so the kernel should not pay for that while the
+    workers wait for their next tasks.
+    """
+
+    traceback = _deferred("_traceback", show_internal=False)  # type: ignore[assignment]
+    full_traceback = _deferred("_full_traceback", show_internal=True)  # type: ignore[assignment]
+
+
 def make_failure(
     outcome: ItemOutcome,
     item: Any,
@@ -171,20 +215,25 @@ def make_failure(
     cell_filename: str | None,
     labels: dict[str, str],
 ) -> Failure:
-    """The `Failure` every view shows for a failed ``outcome`` of loop value ``item``."""
+    """The `Failure` every view shows for a failed ``outcome`` of loop value ``item``.
+
+    Its ``traceback`` and ``full_traceback`` are rendered on first read (see `_RenderedOnRead`).
+    """
     if outcome.error is None:
         raise ValueError(f"item {outcome.index} has no error to report (status {outcome.status!r})")
     info = outcome.error
-    return Failure(
+    failure = _RenderedOnRead(
         index=outcome.index,
         item_repr=short_repr(item),
         error=info,
         line=failure_line(info, cell_filename),
-        traceback=render_traceback(info, labels=labels),
-        full_traceback=render_traceback(info, labels=labels, show_internal=True),
+        traceback=_LATER,  # type: ignore[arg-type]
+        full_traceback=_LATER,  # type: ignore[arg-type]
         stdout=outcome.stdout,
         stderr=outcome.stderr,
         warnings=outcome.warnings,
         duration=outcome.duration,
         worker=outcome.worker,
     )
+    failure.__dict__["_labels"] = dict(labels)
+    return failure

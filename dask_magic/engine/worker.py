@@ -28,7 +28,8 @@ from typing import Any
 
 import cloudpickle
 
-from .. import contract as C
+from dask_magic import contract as C
+
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .fingerprint import BatchWatch
@@ -264,7 +265,7 @@ _POSITIONAL = (
 _BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
 
 
-def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:  # noqa: ANN001
+def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:
     """`_Columns` back to one `ItemOutcome` per item (runs in the kernel, inside ``loads``)."""
     n = len(indices)
     ops = ops if ops is not None else [[] for _ in range(n)]
@@ -374,7 +375,7 @@ def _run_columns(
                         body(item, recorder)
                     else:
                         value = body(item)
-                except BaseException as exc:  # noqa: BLE001 - every item failure is data, never a crash
+                except BaseException as exc:
                     if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
                         raise
                     error = error_info(exc)
@@ -507,7 +508,8 @@ def _mark_unpicklable(columns: _Columns, pos: int, exc: Exception) -> None:
     fields["status"] = "failed"
     fields["error"] = ErrorInfo(
         type_name="dask_magic.UnpicklableResult",
-        message=f"{culprit} cannot be sent back to the notebook: {_type_name(exc)}: {_safe_str(exc)}",
+        message=f"{culprit} cannot be sent back to the notebook: "
+        f"{_type_name(exc)}: {_safe_str(exc)}",
         hint="Return or collect plain data (numbers, strings, lists, dicts, arrays, "
         "DataFrames), not open files, locks, connections or generators.",
     )

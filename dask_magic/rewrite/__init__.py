@@ -10,13 +10,14 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from ..errors import UnsupportedLoopError
+from dask_magic.errors import UnsupportedLoopError
+
 from .analysis import BodyFacts, analyze_body, locate_loop
 from .plan import LoopPlan
+from .random_state import find_global_random
 from .scopes import root_name
 from .show import hoisted_by_line, line_modes
 from .split import RECORD, body_statements
-from .random_state import find_global_random
 from .transform import build_body_function
 
 __all__ = ["LoopPlan", "UnsupportedLoopError", "rewrite_loop"]

@@ -14,7 +14,8 @@ import ast
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import Finding
+from dask_magic.errors import Finding
+
 from . import findings as F
 from .carried import LoopCarried
 from .hoist import hoist, nothing_parallel
@@ -106,7 +107,8 @@ def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
             ]
             found.append(F.YIELD_AWAIT.at(node, offset, what=what))
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            what = f"{'global' if isinstance(node, ast.Global) else 'nonlocal'} {', '.join(node.names)}"
+            keyword = "global" if isinstance(node, ast.Global) else "nonlocal"
+            what = f"{keyword} {', '.join(node.names)}"
             found.append(F.GLOBAL.at(node, offset, what=what))
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
         if isinstance(node, ast.Global) and node not in body:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from ..errors import Finding
+from dask_magic.errors import Finding
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import ast
 import builtins
 from collections.abc import Mapping
 
-from .. import contract as C
-from ..errors import Finding
+from dask_magic import contract as C
+from dask_magic.errors import Finding
+
 from . import findings as F
 from .scopes import root_name
 from .split import (
@@ -24,8 +25,8 @@ from .split import (
     PARALLEL,
     RECORD,
     Split,
-    _header_nodes,
     body_statements,
+    header_nodes,
     is_compound,
     reads,
 )
@@ -132,7 +133,7 @@ def nothing_parallel(
     for stmt in body_statements(body, split):
         mode = split.mode(stmt)
         if mode in (PARALLEL, RECORD, MIRROR):
-            parts = _header_nodes(stmt) if is_compound(stmt) else [stmt]
+            parts = header_nodes(stmt) if is_compound(stmt) else [stmt]
             if any(isinstance(n, ast.Call) for p in parts for n in ast.walk(p)):
                 return None
         elif mode == ORDERED:
@@ -155,8 +156,10 @@ def nothing_parallel(
 def _heavy_call(node: ast.Call, kinds: Mapping[str, str]) -> bool:
     """A call that may do real work: a notebook function or object, or a name not known.
 
-    Builtins (``print``, ``max``, ``len``), module functions (``np.append``, ``pd.concat``)
-    and methods of the loop's own values are bookkeeping the kernel does fast.
+    Builtins (``print``, ``max``, ``len``), module functions (``np.append``, ``pd.concat``),
+    methods of plain data (lists, dicts, frames) and of the loop's own values are bookkeeping
+    the kernel does fast; a notebook function or a method of a notebook object (a model) may
+    be the loop's real work.
     """
     root = root_name(node.func)
     if root is None:
@@ -164,8 +167,6 @@ def _heavy_call(node: ast.Call, kinds: Mapping[str, str]) -> bool:
     kind = kinds.get(root.id)
     if kind is None:
         return isinstance(node.func, ast.Name) and not hasattr(builtins, root.id)
-    if kind == C.KIND_OBJECT and isinstance(node.func, ast.Attribute):
-        return node.func.attr not in ACCUMULATE_METHODS | IN_PLACE_METHODS
     return kind in (C.KIND_CALLABLE, C.KIND_OBJECT)
 
 

@@ -7,11 +7,19 @@ import dis
 import types
 from dataclasses import dataclass, field
 
+from dask_magic.contract import BODY_DISPLAY_NAME, FUNCTION_NAME, LOCALS
 from dask_magic.errors import Finding
 
-from ..contract import BODY_DISPLAY_NAME, FUNCTION_NAME, LOCALS
-from .show import annotated_body
-from .transform import OrderedStep
+
+@dataclass(frozen=True)
+class OrderedStep:
+    """One statement of the ordered part, as the kernel runs it."""
+
+    lineno: int
+    end_lineno: int
+    module: ast.Module  # the statement, hoisted parts replaced by ``@dm_h<i>``
+    needs: tuple[str, ...]  # the item's names it reads (sent from the worker)
+    hoisted: tuple[str, ...]  # source of each hoisted sub-expression (for --show)
 
 
 @dataclass
@@ -95,14 +103,16 @@ class LoopPlan:
         if self.prelude.body:
             parts.append("# runs first, in the kernel\n" + ast.unparse(self.prelude))
         parts.append(
-            f"# evaluated once in the kernel and listed\nitems = list({ast.unparse(self.iterable.body)})"
+            "# evaluated once in the kernel and listed\n"
+            f"items = list({ast.unparse(self.iterable.body)})"
         )
         parts.append(annotated_body(self.source, self.line_modes, self.hoisted_lines))
         parts.append("# runs once per item on the cluster\n" + ast.unparse(self.body))
         for number, step in enumerate(self.steps):
             code = ast.unparse(step.module)
             parts.append(
-                f"# ordered step {number} (line {step.lineno}), run in the notebook in item order\n{code}"
+                f"# ordered step {number} (line {step.lineno}), run in the notebook in item "
+                f"order\n{code}"
             )
         if self.accumulators:
             names = ", ".join(self.accumulators)
@@ -115,3 +125,29 @@ class LoopPlan:
                 tail += ("\n" if tail else "") + ast.unparse(self.last_expr.body)
             parts.append("# runs after every item has ended, in the kernel\n" + tail)
         return "\n\n".join(parts)
+
+
+_LETTER = {"parallel": "P", "ordered": "O", "record": "O", "mirror": "P+O"}
+_LEGEND = (
+    "# the loop body, line by line: P runs in parallel on the workers, O in the notebook in item "
+    "order\n#   (O also marks additions replayed in item order; P+O a store made on both sides)"
+)
+
+
+def annotated_body(source: str, modes: dict[int, str], hoisted: dict[int, list[str]]) -> str:
+    """The body's lines as the user wrote them, each with its mode letter."""
+    lines = source.splitlines()
+    width = max((len(lines[n - 1]) for n in modes if n <= len(lines)), default=0)
+    out = [_LEGEND]
+    for number in sorted(modes):
+        if number > len(lines) or not lines[number - 1].strip():
+            continue
+        text = lines[number - 1]
+        letter = _LETTER[modes[number]]
+        note = (
+            f"  <- computed on the worker: {', '.join(hoisted[number])}"
+            if number in hoisted
+            else ""
+        )
+        out.append(f"# {number:>3} {letter:<3} {text.ljust(width)}{note}".rstrip())
+    return "\n".join(out)

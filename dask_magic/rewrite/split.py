@@ -26,7 +26,8 @@ import ast
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .. import contract as C
+from dask_magic import contract as C
+
 from .scopes import (
     iter_body_scope,
     root_name,
@@ -103,7 +104,7 @@ def header(stmt: ast.stmt) -> list[ast.AST]:
     return parts
 
 
-def _header_nodes(stmt: ast.stmt) -> list[ast.AST]:
+def header_nodes(stmt: ast.stmt) -> list[ast.AST]:
     found = []
     for part in header(stmt):
         if isinstance(part, ast.ExceptHandler):
@@ -164,7 +165,8 @@ class Splitter:
     """Classify the statements of one loop body (see the module docstring)."""
 
     def __init__(self, loop: ast.For, local_names: set[str], accumulators: set[str],
-                 carried: set[str], kinds: Mapping[str, str], own_keys: bool = True) -> None:  # fmt: skip
+                 carried: set[str], kinds: Mapping[str, str],
+                 own_keys: bool = True) -> None:  # fmt: skip
         self.loop = loop
         self.local = local_names
         self.targets = {n for n, _ in targets(loop.target)}
@@ -222,7 +224,7 @@ class Splitter:
         if self.split.mode(stmt) == ORDERED:
             return ORDERED
         if is_compound(stmt):
-            parts = _header_nodes(stmt)
+            parts = header_nodes(stmt)
             touched = reads(parts) | (header_writes(stmt) - self.targets)
             return ORDERED if touched & kernel else PARALLEL
         fast = self._fast_path(stmt)

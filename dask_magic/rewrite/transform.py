@@ -23,23 +23,13 @@ from __future__ import annotations
 
 import ast
 import copy
-from dataclasses import dataclass
 
-from .. import contract as C
+from dask_magic import contract as C
+
 from .analysis import BodyFacts
+from .plan import OrderedStep
 from .scopes import root_name, walk_with_loop_depth
 from .split import MIRROR, ORDERED, RECORD, Split, reads
-
-
-@dataclass(frozen=True)
-class OrderedStep:
-    """One statement of the ordered part, as the kernel runs it."""
-
-    lineno: int
-    end_lineno: int
-    module: ast.Module  # the statement, hoisted parts replaced by ``@dm_h<i>``
-    needs: tuple[str, ...]  # the item's names it reads (sent from the worker)
-    hoisted: tuple[str, ...]  # source of each hoisted sub-expression (for --show)
 
 
 def _rec(method: str, args: list[ast.expr]) -> ast.Expr:

@@ -4,7 +4,7 @@
 view over `RunSnapshot` data only. It never talks to Dask and never throttles again; the
 engine calls ``update`` at most ~10 times a second and ``finish`` once per pass.
 
-Built from stock widgets (STYLE.md §5, the distributed ``ProgressWidget`` model): HTML
+Built from stock widgets (as distributed's ``ProgressWidget`` is): HTML
 widgets for the header, the bar with counts, and the failure rows, whose expansion is a
 browser-side ``<details>`` (so it works while the kernel is busy), plus buttons that only
 do something once the run has ended (a busy kernel cannot receive clicks). The display
@@ -18,7 +18,8 @@ and traitlets only send a value that changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -207,7 +208,7 @@ class ProgressPanel:
             _dom_classes=["dm-retry"],
             tooltip="Run the failed and unfinished items again (same as %parallel_retry)",
         )
-        self.retry_button.on_click(lambda _b: self._call("retry", None))
+        self.retry_button.on_click(lambda _b: self._retry())
         self.groups = w.VBox(_dom_classes=["dm-failures"])
         self.more_groups = w.Button(
             layout=w.Layout(display="none", width="auto", align_self="flex-start"),
@@ -285,9 +286,7 @@ class ProgressPanel:
         groups = group_failures(failures)
         shown = groups[: self._groups_cap]
         while len(self._group_views) < len(shown):
-            self._group_views.append(
-                _Group(self._layouts, lambda i: self._call("rerun", i), self._more_rows)
-            )
+            self._group_views.append(_Group(self._layouts, self._rerun, self._more_rows))
         for view, (label, group) in zip(self._group_views, shown, strict=False):
             view.show(label, group, self._caps.get(label, ROWS_PER_GROUP))
         self.groups.children = tuple(v.box for v in self._group_views[: len(shown)])
@@ -309,34 +308,39 @@ class ProgressPanel:
             self._render_failures(self.snapshot.failures, force=True)
 
     # -- buttons ---------------------------------------------------------------------------------
-    def _call(self, action: str, index: int | None) -> None:
-        """Run a button's callback with its output (and any traceback) in the output area."""
-        callback = self._on_retry if action == "retry" else self._on_rerun
+    def _retry(self) -> None:
+        """The retry button: retry the failed items, saying so in the output area."""
+        callback = self._on_retry
         if callback is None:
             return
+        with self._button_output():
+            print("dask-magic: retrying the failed items ...")
+            callback()
+            c = self.snapshot.counts if self.snapshot else None
+            if c is not None:
+                print(f"dask-magic: retry ended: {c.done} done, {c.failed} failed of {c.total}")
+
+    def _rerun(self, index: int) -> None:
+        """A row's "Re-run here" button: run that item in the kernel, where %debug can reach it."""
+        callback = self._on_rerun
+        if callback is None:
+            return
+        with self._button_output():
+            print(
+                f"dask-magic: running item {index} ({self._item_repr(index)}) here in the kernel; "
+                "if it fails, run %debug in a new cell to open the debugger at your line"
+            )
+            callback(index)
+            print(f"dask-magic: item {index} succeeded and its result landed in the notebook")
+
+    @contextlib.contextmanager
+    def _button_output(self) -> Iterator[None]:
+        """A button's prints, and the traceback if its callback raises, in the output area."""
         self.output.clear_output()
         with self.output:
             try:
-                if action == "retry":
-                    print("dask-magic: retrying the failed items ...")
-                    callback()
-                    c = self.snapshot.counts if self.snapshot else None
-                    if c is not None:
-                        print(
-                            f"dask-magic: retry ended: {c.done} done, {c.failed} failed "
-                            f"of {c.total}"
-                        )
-                else:
-                    print(
-                        f"dask-magic: running item {index} ({self._item_repr(index)}) here in the "
-                        "kernel; "
-                        "if it fails, run %debug in a new cell to open the debugger at your line"
-                    )
-                    callback(index)
-                    print(
-                        f"dask-magic: item {index} succeeded and its result landed in the notebook"
-                    )
-            except Exception as exc:
+                yield
+            except Exception as exc:  # shown to the user; the widget's event loop must go on
                 _show_error(exc)
 
     def _item_repr(self, index: int | None) -> str:

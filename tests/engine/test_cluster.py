@@ -8,13 +8,12 @@ machine, so tests share the local cluster where they can and only `test_close...
 from __future__ import annotations
 
 import os
-import socket
-import time
 
 import dask.config
 import psutil
 import pytest
 from distributed import Client, LocalCluster
+from helpers import free_port
 
 from dask_magic.engine.cluster import (
     MEMORY_ENV_VAR,
@@ -53,12 +52,6 @@ def user_cluster():
     )
     yield made
     made.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- sizing: pure --------------------------------------------------------------------------
@@ -213,7 +206,7 @@ def test_explicit_client_is_used_as_is(user_cluster: LocalCluster) -> None:
 def test_explicit_cluster_object_is_wrapped_once(
     user_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{free_port()}")
     wrapped = get_client(client=user_cluster, scheduler="tcp://127.0.0.1:1")
     assert wrapped.scheduler.address == user_cluster.scheduler_address
     assert get_client(client=user_cluster) is wrapped
@@ -271,22 +264,21 @@ def test_workers_for_a_cluster_we_do_not_own_are_ignored_with_a_warning() -> Non
         get_client(scheduler=address, workers=5)
 
 
+# A hang guard, not a benchmark: the connect timeout given is the one used (the message says
+# how long it waited); distributed's default (30 s) would be the wrong one.
 @pytest.mark.timeout(120)
 def test_unreachable_scheduler_fails_fast_with_a_fix() -> None:
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    start = time.monotonic()
+    address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(ClusterError) as caught:
         get_client(scheduler=address, connect_timeout=1)
-    # A bound, not a benchmark: the default connect timeout (30 s) would blow it.
-    assert time.monotonic() - start < 25
     message = str(caught.value)
-    assert address in message
+    assert address in message and "waited 1 s" in message
     assert "dask scheduler" in message and "drop --scheduler" in message
 
 
 def test_unreachable_environment_address_says_which_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"127.0.0.1:{free_port()}")
     with pytest.raises(ClusterError, match="unset DASK_SCHEDULER_ADDRESS"):
         get_client(connect_timeout=1)

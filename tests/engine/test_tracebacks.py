@@ -165,6 +165,25 @@ def test_make_failure_carries_everything_the_views_show() -> None:
     assert (failure.duration, failure.worker) == (0.5, "tcp://127.0.0.1:1")
 
 
+def test_a_failure_renders_its_traceback_when_first_read(monkeypatch) -> None:
+    import pickle
+
+    from dask_magic.engine import tracebacks
+
+    outcome = ItemOutcome(index=2, status="failed", error=_failing("-1"))
+    calls = []
+    real = tracebacks.render_traceback
+    monkeypatch.setattr(
+        tracebacks, "render_traceback", lambda *a, **kw: calls.append(kw) or real(*a, **kw)
+    )
+    failure = make_failure(outcome, "x", cell_filename=CELL, labels=LABELS)
+    copy = pickle.loads(pickle.dumps(failure))
+    assert calls == [] and failure.line == 4  # counting and grouping render nothing
+    assert failure.traceback == copy.traceback == real(outcome.error, labels=LABELS)
+    assert failure.traceback is failure.traceback and len(calls) == 2  # rendered once each
+    assert "dask/utils.py" in failure.full_traceback
+
+
 def test_make_failure_refuses_an_item_that_did_not_fail() -> None:
     with pytest.raises(ValueError, match="no error"):
         make_failure(ItemOutcome(index=0, status="done"), 1, cell_filename=CELL, labels=LABELS)

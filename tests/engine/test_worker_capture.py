@@ -28,7 +28,10 @@ def run_cell(
 
 
 def test_stdout_stderr_and_warnings_per_item():
-    cell = "for x in items:\n    print('out', x)\n    print('err', x, file=sys.stderr)\n    warnings.warn(f'w{x}')\n"
+    cell = (
+        "for x in items:\n    print('out', x)\n    print('err', x, file=sys.stderr)\n"
+        "    warnings.warn(f'w{x}')\n"
+    )
     a, b = run_cell(cell, [1, 2], {"sys": sys, "warnings": warnings})
     assert (a.stdout, a.stderr) == ("out 1\n", "err 1\n")
     assert (b.stdout, b.stderr) == ("out 2\n", "err 2\n")
@@ -42,7 +45,10 @@ def test_ten_megabytes_of_output_are_capped():
 
 
 def test_threads_do_not_mix_their_output():
-    cell = "import time\nfor x in items:\n    for i in range(50):\n        print(x)\n        time.sleep(0.0005)\n"
+    cell = (
+        "import time\nfor x in items:\n    for i in range(50):\n        print(x)\n"
+        "        time.sleep(0.0005)\n"
+    )
     results = {}
 
     def go(tag):
@@ -114,7 +120,10 @@ def test_bound_values_are_stashed_except_for_the_last_item():
 
 
 def test_unbinding_is_reported():
-    cell = "for x in items:\n    try:\n        1 / x\n    except ZeroDivisionError as e:\n        pass\n"
+    cell = (
+        "for x in items:\n    try:\n        1 / x\n    except ZeroDivisionError as e:\n"
+        "        pass\n"
+    )
     zero, one = run_cell(cell, [0, 1])
     assert zero.deleted == {"e"} and one.deleted == frozenset()
 
@@ -157,5 +166,5 @@ def test_warnings_outside_items_still_reach_the_original_handler():
     run_cell("for x in items:\n    pass\n", [0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.warn("outside")
+        warnings.warn("outside", stacklevel=1)
     assert [str(w.message) for w in caught] == ["outside"]

@@ -122,6 +122,59 @@ def test_every_catalog_entry_is_tested():
     assert kinds == tested
 
 
+@pytest.mark.parametrize(
+    ("cell", "kinds", "refused"),
+    [
+        pytest.param(
+            "for f in files:\n    state = model.update(state, f)\n",
+            {"model": "object"},
+            True,
+            id="object method",
+        ),
+        pytest.param(
+            "for f in files:\n    state = merge(state, f)\n",
+            {"merge": "callable"},
+            True,
+            id="notebook function",
+        ),
+        pytest.param(
+            "for f in files:\n    df = pd.concat([df, f])\n",
+            {"pd": "module", "df": "data"},
+            False,
+            id="module function",
+        ),
+        pytest.param(
+            "for f in files:\n    cnt[f] = cnt.get(f, 0) + 1\n",
+            {"cnt": "data"},
+            False,
+            id="dict bookkeeping",
+        ),
+        pytest.param(
+            "for f in files:\n    total = total + f\n    print(f, total)\n",
+            {},
+            False,
+            id="builtin print",
+        ),
+        pytest.param(
+            "for f in files:\n    if f not in seen:\n        seen.add(f)\n",
+            {"seen": "data"},
+            False,
+            id="seen.add",
+        ),
+    ],
+)
+def test_only_real_work_in_a_recurrence_is_refused(cell, kinds, refused):
+    """Nothing runs in parallel in any of these: bookkeeping is fine in the kernel, a call of
+    notebook code that needs the previous item's value is a real recurrence."""
+    if refused:
+        with pytest.raises(UnsupportedLoopError) as info:
+            rewrite_loop(cell, filename="<cell>", line_offset=1, kinds=kinds)
+        assert info.value.findings[0].code == "DM009"
+    else:
+        plan = rewrite_loop(cell, filename="<cell>", line_offset=1, kinds=kinds)
+        assert plan.steps  # it runs, with an ordered part
+
+
 def test_error_is_a_syntax_error_with_a_caret():
     with pytest.raises(SyntaxError) as info:
         rewrite_loop("for f in files:\n    break\n", filename="<cell>", line_offset=1)
@@ -151,11 +204,13 @@ ACCEPTED = [
         id="parameter shadows an accumulator name",
     ),
     pytest.param(
-        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n        prev = row\n",
+        "for f in files:\n    prev = None\n    for row in f:\n        if prev:\n            pass\n"
+        "        prev = row\n",
         id="initialised before the inner loop",
     ),
     pytest.param(
-        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n        continue\n    use(df)\n",
+        "for f in files:\n    try:\n        df = read(f)\n    except ValueError:\n"
+        "        continue\n    use(df)\n",
         id="assigned in try, except continues",
     ),
 ]

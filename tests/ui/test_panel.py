@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from typing import ClassVar
 
 import comm
 import pytest
 from comm.base_comm import BaseComm
 from conftest import run_ok
+from helpers import SAMPLE_CLUSTER, FakeClock
 
 from dask_magic import views
 from dask_magic.engine.results import (
@@ -85,16 +85,6 @@ def _failure(
     return Failure(**fields)
 
 
-CLUSTER = ClusterInfo(
-    "tcp://127.0.0.1:8786",
-    workers=2,
-    threads=2,
-    memory=4 * 2**30,
-    dashboard="http://127.0.0.1:8787/status",
-    local=True,
-)
-
-
 def _snapshot(
     counts: Counts,
     status: RunStatus = RunStatus.FINISHED,
@@ -110,7 +100,7 @@ def _snapshot(
         elapsed=12.0,
         rate=8.0,
         eta=3.0 if status is RunStatus.RUNNING else None,
-        cluster=CLUSTER,
+        cluster=SAMPLE_CLUSTER,
         failures=failures,
     )
     fields.update(extra)
@@ -253,7 +243,7 @@ def test_dashboard_link_is_proxied_behind_jupyterhub_and_never_unsafe():
     )
     assert html.dashboard_url("javascript:alert(1)", {}) is None
     assert html.dashboard_url(None, {}) is None
-    assert 'href="/user/ada/proxy/8787/status"' in html.cluster_html(CLUSTER, prefix)
+    assert 'href="/user/ada/proxy/8787/status"' in html.cluster_html(SAMPLE_CLUSTER, prefix)
 
 
 # -- escaping ----------------------------------------------------------------------------------
@@ -295,7 +285,8 @@ def _describe(outcome: ItemOutcome, item: object) -> Failure:
     return _failure(outcome.index, "ValueError", 4 + outcome.index % 3, f"bad {item}")
 
 
-def _feed(run: Run, total: int, chunk: int) -> None:
+def _feed(run: Run, total: int, chunk: int, clock: FakeClock, step: float) -> None:
+    """Feed ``total`` items in chunks, the clock moving ``step`` seconds per chunk."""
     run.begin(range(total))
     for start in range(0, total, chunk):
         outcomes = [
@@ -305,13 +296,14 @@ def _feed(run: Run, total: int, chunk: int) -> None:
             for i in range(start, min(total, start + chunk))
         ]
         run.add(outcomes)
+        clock.advance(step)
         run.tick(running=min(chunk, total - start))
-        time.sleep(0.002)
     run.end("completed")
 
 
 def test_a_10000_item_run_sends_a_bounded_number_of_messages(sent):
-    run = Run(list(range(10_000)), describe=_describe)
+    clock = FakeClock()
+    run = Run(list(range(10_000)), describe=_describe, clock=clock)
     panel, published = _panel()
     run.observers.append(panel)
     calls = {"update": 0}
@@ -322,11 +314,10 @@ def test_a_10000_item_run_sends_a_bounded_number_of_messages(sent):
         original(snapshot)
 
     panel.update = counted
-    started = time.monotonic()
-    _feed(run, 10_000, 20)
-    elapsed = time.monotonic() - started
-    # The engine calls update at most every UPDATE_INTERVAL (plus the forced first one).
-    assert calls["update"] <= elapsed / UPDATE_INTERVAL + 2
+    _feed(run, 10_000, 20, clock, step=0.3 * UPDATE_INTERVAL)  # 500 chunks
+    # The engine calls update at most every UPDATE_INTERVAL: the forced first one, then
+    # every fourth chunk (4 x 0.3 is the first multiple past 1).
+    assert calls["update"] == 1 + 500 // 4
     opens = [m for m in sent if m[0] == "comm_open"]
     updates = [m for m in sent if m[0] == "comm_msg"]
     # No per-item widgets: 2,000 failures, yet only the rows on screen exist.
@@ -384,12 +375,18 @@ def test_panel_buttons_retry_and_rerun_through_the_magic(fresh):
     assert panel.retry_button.layout.display == "none"
 
 
-def test_a_real_10000_item_run_with_2000_failures(fresh, sent):
+def test_a_real_10000_item_run_with_2000_failures(fresh, sent, monkeypatch):
     run_ok(fresh, SETUP)
-    started = time.monotonic()
+    calls = {"update": 0}
+    original = ProgressPanel.update
+
+    def counted(self: ProgressPanel, snapshot: RunSnapshot) -> None:
+        calls["update"] += 1
+        original(self, snapshot)
+
+    monkeypatch.setattr(ProgressPanel, "update", counted)
     run_ok(fresh, LOOP.format(progress="widget", n=10_000))
     run = fresh.magics_manager.registry["DaskMagics"].last_run
-    elapsed = time.monotonic() - started
     assert run.counts.failed == 2000 and run.counts.done == 8000
     panel = next(o for o in run.observers if isinstance(o, ProgressPanel))
     assert _counts_of(panel.status.value)["failed"] == 2000
@@ -397,4 +394,5 @@ def test_a_real_10000_item_run_with_2000_failures(fresh, sent):
     updates = [m for m in sent if m[0] == "comm_msg"]
     opens = [m for m in sent if m[0] == "comm_open"]
     assert len(opens) < 100  # one group, five rows: no per-item widgets
-    assert len(updates) <= (elapsed / UPDATE_INTERVAL + 3) * 12
+    # a bounded number of widget changes per update (the throttle is tested above)
+    assert len(updates) <= (calls["update"] + 3) * 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from helpers import SAMPLE_CLUSTER
 
 from dask_magic.engine.results import (
     ClusterInfo,
@@ -205,18 +206,10 @@ def test_default_stream_is_stdout_at_write_time(capsys: pytest.CaptureFixture) -
 
 
 def test_cluster_text_says_where_whose_how_big_and_the_dashboard() -> None:
-    info = ClusterInfo(
-        scheduler="tcp://127.0.0.1:35531",
-        workers=2,
-        threads=2,
-        memory=3 * 2**30,
-        dashboard="http://127.0.0.1:45829/status",
-        local=True,
-    )
-    assert cluster_text(info) == (
-        "Dask cluster at tcp://127.0.0.1:35531 (local, started by dask-magic): "
-        "2 workers, 2 threads, 3.00 GiB memory\n"
-        "Dashboard: http://127.0.0.1:45829/status"
+    assert cluster_text(SAMPLE_CLUSTER) == (
+        "Dask cluster at tcp://127.0.0.1:8786 (local, started by dask-magic): "
+        "2 workers, 2 threads, 4.00 GiB memory\n"
+        "Dashboard: http://127.0.0.1:8787/status"
     )
 
 

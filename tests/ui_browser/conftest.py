@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import import_tool, missing_tool
 
 from .harness import CHROMIUM, CHROMIUM_ARGS, extension_installed, start_lab, stop_lab
 
@@ -41,8 +42,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory):
-    """Jupyter Notebook 7 (skipped where the notebook package is not installed)."""
-    pytest.importorskip("notebook.app")
+    """Jupyter Notebook 7 (skipped where the notebook package is not installed, except in CI)."""
+    import_tool("notebook.app")
     yield from _serve(tmp_path_factory, "notebook")
 
 
@@ -56,9 +57,9 @@ def lab_kernels(lab):
 
 @pytest.fixture
 def page(artifacts):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = import_tool("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        missing_tool(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
+from helpers import write_notebook
 
 SETUP = """\
 %load_ext dask_magic
@@ -60,20 +60,6 @@ FIRST_CELL_IDS = ["setup-cell", "files-loop-cell", "fix-cell", "show-cell", "lon
 SECOND_CELL_IDS = ["setup-cell-2", "features-loop-cell"]
 
 
-def _write(path: Path, sources: list[str], ids: list[str]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(src, id=cid) for src, cid in zip(sources, ids, strict=True)
-    ]
-    nbformat.write(nb, path)
-    return path
-
-
 def write_notebooks(root: Path) -> None:
-    _write(root / "one.ipynb", [SETUP, FILES_LOOP, FIX, SHOW, LONG_LOOP], FIRST_CELL_IDS)
-    _write(root / "two.ipynb", [SECOND_SETUP, SECOND_LOOP], SECOND_CELL_IDS)
+    write_notebook(root / "one.ipynb", [SETUP, FILES_LOOP, FIX, SHOW, LONG_LOOP], FIRST_CELL_IDS)
+    write_notebook(root / "two.ipynb", [SECOND_SETUP, SECOND_LOOP], SECOND_CELL_IDS)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
+from helpers import import_tool
 
 from .notebooks import write_notebooks
 
-expect = pytest.importorskip("playwright.sync_api").expect
+expect = import_tool("playwright.sync_api").expect
 
 SIDEBAR = "#dask-magic-sidebar"
 

@@ -11,6 +11,7 @@ import time
 
 import nbformat
 import pytest
+from helpers import write_notebook
 
 from .pages import TIMEOUT, open_notebook, run_cell, shot, wait_idle, write_notebook
 

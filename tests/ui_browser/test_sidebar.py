@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib.util
 import re
 
-import pytest
+from helpers import import_tool
 
 from .notebooks import write_notebooks
 
-expect = pytest.importorskip("playwright.sync_api").expect
+expect = import_tool("playwright.sync_api").expect
 
 VISIBLE_NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 SIDEBAR = "#dask-magic-sidebar"

@@ -1,0 +1,193 @@
+"""Helpers shared by the test modules: ports, fake clocks, waiting, clusters and notebooks.
+
+Kept small on purpose (distributed's ``utils_test.py`` is the cautionary tale): a helper
+lives here once two test modules need it. Import it as ``from helpers import ...``; pytest
+puts ``tests/`` on ``sys.path`` with ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import nbformat
+import pytest
+
+from dask_magic.engine.results import ClusterInfo
+
+T = TypeVar("T")
+
+#: A two-worker local cluster as the views show it.
+SAMPLE_CLUSTER = ClusterInfo(
+    scheduler="tcp://127.0.0.1:8786",
+    workers=2,
+    threads=2,
+    memory=4 * 2**30,
+    dashboard="http://127.0.0.1:8787/status",
+    local=True,
+)
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI=true``, as .ci/run and most CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip a test whose tool (browser, node toolchain, packaging tool) is not here.
+
+    Under ``CI=true`` this fails instead: a CI machine without Chromium must not be green
+    while testing no browser.
+    """
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true, so a missing tool fails the run", pytrace=False)
+    pytest.skip(reason)
+
+
+def import_tool(module: str) -> Any:
+    """``importlib.import_module(module)``, or `missing_tool` when it cannot be imported."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing_tool(f"{module} cannot be imported ({exc})")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeClock:
+    """A clock the test moves: pass it as ``clock=`` where the code takes one."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy, and return that; fail after ``timeout``.
+
+    The way to wait for another process or thread: a fixed sleep is either too short on a
+    loaded machine or wasted time on an idle one.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout:g} s (last: {found!r})")
+        time.sleep(interval)
+
+
+def notebook(sources: Sequence[str], ids: Sequence[str] | None = None) -> Any:
+    """An nbformat v4 notebook of code cells on the ``python3`` kernel."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    if ids is None:
+        nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    else:
+        nb.cells = [
+            nbformat.v4.new_code_cell(src, id=cid) for src, cid in zip(sources, ids, strict=True)
+        ]
+    return nb
+
+
+def write_notebook(path: Path, sources: Sequence[str], ids: Sequence[str] | None = None) -> Path:
+    """`notebook` written to ``path``."""
+    nbformat.write(notebook(sources, ids), path)
+    return path
+
+
+def dask_process(kind: str, *args: str, cwd: Path) -> subprocess.Popen:
+    """``dask scheduler ARGS`` or ``dask worker ARGS`` as its own process in ``cwd``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"distributed.cli.dask_{kind}", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+
+
+@contextlib.contextmanager
+def command_line_cluster(
+    cwd: Path, *, workers: int = 1, nthreads: int = 1, nanny: bool = True
+) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
+    """A scheduler and ``workers`` worker processes on 127.0.0.1, started as a user would.
+
+    Yields ``(address, scheduler_process, worker_processes)`` once every worker registered;
+    stops them all afterwards (SIGTERM, then SIGKILL for one that hangs).
+    """
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    loopback = ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
+    scheduler = dask_process("scheduler", "--port", str(port), *loopback, cwd=cwd)
+    worker_args = [address, "--nthreads", str(nthreads), *loopback]
+    if not nanny:
+        worker_args.append("--no-nanny")
+    started = [dask_process("worker", *worker_args, cwd=cwd) for _ in range(workers)]
+    try:
+        with Client(address, timeout=30, set_as_default=False) as probe:
+            probe.wait_for_workers(workers, timeout=60)
+        yield address, scheduler, started
+    finally:
+        for proc in [*reversed(started), scheduler]:
+            proc.terminate()
+        for proc in [*started, scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=20)
+
+
+class OnUpdate:
+    """A run observer that calls ``action`` once, on the first snapshot ``when`` accepts.
+
+    Attach it with `watch_runs` to act at a point of a live run (kill a worker once items
+    are running, say) instead of after a guessed delay.
+    """
+
+    def __init__(self, when: Callable[[Any], bool], action: Callable[[], None]) -> None:
+        self.when = when
+        self.action = action
+        self.fired = False
+
+    def update(self, snapshot: Any) -> None:
+        if not self.fired and self.when(snapshot):
+            self.fired = True
+            self.action()
+
+    def finish(self, snapshot: Any) -> None:
+        """Nothing to do at the end."""
+
+
+def watch_runs(monkeypatch: Any, observer: Any) -> None:
+    """Make ``observer`` watch every run the magics start while ``monkeypatch`` is active."""
+    from dask_magic import views
+
+    chosen = views.cell_views
+    monkeypatch.setattr(
+        views, "cell_views", lambda magics, progress: [*chosen(magics, progress), observer]
+    )
