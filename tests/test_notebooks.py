@@ -168,7 +168,14 @@ def test_quickstart_retry_fixes_only_the_failed_files(quickstart):
     assert re.search(r"^retried 10 files in", out(nb, "retry"), re.M)
     assert has_panel(nb, "retry")
     assert facts["status"] == "finished"
-    assert facts["counts"] == {"total": 200, "done": 200, "failed": 0, "running": 0, "cancelled": 0}
+    assert facts["counts"] == {
+        "total": 200,
+        "done": 200,
+        "failed": 0,
+        "running": 0,
+        "cancelled": 0,
+        "restored": 0,
+    }
     assert facts["n_summaries"] == 200 and facts["sensors_in_order"] and facts["same_as_serial"]
     empty = sorted(Path(p).stem for p, kind in facts["broken"].items() if kind == "empty file")
     assert facts["empty_files"] == empty
@@ -295,7 +302,14 @@ def test_serial_and_debugging_one_item_in_the_kernel(failures):
 
 def test_retry_after_fix_retries_and_interrupt(failures):
     nb, facts = failures
-    assert facts["orders"] == {"total": 60, "done": 60, "failed": 0, "running": 0, "cancelled": 0}
+    assert facts["orders"] == {
+        "total": 60,
+        "done": 60,
+        "failed": 0,
+        "running": 0,
+        "cancelled": 0,
+        "restored": 0,
+    }
     assert facts["row_ids"] == list(range(60)) and facts["unknown"] == [7, 19, 33, 48]
     assert (facts["no_retries"]["done"], facts["no_retries"]["failed"]) == (20, 10)
     assert (facts["with_retries"]["done"], facts["with_retries"]["failed"]) == (30, 0)
