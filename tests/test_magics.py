@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 
@@ -256,7 +257,8 @@ def test_text_progress_and_summary(fresh, capsys):
 def test_dask_cluster_shows_the_cluster(fresh, capsys):
     run_ok(fresh, "%dask_cluster")
     out = capsys.readouterr().out
-    assert "tcp://127.0.0.1:" in out and "workers" in out
+    assert "tcp://127.0.0.1:" in out
+    assert re.search(r"\d+ workers?, \d+ threads?", out)  # an earlier test may have scaled it
 
 
 def test_unload_removes_the_magics(ip):
