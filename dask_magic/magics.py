@@ -485,7 +485,7 @@ class DaskMagics(Magics):
         self._sidebar_cluster(info)
         print(text.cluster_text(info))
 
-    # -- the JupyterLab sidebar (issue 4) ------------------------------------------------------
+    # -- the JupyterLab sidebar ---------------------------------------------------------------
     def sidebar_action(self, action: str, args: dict[str, Any]) -> None:
         """Do what a sidebar button asked (already validated by `dask_magic.bridge`).
 

@@ -1,8 +1,9 @@
-"""Apply what the items recorded to the notebook's namespace, in item order.
+"""Apply what an item recorded to the notebook's namespace; the names items leave bound.
 
 This is what makes ``results.append(x)`` in a parallel loop leave ``results`` exactly as the
-serial loop would (DESIGN §3): the worker only records the call; the kernel performs it, item
-after item, in input order. Floats summed with ``total += x`` come out bit-identical.
+serial loop would: the worker only records the call; the kernel performs it (`apply_op`,
+called by `engine.commit` item after item, in input order). Floats summed with
+``total += x`` come out bit-identical.
 """
 
 from __future__ import annotations
@@ -72,14 +73,6 @@ def apply_op(ns: MutableMapping[str, Any], op: tuple) -> None:
             setattr(parent, key, fn(getattr(parent, key), value))
     else:  # pragma: no cover - the recorder makes no other kinds
         raise ValueError(f"unknown recorded operation {kind!r}")
-
-
-def replay(ns: MutableMapping[str, Any], outcomes: Iterable[ItemOutcome]) -> None:
-    """Apply the operations of the successful ``outcomes`` in item order."""
-    for outcome in sorted(outcomes, key=lambda o: o.index):
-        if outcome.status == "done":
-            for op in outcome.ops:
-                apply_op(ns, op)
 
 
 def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]:

@@ -333,8 +333,12 @@ class Splitter:
                     continue
                 if method in IN_PLACE_METHODS or method in ACCUMULATE_METHODS:
                     roots.add(root)
-        if not ordered and (self._record_parts(stmt)[0] is not None or self._is_mirror(stmt)):
-            roots.discard(self.outer(self._record_parts(stmt)[0] or stmt.targets[0]))  # type: ignore[attr-defined]
+        if not ordered:  # the receiver of the fast path itself is replayed, not lost
+            receiver = self._record_parts(stmt)[0]
+            if receiver is None and self._is_mirror(stmt):
+                receiver = stmt.targets[0]  # type: ignore[attr-defined]
+            if receiver is not None:
+                roots.discard(self.outer(receiver))
         return roots - set(self.own)
 
     def _touches_kernel_kinds(self, stmt: ast.stmt) -> bool:

@@ -7,7 +7,16 @@ from collections import defaultdict
 import pytest
 
 from dask_magic.engine import batching, replay
+from dask_magic.engine.commit import OrderedCommit
 from dask_magic.engine.results import STASHED, ItemOutcome
+
+
+def commit_in_order(ns, outcomes):
+    """What the kernel does with ended items: the in-order commit (no ordered steps here)."""
+    outcomes = list(outcomes)
+    committer = OrderedCommit(None, ns, sorted(o.index for o in outcomes), lambda i, e: None)
+    committer.offer(outcomes, quiet=True)
+    committer.flush()
 
 
 def done(index, ops=(), bound=None, deleted=()):
@@ -23,13 +32,13 @@ def test_replay_applies_in_item_order_whatever_the_arrival_order():
         done(0, [("call", "out", (), "append", (0,), {}), ("aug", "total", (), "Add", 0.1)]),
         ItemOutcome(index=1, status="failed"),
     ]
-    replay.replay(ns, outcomes)
+    commit_in_order(ns, outcomes)
     assert ns == {"out": [0, 2], "total": 0.1 + 0.3}
 
 
 def test_replay_paths_set_and_augmented_items():
     ns = {"groups": defaultdict(list), "table": {"a": {}}, "counts": {"x": 1}}
-    replay.replay(
+    commit_in_order(
         ns,
         [
             done(
