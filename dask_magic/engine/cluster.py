@@ -386,14 +386,29 @@ def _scale(local: _Local, workers: int) -> None:
     """
     with dask.config.set(_WORKER_CONFIG), _environ_kept():  # new workers are spawned with it
         local.cluster.scale(workers)
-        deadline = time.monotonic() + _SCALE_TIMEOUT
-        while len(local.client.nthreads()) != workers:
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"The local cluster did not reach {workers} workers within "
-                    f"{_SCALE_TIMEOUT} s; the machine may be short of memory. Try fewer workers."
-                )
-            time.sleep(0.1)
+        _wait_for_workers(local, workers)
+
+
+def _wait_for_workers(local: _Local, workers: int) -> None:
+    deadline = time.monotonic() + _SCALE_TIMEOUT
+    # The cluster's own worker list (what cluster_info reads) follows the scheduler's
+    # events a moment later than the scheduler itself: wait for both.
+    while not _has_workers(local, workers):
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"The local cluster did not reach {workers} workers within "
+                f"{_SCALE_TIMEOUT} s; the machine may be short of memory. Try fewer workers."
+            )
+        time.sleep(0.1)
+
+
+def _has_workers(local: _Local, workers: int) -> bool:
+    if len(local.client.nthreads()) != workers:
+        return False
+    try:
+        return len(local.cluster.scheduler_info.get("workers", {})) == workers
+    except Exception:  # an older distributed without the cluster's own list: asked above
+        return True
 
 
 def _shutdown_local() -> bool:
@@ -448,6 +463,7 @@ def restart_cluster() -> ClusterInfo | None:
             return None
         ensure_main_spawnable()
         local.client.restart(wait_for_workers=True, timeout=_SCALE_TIMEOUT)
+        _wait_for_workers(local, len(local.cluster.worker_spec))
         return cluster_info(local.client)
 
 
