@@ -58,7 +58,10 @@ def summarize(path: str) -> Any:
 
 
 def summarize_safe(path: str) -> tuple[str, Any]:
-    """`summarize` with the error captured per item, as every peer must (no run dies of one file)."""
+    """`summarize` with the error captured per item, as every peer must.
+
+    No run dies of one bad file.
+    """
     try:
         return "ok", summarize(path)
     except Exception as exc:  # the peer's own per-item error capture

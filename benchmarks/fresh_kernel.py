@@ -25,7 +25,10 @@ def magic(workers: int) -> dict[str, float]:
     ip.run_line_magic("load_ext", "dask_magic")
     ip.run_cell("from bench_work import inc\nout = []")
     loaded = time.perf_counter()
-    cell = f"%%parallel_for --progress none --workers {workers}\nfor x in [1]:\n    out.append(inc(x))\n"
+    cell = (
+        f"%%parallel_for --progress none --workers {workers}\n"
+        "for x in [1]:\n    out.append(inc(x))\n"
+    )
     from dask_magic.engine import cluster
 
     started: list[float] = []

@@ -97,9 +97,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### dask-magic benchmarks: {w} workers on {m['cores']} cores ({m['cpu']}), {m['date']}",
         "",
-        f"Python {m['python']}, dask {m['dask']}, distributed {m['distributed']}, joblib {m['joblib']}; "
-        f"{report['mode']}; times are medians of {report['rounds_note']} after a warm-up round, peers interleaved; "
-        f"load average {load_text(m.get('load_average_at_start'))} at the start, {load_text(report.get('load_average_at_end'))} at the end.",
+        f"Python {m['python']}, dask {m['dask']}, distributed {m['distributed']}, "
+        f"joblib {m['joblib']}; {report['mode']}; times are medians of {report['rounds_note']} "
+        "after a warm-up round, peers interleaved; "
+        f"load average {load_text(m.get('load_average_at_start'))} at the start, "
+        f"{load_text(report.get('load_average_at_end'))} at the end.",
         "",
     ]
     for name in WORKLOADS:
@@ -111,14 +113,16 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [
                 f"Counted: {result['metrics']['how']}.",
                 "",
-                "| run | duration | panel updates | updates/s | comm messages | messages/s | closest updates |",
+                "| run | duration | panel updates | updates/s | comm messages | messages/s "
+                "| closest updates |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             ]
             for c in result["metrics"]["cases"]:
                 gap = f"{c['min_gap_s'] * 1e3:.0f} ms apart" if c["min_gap_s"] else "-"
                 lines.append(
-                    f"| {c['label']} | {c['duration_s']:.2f} s | {c['updates']} | {c['updates_per_s']:.1f} | "
-                    f"{c['comm_messages']} | {c['messages_per_s']:.1f} | {gap} |"
+                    f"| {c['label']} | {c['duration_s']:.2f} s | {c['updates']} "
+                    f"| {c['updates_per_s']:.1f} | {c['comm_messages']} "
+                    f"| {c['messages_per_s']:.1f} | {gap} |"
                 )
             lines.append("")
             continue
@@ -132,7 +136,7 @@ def markdown(report: dict[str, Any]) -> str:
             header,
             "| " + " | ".join(["---"] + ["---:"] * (header.count("|") - 3) + ["---"]) + " |",
         ]
-        for key, d in result["table"].items():
+        for d in result["table"].values():
             if d["skipped"] or d["problem"]:
                 why = " ".join((d["skipped"] or d["problem"]).split()).replace("|", "/")[:200]
                 lines.append(

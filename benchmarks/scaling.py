@@ -82,9 +82,11 @@ def curve(reports: dict[int, dict]) -> str:
     first = reports[counts[0]]
     m = first["machine"]
     lines = [
-        f"### Efficiency by worker count: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['date']}",
+        f"### Efficiency by worker count: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, "
+        f"{m['date']}",
         "",
-        f"Python {m['python']}, dask {m['dask']}, distributed {m['distributed']}, joblib {m['joblib']}; "
+        f"Python {m['python']}, dask {m['dask']}, distributed {m['distributed']}, "
+        f"joblib {m['joblib']}; "
         "efficiency = serial time / (time x workers), serial loop timed in the same run.",
         "",
     ]
@@ -121,7 +123,8 @@ def curve(reports: dict[int, dict]) -> str:
     for n in counts:
         for t in reports[n].get("targets", []):
             lines.append(
-                f"- {n} workers: {t['target']}: {t['measured']} ({'met' if t['met'] else 'missed'}; {t['detail']})"
+                f"- {n} workers: {t['target']}: {t['measured']} "
+                f"({'met' if t['met'] else 'missed'}; {t['detail']})"
             )
     lines.append("")
     return "\n".join(lines)

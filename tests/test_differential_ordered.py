@@ -15,9 +15,8 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from IPython.utils.capture import capture_output
-
 from conftest import run_ok, user_names
+from IPython.utils.capture import capture_output
 from test_differential import same
 
 COMMON = """
@@ -129,7 +128,15 @@ CASES = [
     ),
     (
         "pred = pred + model.predict(X)",
-        "class Model:\n    def __init__(self, k):\n        self.k = k\n    def predict(self, X):\n        return X * self.k\nmodels = [Model(k) for k in range(5)]\nX = np.arange(4.0)",
+        (
+            "class Model:\n"
+            "    def __init__(self, k):\n"
+            "        self.k = k\n"
+            "    def predict(self, X):\n"
+            "        return X * self.k\n"
+            "models = [Model(k) for k in range(5)]\n"
+            "X = np.arange(4.0)"
+        ),
         """
         pred = np.zeros(4)
         for m in models:
@@ -149,7 +156,13 @@ CASES = [
     ),
     (
         "state = step(state, heavy(x))",
-        "items = list(range(9))\ndef heavy(x):\n    return sum(range(x * 1000))\ndef step(s, v):\n    return s * 0.5 + v",
+        (
+            "items = list(range(9))\n"
+            "def heavy(x):\n"
+            "    return sum(range(x * 1000))\n"
+            "def step(s, v):\n"
+            "    return s * 0.5 + v"
+        ),
         """
         state = 0.0
         for x in items:
@@ -288,7 +301,11 @@ CASES = [
     ),
     (
         "csv writer on an open notebook file",
-        "items = list(range(8))\nout_file = open(os.path.join(OUT, 'rows.csv'), 'w', newline='')\nwriter = csv.writer(out_file)",
+        (
+            "items = list(range(8))\n"
+            "out_file = open(os.path.join(OUT, 'rows.csv'), 'w', newline='')\n"
+            "writer = csv.writer(out_file)"
+        ),
         """
         for i in items:
             n = len(str(i ** 10))
@@ -324,7 +341,11 @@ CASES = [
     ),
     (
         "os.remove in the body",
-        "items = list(range(4))\nfor i in items:\n    open(os.path.join(OUT, f'tmp-{i}'), 'w').close()",
+        (
+            "items = list(range(4))\n"
+            "for i in items:\n"
+            "    open(os.path.join(OUT, f'tmp-{i}'), 'w').close()"
+        ),
         """
         removed = []
         for i in items:
@@ -346,7 +367,11 @@ CASES = [
     ),
     (
         "manual tqdm bar",
-        "from tqdm import tqdm\nitems = list(range(10))\nbar = tqdm(total=len(items), file=io.StringIO())",
+        (
+            "from tqdm import tqdm\n"
+            "items = list(range(10))\n"
+            "bar = tqdm(total=len(items), file=io.StringIO())"
+        ),
         """
         squares = []
         for i in items:
@@ -357,7 +382,15 @@ CASES = [
     ),
     (
         "attribute, then use",
-        "class Svc:\n    C = 1.0\n    def score(self, X):\n        return float(np.sum(X) * self.C)\nsvc = Svc()\nX = np.arange(5.0)\nCs = [0.1, 1.0, 10.0]",
+        (
+            "class Svc:\n"
+            "    C = 1.0\n"
+            "    def score(self, X):\n"
+            "        return float(np.sum(X) * self.C)\n"
+            "svc = Svc()\n"
+            "X = np.arange(5.0)\n"
+            "Cs = [0.1, 1.0, 10.0]"
+        ),
         """
         scores = []
         for C in Cs:
@@ -367,7 +400,10 @@ CASES = [
     ),
     (
         "per-column encoding",
-        "df = pd.DataFrame({'a': list('xyzx'), 'b': list('ppqq'), 'n': [1, 2, 3, 4]})\ncols = ['a', 'b']",
+        (
+            "df = pd.DataFrame({'a': list('xyzx'), 'b': list('ppqq'), 'n': [1, 2, 3, 4]})\n"
+            "cols = ['a', 'b']"
+        ),
         """
         for c in cols:
             df[c] = df[c].astype("category").cat.codes
@@ -544,7 +580,8 @@ def _figures() -> list:
     for number in plt.get_fignums():
         for ax in plt.figure(number).axes:
             lines = [
-                (list(map(float, l.get_xdata())), list(map(float, l.get_ydata()))) for l in ax.lines
+                (list(map(float, line.get_xdata())), list(map(float, line.get_ydata())))
+                for line in ax.lines
             ]
             bars = [round(p.get_height(), 9) for p in ax.patches]
             legend = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
@@ -563,7 +600,7 @@ def _comparable(ns: dict) -> dict:
         module = type(value).__module__ or ""
         if module.startswith(("matplotlib", "_io", "io", "_csv", "tqdm")) or name == "OUT":
             found[name] = getattr(value, "n", getattr(value, "name", type(value).__name__))
-        elif getattr(value, "dtype", None) == object and "Axes" in repr(value):
+        elif getattr(getattr(value, "dtype", None), "kind", None) == "O" and "Axes" in repr(value):
             found[name] = ("axes", getattr(value, "shape", None))
         else:
             found[name] = _by_value(value)
@@ -602,7 +639,9 @@ def out_folder():
         yield Path(folder)
 
 
-@pytest.mark.parametrize(("setup", "loop"), [pytest.param(s, l, id=i) for i, s, l in CASES])
+@pytest.mark.parametrize(
+    ("setup", "loop"), [pytest.param(setup, loop, id=name) for name, setup, loop in CASES]
+)
 def test_parallel_matches_the_serial_loop(ip, setup, loop, out_folder):
     loop = dedent(loop).strip("\n") + "\n"
     serial = _after(ip, setup, loop, out_folder)

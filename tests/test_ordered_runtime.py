@@ -5,9 +5,8 @@ Real IPython shell, real LocalCluster with worker processes (the ``ip`` fixture)
 
 from __future__ import annotations
 
-from IPython.utils.capture import capture_output
-
 from conftest import run_ok
+from IPython.utils.capture import capture_output
 
 FLAKY = "bad = {3}\ndef f(i):\n    if i in bad:\n        raise ValueError(i)\n    return i\n"
 
@@ -32,7 +31,11 @@ def test_retry_prints_only_the_retried_items(fresh):
     with capture_output() as first:
         run_ok(
             fresh,
-            "%%parallel_for --name r --progress none\nfor i in range(5):\n    print('item', f(i))\n",
+            (
+                "%%parallel_for --name r --progress none\n"
+                "for i in range(5):\n"
+                "    print('item', f(i))\n"
+            ),
         )
     assert first.stdout.splitlines()[:4] == ["item 0", "item 1", "item 2", "item 4"]
     run_ok(fresh, "bad = set()")
@@ -58,7 +61,12 @@ def test_an_ordered_step_that_raises_fails_its_item_at_the_users_line(fresh):
 def test_a_name_the_item_did_not_assign_fails_with_the_reason(fresh):
     run_ok(
         fresh,
-        "def load(p):\n    if p == 'b':\n        raise FileNotFoundError(p)\n    return p.upper()\n",
+        (
+            "def load(p):\n"
+            "    if p == 'b':\n"
+            "        raise FileNotFoundError(p)\n"
+            "    return p.upper()\n"
+        ),
     )
     cell = (
         "%%parallel_for --name r --progress none\nout = []\nfor p in ['a', 'b', 'c']:\n    try:\n"
@@ -88,7 +96,12 @@ def test_a_slow_ordered_part_is_named_as_what_bounds_the_run(fresh):
 def test_show_marks_lines_and_hoisted_expressions(fresh):
     run_ok(
         fresh,
-        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots()",
+        (
+            "import matplotlib\n"
+            "matplotlib.use('Agg')\n"
+            "import matplotlib.pyplot as plt\n"
+            "fig, ax = plt.subplots()"
+        ),
     )
     cell = (
         "%%parallel_for --show\ntotal = 0\nfor i in range(5):\n    y = i * i\n"

@@ -109,7 +109,10 @@ def run(b: Bench) -> dict[str, Any]:
             "client-map",
             client_map_scattered,
             check=check_len(n),
-            note="scattered first (`Client.map(f, items, big=big)` re-uses the key 'big' across calls)",
+            note=(
+                "scattered first "
+                "(`Client.map(f, items, big=big)` re-uses the key 'big' across calls)"
+            ),
         ),
         Peer(
             "joblib",

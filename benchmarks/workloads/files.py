@@ -27,7 +27,8 @@ def _file_loop(b: Bench, corrupt: bool) -> dict[str, Any]:
 
     cfg, workers = b.cfg, b.cfg.workers
     log(
-        f"  data: {cfg.files} files x {cfg.rows:,} rows (written once under benchmarks/results/data)"
+        f"  data: {cfg.files} files x {cfg.rows:,} rows "
+        "(written once under benchmarks/results/data)"
     )
     paths = data.dataset(RESULTS / "data", cfg.files, cfg.rows, processes=os.cpu_count() or 1)
     if not corrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -73,7 +74,8 @@ def run(b: Bench) -> dict[str, Any]:
                 "files",
                 f"{len(data_paths)} files",
                 data_paths,
-                "for path in items:\n    df = pd.read_csv(path)\n    out.append(df.groupby('key')['value'].sum())\n",
+                "for path in items:\n    df = pd.read_csv(path)\n"
+                "    out.append(df.groupby('key')['value'].sum())\n",
             )
         )
     results = []
@@ -86,7 +88,7 @@ def run(b: Bench) -> dict[str, Any]:
             b.cell("%%parallel_for --progress widget\n" + body)
             duration = time.perf_counter() - start
             msgs = [t for t, kind in counting.messages if kind == "comm_msg"]
-            gaps = [b2 - a for a, b2 in zip(counting.updates, counting.updates[1:])]
+            gaps = [later - earlier for earlier, later in itertools.pairwise(counting.updates)]
             results.append(
                 {
                     "case": case,

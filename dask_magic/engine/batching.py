@@ -72,8 +72,8 @@ def timed_first_wave(
     """The first wave, the items held back, and the wave's time budget per task (or None).
 
     With ``--batch N`` everything goes at once and nothing is timed; a small run is one item
-    per task; otherwise every thread gets `FIRST_WAVE_TASKS_PER_THREAD` tasks (one when there are at least
-    `MANY_ITEMS_PER_THREAD` items per thread) of an equal share
+    per task; otherwise every thread gets `FIRST_WAVE_TASKS_PER_THREAD` tasks (one when there
+    are at least `MANY_ITEMS_PER_THREAD` items per thread) of an equal share
     (at most `FIRST_WAVE_MAX_ITEMS` each), to be run until `FIRST_WAVE_SECONDS` are spent.
     """
     if batch != "auto":

@@ -251,7 +251,7 @@ class DaskRun:
                 key=keys,
                 pure=False,
             )
-            for future, batch in zip(futures, batches):
+            for future, batch in zip(futures, batches, strict=True):
                 self.in_flight[future] = batch
                 self.order.append(future)
                 if budget is not None:
@@ -356,9 +356,10 @@ class DaskRun:
                 finished = [f for f in finished if f.status == "finished"]
                 blobs = [f.result() for f in finished]
             collecting = gc.isenabled()
-            gc.disable()  # loading 10,000 outcomes would run the collector a dozen times for nothing
+            # loading 10,000 outcomes would run the collector a dozen times for nothing
+            gc.disable()
             try:
-                for future, blob in zip(finished, blobs):
+                for future, blob in zip(finished, blobs, strict=True):
                     got = cloudpickle.loads(blob)
                     batch = self.in_flight.pop(future, None)
                     self.timed.discard(future)

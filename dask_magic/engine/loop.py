@@ -108,7 +108,10 @@ def start_loop(
     observers: Sequence[Any] = (),
     cell_id: str | None = None,
 ) -> Run:
-    """Run every item of ``items`` through ``plan``'s body; update ``ns`` as the serial loop would."""
+    """Run every item of ``items`` through ``plan``'s body.
+
+    ``ns`` is updated as the serial loop would update it.
+    """
     run = Run(
         items,
         name=options.name,

@@ -290,7 +290,7 @@ def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> l
                 (),
             )
             for index, item_ops, bound, value, duration in zip(
-                indices, ops, names, values, durations
+                indices, ops, names, values, durations, strict=True
             )
         ]
     else:  # pragma: no cover - ItemOutcome's fields were reordered: keywords are always right
@@ -305,7 +305,7 @@ def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> l
                 worker=worker,
             )
             for index, item_ops, bound, value, duration in zip(
-                indices, ops, names, values, durations
+                indices, ops, names, values, durations, strict=True
             )
         ]
     for pos, bound in inline.items():

@@ -11,7 +11,6 @@ import time
 
 import nbformat
 import pytest
-from helpers import write_notebook
 
 from .pages import TIMEOUT, open_notebook, run_cell, shot, wait_idle, write_notebook
 
