@@ -35,8 +35,9 @@ def _from_tqdm(obj: Any) -> bool:
 
 
 def _is_bar_class(obj: Any) -> bool:
-    mro = getattr(obj, "__mro__", None) if isinstance(obj, type) else None
-    return bool(mro) and any(c.__name__ == "tqdm" and _from_tqdm(c) for c in mro)
+    if not isinstance(obj, type):
+        return False
+    return any(c.__name__ == "tqdm" and _from_tqdm(c) for c in obj.__mro__)
 
 
 def is_bar(value: Any) -> bool:

@@ -57,7 +57,7 @@ def _portable(exc: BaseException) -> BaseException | None:
 
 
 def _chain_text(exc: BaseException) -> str:
-    parts = []
+    parts: list[str] = []
     seen = {id(exc)}
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     while cause is not None and id(cause) not in seen and len(parts) < 5:

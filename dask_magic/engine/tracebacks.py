@@ -204,8 +204,8 @@ class _RenderedOnRead(Failure):
     workers wait for their next tasks.
     """
 
-    traceback = _deferred("_traceback", show_internal=False)  # type: ignore[assignment]
-    full_traceback = _deferred("_full_traceback", show_internal=True)  # type: ignore[assignment]
+    traceback = _deferred("_traceback", show_internal=False)
+    full_traceback = _deferred("_full_traceback", show_internal=True)
 
 
 def make_failure(

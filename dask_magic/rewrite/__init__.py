@@ -69,7 +69,7 @@ def rewrite_loop(
     except SyntaxError as exc:
         if exc.lineno is not None:
             exc.lineno += line_offset
-            if getattr(exc, "end_lineno", None):
+            if exc.end_lineno:
                 exc.end_lineno += line_offset
         raise
     ast.increment_lineno(tree, line_offset)
@@ -108,8 +108,9 @@ def _plan(
     body, steps = build_body_function(loop, facts)
     after = [*loop.orelse, *tree.body[index + 1 :]]
     last_expr = None
-    if after and isinstance(after[-1], ast.Expr):
-        last_expr = ast.Expression(after.pop().value)
+    if after and isinstance(tail := after[-1], ast.Expr):
+        after.pop()
+        last_expr = ast.Expression(tail.value)
     iterable = ast.Expression(loop.iter)
     ast.fix_missing_locations(iterable)
     return LoopPlan(

@@ -95,8 +95,7 @@ def analyze_body(
 
 def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
     found: list[Finding] = []
-    for node in walk_with_loop_depth(body):
-        node, depth = node
+    for node, depth in walk_with_loop_depth(body):
         if isinstance(node, ast.Break) and depth == 0:
             found.append(F.BREAK.at(node, offset))
         elif isinstance(node, ast.Return):

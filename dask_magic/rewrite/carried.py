@@ -109,7 +109,7 @@ class LoopCarried:
         a = self.expr_children(s, a)
         return a | {n for n, _ in stored_names(s)}
 
-    def loop(self, s: ast.For | ast.While, a: frozenset[str]) -> frozenset[str]:
+    def loop(self, s: ast.For | ast.AsyncFor | ast.While, a: frozenset[str]) -> frozenset[str]:
         if isinstance(s, ast.While):
             a = self.expr(s.test, a)
             inner = a

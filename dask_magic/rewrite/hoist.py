@@ -19,17 +19,8 @@ from dask_magic.errors import Finding
 
 from . import findings as F
 from .scopes import root_name
-from .split import (
-    MIRROR,
-    ORDERED,
-    PARALLEL,
-    RECORD,
-    Split,
-    body_statements,
-    header_nodes,
-    is_compound,
-    reads,
-)
+from .split import MIRROR, ORDERED, PARALLEL, RECORD, Split, body_statements
+from .statements import header_nodes, is_compound, reads
 
 #: Nodes that cost nothing to send as they are: not worth computing ahead.
 _TRIVIAL = (

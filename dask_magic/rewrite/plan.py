@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dis
+import sys
 import types
 from dataclasses import dataclass, field
 
@@ -72,10 +73,10 @@ class LoopPlan:
                 for c in module.co_consts
                 if isinstance(c, types.CodeType) and c.co_name == FUNCTION_NAME
             )
-            replace = {"co_name": BODY_DISPLAY_NAME}
-            if hasattr(code, "co_qualname"):
-                replace["co_qualname"] = BODY_DISPLAY_NAME
-            self._code = code.replace(**replace)
+            code = code.replace(co_name=BODY_DISPLAY_NAME)
+            if sys.version_info >= (3, 11):  # the qualified name shows in 3.11+ tracebacks
+                code = code.replace(co_qualname=BODY_DISPLAY_NAME)
+            self._code = code
         return self._code
 
     def step_codes(self) -> list[types.CodeType]:

@@ -4,7 +4,7 @@ scope, which names a node binds, and which names nested scopes shadow."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -17,7 +17,7 @@ def root_name(node: ast.expr) -> ast.Name | None:
     return node if isinstance(node, ast.Name) else None
 
 
-def iter_body_scope(nodes: list[ast.stmt]) -> Iterator[ast.AST]:
+def iter_body_scope(nodes: Sequence[ast.AST]) -> Iterator[ast.AST]:
     """Every node of ``nodes`` that belongs to the body's own scope (nested scopes skipped,
     except the parts of them evaluated in the body's scope: decorators, defaults, the first
     iterable of a comprehension)."""
@@ -25,6 +25,7 @@ def iter_body_scope(nodes: list[ast.stmt]) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
+        children: list[ast.AST]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             children = [
                 *node.decorator_list,
@@ -66,7 +67,7 @@ def targets(node: ast.expr) -> Iterator[tuple[str, ast.AST]]:
             yield sub.id, sub
 
 
-def walk_with_loop_depth(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, int]]:
+def walk_with_loop_depth(body: Sequence[ast.AST]) -> Iterator[tuple[ast.AST, int]]:
     """Body-scope nodes with how many nested loops enclose them (break/continue belong there)."""
     stack: list[tuple[ast.AST, int]] = [(s, 0) for s in reversed(body)]
     while stack:
@@ -80,7 +81,7 @@ def walk_with_loop_depth(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, int]]:
             stack.append((child, depth if in_else else inner))
 
 
-def walk_scoped(body: list[ast.stmt]) -> Iterator[tuple[ast.AST, frozenset[str], bool]]:
+def walk_scoped(body: Sequence[ast.AST]) -> Iterator[tuple[ast.AST, frozenset[str], bool]]:
     """Every node under ``body`` with the names bound by the nested scopes around it, and
     whether it lies in the body's own scope."""
     stack: list[tuple[ast.AST, frozenset[str], bool]] = [

@@ -28,7 +28,7 @@ def change_line(body: ast.AST, name: str) -> int | None:
     return sites[0][1] if sites else None
 
 
-def _change_sites(body: ast.AST, name: str) -> Iterator[tuple[int, ast.AST]]:
+def _change_sites(body: ast.AST, name: str) -> Iterator[tuple[int, ast.expr | ast.stmt]]:
     """``(rank, node)``: rank 0 for a statement that changes ``name``, 1 for a mere call."""
     effects = {id(s.value) for s in ast.walk(body) if isinstance(s, ast.Expr)}
     for node in ast.walk(body):

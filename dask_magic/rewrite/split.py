@@ -28,13 +28,19 @@ from dataclasses import dataclass, field
 
 from dask_magic import contract as C
 
-from .scopes import (
-    iter_body_scope,
-    root_name,
-    stored_names,
-    targets,
-    walk_scoped,
-    walk_with_loop_depth,
+from .own_keys import own_key_roots
+from .scopes import root_name, targets, walk_scoped
+from .statements import (
+    binds,
+    blocks,
+    header_nodes,
+    header_writes,
+    is_compound,
+    jumps_out,
+    reads,
+    reads_except,
+    store_keys,
+    writes,
 )
 
 PARALLEL, RECORD, MIRROR, ORDERED = "parallel", "record", "mirror", "ordered"
@@ -67,90 +73,6 @@ class Split:
         return self.modes.get(id(stmt), PARALLEL)
 
 
-def blocks(stmt: ast.stmt) -> Iterator[list[ast.stmt]]:
-    """The statement lists nested directly in a compound statement."""
-    for name in ("body", "orelse", "finalbody"):
-        value = getattr(stmt, name, None)
-        if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                yield value
-    for handler in getattr(stmt, "handlers", ()):
-        yield handler.body
-    for case in getattr(stmt, "cases", ()):
-        yield case.body
-
-
-def is_compound(stmt: ast.stmt) -> bool:
-    return any(True for _ in blocks(stmt))
-
-
-def header(stmt: ast.stmt) -> list[ast.AST]:
-    """The parts of a compound statement evaluated by the statement itself."""
-    if isinstance(stmt, (ast.If, ast.While)):
-        return [stmt.test]
-    if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        return [stmt.iter, stmt.target]
-    if isinstance(stmt, (ast.With, ast.AsyncWith)):
-        return list(stmt.items)
-    if isinstance(stmt, ast.Match):
-        return [
-            stmt.subject,
-            *(c.pattern for c in stmt.cases),
-            *(c.guard for c in stmt.cases if c.guard),
-        ]
-    parts: list[ast.AST] = []
-    for handler in getattr(stmt, "handlers", ()):  # try: the handlers' types and names
-        parts.append(handler)
-    return parts
-
-
-def header_nodes(stmt: ast.stmt) -> list[ast.AST]:
-    found = []
-    for part in header(stmt):
-        if isinstance(part, ast.ExceptHandler):
-            found += [part.type] if part.type is not None else []
-        else:
-            found.append(part)
-    return found
-
-
-def reads(nodes: list[ast.AST]) -> set[str]:
-    """Names loaded anywhere under ``nodes`` (nested scopes too, minus what they shadow)."""
-    found = set()
-    for node, shadow, _own in walk_scoped(nodes):  # type: ignore[arg-type]
-        if (
-            isinstance(node, ast.Name)
-            and isinstance(node.ctx, (ast.Load, ast.Del))
-            and node.id not in shadow
-        ):
-            found.add(node.id)
-    return found
-
-
-def writes(nodes: list[ast.AST]) -> set[str]:
-    """Names bound in the body's scope by ``nodes`` (all of a compound statement)."""
-    found = {name for node in iter_body_scope(nodes) for name, _ in stored_names(node)}  # type: ignore[arg-type]
-    for node in ast.walk(
-        ast.Module(body=[n for n in nodes if isinstance(n, ast.stmt)], type_ignores=[])
-    ):
-        if isinstance(node, ast.NamedExpr):
-            found.add(node.target.id)
-    return found
-
-
-def header_writes(stmt: ast.stmt) -> set[str]:
-    if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        return {n for n, _ in targets(stmt.target)}
-    if isinstance(stmt, (ast.With, ast.AsyncWith)):
-        return {
-            n for item in stmt.items if item.optional_vars for n, _ in targets(item.optional_vars)
-        }
-    names = {h.name for h in getattr(stmt, "handlers", ()) if h.name}
-    for case in getattr(stmt, "cases", ()):
-        names |= {n for node in ast.walk(case.pattern) for n, _ in stored_names(node)}
-    return names
-
-
 def body_statements(body: list[ast.stmt], split: Split) -> Iterator[ast.stmt]:
     """Statements of the body's scope, outer first; nothing inside an ordered compound."""
     for stmt in body:
@@ -176,7 +98,7 @@ class Splitter:
         kernel |= carried
         kernel |= {n for n, k in kinds.items() if k in C.KERNEL_KINDS}
         kernel |= accumulators
-        self.own = self._own_key_roots() if own_keys else {}
+        self.own = own_key_roots(loop, local_names, kinds) if own_keys else {}
         kernel -= set(self.own)
         self.split.own_keys = sorted(self.own.items())
 
@@ -199,9 +121,9 @@ class Splitter:
                     self._ordered_effects(stmt)
             changed |= self._continue_orders_the_rest()
         self.split.mirrored_roots = {
-            self.outer(s.targets[0]) or ""
+            self.outer(parts[0]) or ""
             for s in self._statements()
-            if self.split.mode(s) == MIRROR  # type: ignore[attr-defined]
+            if self.split.mode(s) == MIRROR and (parts := self._mirror_parts(s))
         }
         return self.split
 
@@ -242,18 +164,18 @@ class Splitter:
         if receiver is not None:
             root = self.outer(receiver)
             skip = self._own_reads(stmt, root)
-            parts = [*values, *_keys(receiver)]
-            if reads_except(parts, skip) & kernel or _binds(parts) or self._mutated_roots(stmt):
+            parts = [*values, *store_keys(receiver)]
+            if reads_except(parts, skip) & kernel or binds(parts) or self._mutated_roots(stmt):
                 return ORDERED
             if root not in self.own:
                 kernel.add(root)  # type: ignore[arg-type]
             return RECORD
-        if self._is_mirror(stmt):
-            value = stmt.value  # type: ignore[attr-defined]
-            target = stmt.targets[0]  # type: ignore[attr-defined]
+        mirror = self._mirror_parts(stmt)
+        if mirror is not None:
+            target, value = mirror
             root = self.outer(target)
-            touched = reads([value]) | reads(_keys(target))
-            if (touched | {root}) & kernel or root in touched or _binds([value]):
+            touched = reads([value]) | reads(store_keys(target))
+            if (touched | {root}) & kernel or root in touched or binds([value]):
                 return ORDERED  # `c.n = c.n + 1` carries state through the object
             return MIRROR
         return None
@@ -291,20 +213,21 @@ class Splitter:
             *C.KERNEL_KINDS,
         )
 
-    def _is_mirror(self, stmt: ast.stmt) -> bool:
+    def _mirror_parts(self, stmt: ast.stmt) -> tuple[ast.Attribute, ast.expr] | None:
+        """The target and value of a plain attribute store on a notebook object, or None."""
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
-            return False
+            return None
         target = stmt.targets[0]
         if not (isinstance(target, ast.Attribute) and self._plain_outer(target)):
-            return False
+            return None
         node: ast.expr = target
         while isinstance(node, (ast.Attribute, ast.Subscript)):  # keys read twice: keep them simple
             if isinstance(node, ast.Subscript) and not isinstance(
                 node.slice, (ast.Name, ast.Constant)
             ):
-                return False
+                return None
             node = node.value
-        return True
+        return target, stmt.value
 
     def _mutated_roots(self, stmt: ast.stmt, ordered: bool = False) -> set[str]:
         """Notebook objects ``stmt`` changes in a way only the kernel can do (an ``ordered``
@@ -313,8 +236,8 @@ class Splitter:
         if isinstance(stmt, ast.Assign):
             stores = [
                 t
-                for t in stmt.targets
-                for t in ast.walk(t)
+                for target in stmt.targets
+                for t in ast.walk(target)
                 if isinstance(t, (ast.Attribute, ast.Subscript))
             ]
             roots |= {r for t in stores if isinstance(t.ctx, ast.Store) and (r := self.outer(t))}
@@ -335,8 +258,9 @@ class Splitter:
                     roots.add(root)
         if not ordered:  # the receiver of the fast path itself is replayed, not lost
             receiver = self._record_parts(stmt)[0]
-            if receiver is None and self._is_mirror(stmt):
-                receiver = stmt.targets[0]  # type: ignore[attr-defined]
+            mirror = self._mirror_parts(stmt) if receiver is None else None
+            if mirror is not None:
+                receiver = mirror[0]
             if receiver is not None:
                 roots.discard(self.outer(receiver))
         return roots - set(self.own)
@@ -350,43 +274,6 @@ class Splitter:
         ):
             return True
         return False
-
-    # -- own-key updates: df[c] = f(df[c]) ----------------------------------------------------
-    def _own_key_roots(self) -> dict[str, str]:
-        """Notebook names used only as ``name[c]`` with ``c`` the loop target, and stored to."""
-        uses: dict[str, list[tuple[ast.Subscript | None, bool]]] = {}
-        parents = {
-            id(child): node for node in ast.walk(self.loop) for child in ast.iter_child_nodes(node)
-        }
-        rebound = writes(self.loop.body)
-        for node in ast.walk(ast.Module(body=self.loop.body, type_ignores=[])):
-            if not isinstance(node, ast.Name) or node.id in self.local:
-                continue
-            parent = parents.get(id(node))
-            keyed = isinstance(parent, ast.Subscript) and parent.value is node
-            key = parent.slice if keyed else None  # type: ignore[union-attr]
-            ok = (
-                keyed
-                and isinstance(key, ast.Name)
-                and key.id in self.targets
-                and key.id not in rebound
-            )
-            stored = ok and isinstance(parent.ctx, ast.Store)  # type: ignore[union-attr]
-            if stored and not _single_store(parents.get(id(parent)), parent):
-                ok = stored = False  # `a[c] = b[c] = v` or a tuple target: the ordered part
-            uses.setdefault(node.id, []).append((parent if ok else None, stored))
-        own = {}
-        for name, sites in uses.items():
-            if self.kinds.get(name, C.KIND_OBJECT) not in C.MUTABLE_KINDS:
-                continue
-            keys = {s.slice.id for s, _ in sites if s is not None}  # type: ignore[attr-defined]
-            if (
-                all(s is not None for s, _ in sites)
-                and any(stored for _, stored in sites)
-                and len(keys) == 1
-            ):
-                own[name] = keys.pop()
-        return own
 
     def _own_reads(self, stmt: ast.stmt, root: str | None) -> set[int]:
         """id() of the reads of an own-key root in ``stmt`` (they see the item's own key)."""
@@ -403,7 +290,7 @@ class Splitter:
         for stmt in list(self._statements()):
             if isinstance(stmt, (ast.For, ast.While)) and self.split.mode(stmt) != ORDERED:
                 if any(
-                    self.split.mode(s) == ORDERED and _jumps_out(s)
+                    self.split.mode(s) == ORDERED and jumps_out(s)
                     for s in _own_loop_statements(stmt, self.split)
                 ):
                     changed |= self._order(stmt)
@@ -424,7 +311,7 @@ class Splitter:
     ) -> Iterator[tuple[list[ast.stmt], int]]:
         for position, stmt in enumerate(body):
             if self.split.mode(stmt) == ORDERED:
-                if _jumps_out(stmt):
+                if jumps_out(stmt):
                     yield body, position
                 continue
             if isinstance(stmt, (ast.For, ast.While)):
@@ -437,19 +324,6 @@ class Splitter:
                 yield body, position
 
 
-def _single_store(stmt: ast.AST | None, target: ast.AST) -> bool:
-    if isinstance(stmt, ast.Assign):
-        return stmt.targets == [target]
-    return isinstance(stmt, ast.AugAssign) and stmt.target is target
-
-
-def _jumps_out(stmt: ast.stmt) -> bool:
-    """``stmt`` holds a ``continue``/``break`` of a loop around it."""
-    return any(
-        isinstance(n, (ast.Continue, ast.Break)) and d == 0 for n, d in walk_with_loop_depth([stmt])
-    )
-
-
 def _own_loop_statements(loop: ast.For | ast.While, split: Split) -> Iterator[ast.stmt]:
     """Statements in ``loop``'s body that are not inside a further nested loop."""
     stack = list(loop.body)
@@ -459,27 +333,3 @@ def _own_loop_statements(loop: ast.For | ast.While, split: Split) -> Iterator[as
         if split.mode(stmt) != ORDERED and not isinstance(stmt, (ast.For, ast.While)):
             for block in blocks(stmt):
                 stack.extend(block)
-
-
-def _keys(target: ast.expr) -> list[ast.expr]:
-    """The key and container expressions along ``a.b[k1][k2]`` (what a store evaluates)."""
-    found: list[ast.expr] = []
-    node = target
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        if isinstance(node, ast.Subscript):
-            found.append(node.slice)
-        node = node.value
-    return found
-
-
-def _binds(parts: list[ast.expr]) -> bool:
-    return any(isinstance(n, ast.NamedExpr) for p in parts for n in ast.walk(p))
-
-
-def reads_except(nodes: list[ast.expr], skip: set[int]) -> set[str]:
-    found = set()
-    for node, shadow, _own in walk_scoped(nodes):  # type: ignore[arg-type]
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in shadow:
-            if id(node) not in skip:
-                found.add(node.id)
-    return found

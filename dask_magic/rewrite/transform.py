@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import ast
 import copy
+from typing import TypeVar, cast
 
 from dask_magic import contract as C
 
 from .analysis import BodyFacts
 from .plan import OrderedStep
 from .scopes import root_name, walk_with_loop_depth
-from .split import MIRROR, ORDERED, RECORD, Split, reads
+from .split import MIRROR, ORDERED, RECORD, Split
+from .statements import reads
+
+_Node = TypeVar("_Node", bound=ast.AST)
 
 
 def _rec(method: str, args: list[ast.expr]) -> ast.Expr:
@@ -37,7 +41,7 @@ def _rec(method: str, args: list[ast.expr]) -> ast.Expr:
     return ast.Expr(call)
 
 
-def _located(node: ast.AST, like: ast.AST) -> ast.AST:
+def _located(node: _Node, like: ast.AST) -> _Node:
     """Give ``node`` and its location-less descendants the location of ``like``."""
     for sub in ast.walk(node):
         if "lineno" in sub._attributes and getattr(sub, "lineno", None) is None:
@@ -73,7 +77,7 @@ class _BodyRewriter(ast.NodeTransformer):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = _skip
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _skip
 
-    def _visit_loop(self, node: ast.For | ast.While) -> ast.AST:
+    def _visit_loop(self, node: ast.For | ast.AsyncFor | ast.While) -> ast.AST:
         self.loop_depth += 1
         node.body = _flatten([self.visit(s) for s in node.body])
         self.loop_depth -= 1
@@ -93,7 +97,7 @@ class _BodyRewriter(ast.NodeTransformer):
             root, path = _path(call.func.value)  # type: ignore[attr-defined]
             args = ast.Tuple(list(call.args), ast.Load())  # type: ignore[attr-defined]
             kwargs = ast.Dict(
-                [ast.Constant(k.arg) if k.arg else None for k in call.keywords],  # type: ignore[attr-defined, misc]
+                [ast.Constant(k.arg) if k.arg else None for k in call.keywords],  # type: ignore[attr-defined]
                 [k.value for k in call.keywords],  # type: ignore[attr-defined]
             )
             method = ast.Constant(call.func.attr)  # type: ignore[attr-defined]
@@ -191,7 +195,8 @@ def _swap_hoisted(node: ast.stmt, hoisted: list[ast.expr]) -> ast.stmt:
                     )
             return super().visit(sub)
 
-    return Swap().visit(node)
+    # Swap replaces expressions only: a statement stays a statement
+    return cast(ast.stmt, Swap().visit(node))
 
 
 def _jump_continues(node: ast.stmt) -> ast.stmt:
@@ -265,7 +270,7 @@ def build_body_function(
         name=C.FUNCTION_NAME, args=args, body=[guarded], decorator_list=[], returns=None
     )
     if "type_params" in ast.FunctionDef._fields:  # Python 3.12+
-        fn.type_params = []
+        fn.type_params = []  # type: ignore[attr-defined]  # (mypy reads the 3.10 stubs)
     module = ast.Module([fn], type_ignores=[])
     _located(module, loop)
     return module, tuple(rewriter.steps)
