@@ -13,10 +13,10 @@ import difflib
 import re
 import sys
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import Magics, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import progress_bars, views
@@ -28,11 +28,15 @@ from .engine.results import RunStatus
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .kinds import cell_kinds, target_kinds
+from .magic_decorators import cell_magic, line_magic
 from .rewrite import rewrite_loop
 from .rewrite.random_state import NamespaceOrigins
 from .rewrite.sites import change_line
 from .ui import text
 from .views import RUNS_KEPT  # runs kept for ``%parallel_retry`` and the sidebar
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 
 def _suggest_option(message: str, options: list[str]) -> str:
@@ -49,6 +53,9 @@ def _suggest_option(message: str, options: list[str]) -> str:
 @magics_class
 class DaskMagics(Magics):
     """``%%parallel_for`` and its companions; one instance per shell."""
+
+    # IPython types it Optional; these magics are only ever made with (and for) a shell
+    shell: InteractiveShell
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)

@@ -113,7 +113,7 @@ class OrderedCommit:
         if self.bind_target is not None:
             ns[C.ITEM] = self.items[outcome.index]
             try:
-                exec(self.bind_target, ns)
+                exec(self.bind_target, ns)  # type: ignore[arg-type]  # user_ns: a dict
             finally:
                 ns.pop(C.ITEM, None)
         for op in outcome.ops:
@@ -157,7 +157,7 @@ class OrderedCommit:
         ns[C.CONTINUE] = ContinueItem
         start = time.perf_counter()
         try:
-            exec(self.codes[step], ns)
+            exec(self.codes[step], ns)  # type: ignore[arg-type]  # user_ns: a dict
         finally:
             self.step_seconds[step] += time.perf_counter() - start
             for name in names:

@@ -530,5 +530,5 @@ async def _drop_here(stash_key: str) -> None:
 def _fetch_here(
     stash_key: str, by_worker: dict[str, dict[str, int]], dask_worker: Any = None
 ) -> dict[str, Any]:
-    address = getattr(dask_worker, "address", None)
+    address: str = getattr(dask_worker, "address", "")  # no worker: no stash of its own
     return worker.fetch_stash(stash_key, by_worker.get(address, {}))

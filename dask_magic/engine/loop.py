@@ -255,7 +255,7 @@ def drive(
 def _job(
     plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any
 ) -> execute.Job:
-    job_options = {"retries": options.retries, "batch": options.batch}
+    job_options: dict[str, Any] = {"retries": options.retries, "batch": options.batch}
     if client is None:
         bundle = {
             "kind": "loop",
@@ -265,7 +265,8 @@ def _job(
             **_ordered_facts(plan),
         }
         return execute.make_job(bundle, pickle=False, **job_options)
-    small, big = {}, {}
+    small: dict[str, Any] = {}
+    big: dict[str, Any] = {}
     for name, value in env.items():
         (big if scatter.should_scatter(value) else small)[name] = value
     problems = preflight.unpicklable_names(small)

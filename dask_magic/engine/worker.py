@@ -362,10 +362,11 @@ def _run_columns(
             attempts_left = retries
             while True:
                 capture.stdout = capture.stderr = capture.warnings = None
-                recorder.ops = item_ops = []
+                item_ops: list[tuple] = []
+                recorder.ops = item_ops
                 if recorder.marked:
                     recorder.marked = set()
-                recorder.locals = None
+                recorder.locals = {}
                 value = error = None
                 if seed is not None:  # --seed: the item's draws depend on (seed, index) only
                     seed_item(seed, index)
@@ -379,8 +380,9 @@ def _run_columns(
                     if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
                         raise
                     error = error_info(exc)
-                    if isinstance(exc, NameError) and unbound_name(exc) in may_depend:
-                        error = not_assigned_here(error, unbound_name(exc))
+                    name = unbound_name(exc) if isinstance(exc, NameError) else None
+                    if name is not None and name in may_depend:
+                        error = not_assigned_here(error, name)
                 duration = clock() - start
                 if error is None or attempts_left <= 0:
                     break
@@ -562,7 +564,9 @@ def run_batch(
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
-    ordered = {key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle}
+    ordered: dict[str, Any] = {
+        key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle
+    }
     # an in-place change of a notebook object or an item stays on this worker: watch for it
     # (--serial, stash_key None, changes the notebook's own objects, as the serial loop does);
     # stores mirrored into the kernel (``svc.C = C``) change the worker's copy on purpose
