@@ -1,8 +1,8 @@
 # dask-magic: one command to set up and run the demo, one to run every test.
 #   make demo   - build .venv from nothing, then JupyterLab on notebooks/01-quickstart.ipynb
 #                 (headless machines: run that notebook and print its run summary)
-#   make test   - build .venv from nothing, then the import contracts, the full test suite
-#                 and the version matrix
+#   make test   - build .venv from nothing, then the import contracts, the lint (ruff,
+#                 mypy), the full test suite and the version matrix
 #   make lint   - ruff format --check, ruff check (notebooks included), mypy: zero findings
 #   make bench  - the benchmarks against the peers (benchmarks/README.md)
 PYTHON ?= python3
@@ -38,7 +38,7 @@ system-deps:
 		fi; \
 	fi
 
-test: system-deps venv lint-imports
+test: system-deps venv lint-imports lint
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-matrix
 
