@@ -9,10 +9,9 @@
 4. a default Client that already exists in this process (the user's own ``Client()``),
 5. one `LocalCluster` that this module starts on first use and re-uses for every later call.
 
-The local cluster uses worker processes with one thread each, is sized from the CPU count
-*and* the memory that is really free (every worker gets at least `MIN_WORKER_MEMORY`, so a
-2 GB Binder box gets one or two workers instead of four that die of ``KilledWorker``), and
-listens on 127.0.0.1 only, scheduler and dashboard alike.
+The local cluster's shape (workers by CPU count and free memory, one thread each, 127.0.0.1
+only) and its processes are `local_cluster`'s; this module decides when to start, scale,
+restart or close it.
 
 What this module does not do: it never closes, scales or restarts a cluster it did not
 start, never makes its clients the process-wide default (so starting a cluster for the magic
@@ -22,25 +21,35 @@ does not re-route the user's own ``dask.compute`` calls), and never submits work
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import threading
-import time
 import warnings
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import dask.config
-import psutil
 from dask.system import CPU_COUNT
-from dask.utils import format_bytes, parse_bytes
+from dask.utils import format_bytes
 from distributed import Client, LocalCluster
-from distributed.system import MEMORY_LIMIT
 
 from dask_magic.errors import ClusterError
 
+from .local_cluster import (
+    MEMORY_ENV_VAR,
+    MIN_WORKER_MEMORY,
+    SCALE_TIMEOUT,
+    WORKER_CONFIG,
+    Local,
+    default_workers,
+    environ_kept,
+    local_cluster_size,
+    memory_budget,
+    new_local_cluster,
+    scale,
+    start_processes,
+    wait_for_workers,
+)
 from .results import ClusterInfo
 from .spawn import ensure_main_spawnable, start_failure_advice
 
@@ -57,33 +66,13 @@ __all__ = [
     "scale_cluster",
 ]
 
-#: Every local worker gets at least this much memory; fewer workers beat workers that die.
-MIN_WORKER_MEMORY = 2**30
-#: Total memory for the local cluster's workers (``2GB``), instead of the detected amount.
-MEMORY_ENV_VAR = "DASK_MAGIC_MEMORY_LIMIT"
-#: Kept back for the kernel and the scheduler (which runs in the kernel's process).
-_RESERVE_MIN, _RESERVE_MAX = 256 * 2**20, 2**30
 _CLOSE_TIMEOUT = 20
-_SCALE_TIMEOUT = 120
-
-
-class _Size(NamedTuple):
-    workers: int
-    threads: int
-    memory_limit: int  # bytes per worker
-
-
-@dataclass
-class _Local:
-    cluster: LocalCluster
-    client: Client
-    threads: int
 
 
 @dataclass
 class _State:
     lock: threading.RLock = field(default_factory=threading.RLock)
-    local: _Local | None = None
+    local: Local | None = None
     by_address: dict[str, Client] = field(default_factory=dict)
     # id(cluster object) -> (the object, our Client on it); the object is held so the id
     # cannot be re-used by another object while the entry exists.
@@ -232,46 +221,6 @@ def _default_client() -> Client | None:
 # -- the local cluster ---------------------------------------------------------------------
 
 
-def _local_cluster_size(
-    cpu_count: int,
-    memory_bytes: int,
-    *,
-    workers: int | None = None,
-    threads: int | None = None,
-    min_worker_memory: int = MIN_WORKER_MEMORY,
-) -> _Size:
-    """Workers, threads per worker and memory per worker for a local cluster.
-
-    ``memory_bytes`` is what all workers together may use. Unless ``workers`` is given, the
-    count is bounded by the cores (one process per ``threads`` cores) *and* by the memory
-    (at least ``min_worker_memory`` each), and is never below one.
-    """
-    threads = max(1, threads or 1)
-    if workers is None:
-        by_cpu = max(1, cpu_count // threads)
-        by_memory = max(1, memory_bytes // min_worker_memory)
-        workers = min(by_cpu, by_memory)
-    workers = max(1, workers)
-    return _Size(workers, threads, max(1, memory_bytes // workers))
-
-
-def _memory_budget(environ: Mapping[str, str] = os.environ) -> int:
-    """Memory for all local workers: `MEMORY_ENV_VAR`, else free memory less a reserve."""
-    configured = environ.get(MEMORY_ENV_VAR)
-    if configured:
-        try:
-            return int(parse_bytes(configured))
-        except ValueError as exc:
-            raise ClusterError(
-                f"{MEMORY_ENV_VAR}={configured!r} is not a size; use a value like '2GB'."
-            ) from exc
-    # MEMORY_LIMIT honours cgroup limits (Binder, Docker); `available` is what other
-    # processes have left, which is what a worker can actually get.
-    detected = min(MEMORY_LIMIT, psutil.virtual_memory().available)
-    reserve = min(max(detected // 4, _RESERVE_MIN), _RESERVE_MAX)
-    return max(MIN_WORKER_MEMORY // 2, detected - reserve)
-
-
 def _ensure_local(workers: int | None, threads: int | None) -> Client:
     # every start, scale and nanny restart spawns processes: %reset may have broken that
     ensure_main_spawnable()
@@ -286,48 +235,15 @@ def _ensure_local(workers: int | None, threads: int | None) -> Client:
     if local is None:
         local = _start_local(workers, threads)
     elif workers is not None and workers != len(local.cluster.worker_spec):
-        _scale(local, workers)
+        scale(local, workers)
     return local.client
 
 
-def default_workers() -> int:
-    """How many workers the local cluster gets on this machine when not told."""
-    return _local_cluster_size(CPU_COUNT, _memory_budget()).workers
-
-
-def new_local_cluster(workers: int | None = None, threads: int | None = None) -> LocalCluster:
-    """A `LocalCluster` sized and configured like the one `get_client` starts.
-
-    It is not registered here: the caller owns it and closes it (benchmarks compare against it).
-    """
-    size = _local_cluster_size(CPU_COUNT, _memory_budget(), workers=workers, threads=threads)
-    with dask.config.set(_WORKER_CONFIG), _environ_kept():
-        return _new_local_cluster(size)
-
-
-@contextlib.contextmanager
-def _environ_kept() -> Iterator[None]:
-    """Undo what the nannies write into this process's ``os.environ`` while starting workers.
-
-    A nanny sets its ``pre-spawn-environ`` (``OMP_NUM_THREADS=1`` and friends) in its *own*
-    process before it spawns a worker, and the local cluster's nannies live in the kernel: every
-    process the notebook started later (a ``multiprocessing.Pool``, a shell command) inherited
-    one-thread BLAS settings. The workers keep them; the kernel gets its environment back.
-    """
-    before = dict(os.environ)
+def _start_local(workers: int | None, threads: int | None) -> Local:
+    size = local_cluster_size(CPU_COUNT, memory_budget(), workers=workers, threads=threads)
     try:
-        yield
-    finally:
-        for name in [name for name in os.environ if name not in before]:
-            del os.environ[name]
-        os.environ.update(before)
-
-
-def _start_local(workers: int | None, threads: int | None) -> _Local:
-    size = _local_cluster_size(CPU_COUNT, _memory_budget(), workers=workers, threads=threads)
-    try:
-        with dask.config.set(_WORKER_CONFIG), _environ_kept():
-            cluster = _new_local_cluster(size)
+        with dask.config.set(WORKER_CONFIG), environ_kept():
+            cluster = start_processes(size)
     except Exception as exc:  # whatever broke, the message names its real cause and fix
         raise ClusterError(
             f"Could not start a local Dask cluster ({size.workers} workers x {size.threads} "
@@ -339,76 +255,11 @@ def _start_local(workers: int | None, threads: int | None) -> _Local:
     except Exception:
         cluster.close(timeout=_CLOSE_TIMEOUT)
         raise
-    _STATE.local = _Local(cluster, client, size.threads)
+    _STATE.local = Local(cluster, client, size.threads)
     if not _STATE.atexit_registered:
         atexit.register(_close_at_exit)
         _STATE.atexit_registered = True
     return _STATE.local
-
-
-#: Worker settings for dask-magic's own cluster: the statistical profiler (every 10 ms) and
-#: the 20 ms admin tick take the GIL from pure-Python items; measured in benchmarks/, they cost
-#: about 8 % of CPU-bound throughput. The dashboard's profile page stays empty as a result.
-#:
-#: The nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` is left unset: any explicit glibc threshold
-#: turns off glibc's dynamic mmap threshold, so every array over 128 KB that pandas allocates
-#: and frees is a fresh ``mmap`` and its pages are faulted in again (a `read_csv` + groupby
-#: item used 1.6-1.9x the CPU of the same item in the kernel; see benchmarks/README.md).
-#: The nanny would also copy the variable into the kernel's own ``os.environ`` (it sets it
-#: before spawning), so every process the notebook started later inherited it. Memory that
-#: glibc keeps is still reported to the worker's memory monitor as unmanaged memory.
-_WORKER_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-}
-
-
-def _new_local_cluster(size: _Size) -> LocalCluster:
-    return LocalCluster(
-        n_workers=size.workers,
-        threads_per_worker=size.threads,
-        memory_limit=size.memory_limit,
-        processes=True,
-        host="127.0.0.1",
-        # Port 0: a second kernel on the same machine gets its own dashboard instead of
-        # "Port 8787 is already in use"; the host keeps it off the network.
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.WARNING,
-    )
-
-
-def _scale(local: _Local, workers: int) -> None:
-    """Scale to ``workers`` and wait until the scheduler sees that many (bounded).
-
-    New workers get the memory limit the first ones got: asking for more workers than the
-    memory allows is the user's explicit choice.
-    """
-    with dask.config.set(_WORKER_CONFIG), _environ_kept():  # new workers are spawned with it
-        local.cluster.scale(workers)
-        _wait_for_workers(local, workers)
-
-
-def _wait_for_workers(local: _Local, workers: int) -> None:
-    deadline = time.monotonic() + _SCALE_TIMEOUT
-    # The cluster's own worker list (what cluster_info reads) follows the scheduler's
-    # events a moment later than the scheduler itself: wait for both.
-    while not _has_workers(local, workers):
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"The local cluster did not reach {workers} workers within "
-                f"{_SCALE_TIMEOUT} s; the machine may be short of memory. Try fewer workers."
-            )
-        time.sleep(0.1)
-
-
-def _has_workers(local: _Local, workers: int) -> bool:
-    if len(local.client.nthreads()) != workers:
-        return False
-    try:
-        return len(local.cluster.scheduler_info.get("workers", {})) == workers
-    except Exception:  # an older distributed without the cluster's own list: asked above
-        return True
 
 
 def _shutdown_local() -> bool:
@@ -462,8 +313,8 @@ def restart_cluster() -> ClusterInfo | None:
         if local is None or local.client.status != "running":
             return None
         ensure_main_spawnable()
-        local.client.restart(wait_for_workers=True, timeout=_SCALE_TIMEOUT)
-        _wait_for_workers(local, len(local.cluster.worker_spec))
+        local.client.restart(wait_for_workers=True, timeout=SCALE_TIMEOUT)
+        wait_for_workers(local, len(local.cluster.worker_spec))
         return cluster_info(local.client)
 
 
@@ -507,7 +358,7 @@ def cluster_info(client: Client) -> ClusterInfo:
     )
 
 
-def _local_scheduler_info(local: _Local) -> dict[str, Any] | None:
+def _local_scheduler_info(local: Local) -> dict[str, Any] | None:
     try:
         info = dict(local.cluster.scheduler_info)
     except Exception:  # an older distributed, or a cluster being closed: ask the scheduler

@@ -18,14 +18,13 @@ from helpers import free_port
 from dask_magic.engine.cluster import (
     MEMORY_ENV_VAR,
     MIN_WORKER_MEMORY,
-    _local_cluster_size,
-    _memory_budget,
     close_cluster,
     cluster_info,
     current_cluster_info,
     get_client,
     restart_cluster,
 )
+from dask_magic.engine.local_cluster import local_cluster_size, memory_budget
 from dask_magic.errors import ClusterError
 
 GB = 1_000_000_000
@@ -59,35 +58,35 @@ def user_cluster():
 
 @pytest.mark.parametrize("cpus", [1, 2, 4, 16, 64])
 def test_a_2gb_binder_box_gets_one_or_two_workers_with_a_gib_each(cpus: int) -> None:
-    size = _local_cluster_size(cpus, _memory_budget({MEMORY_ENV_VAR: "2GB"}))
+    size = local_cluster_size(cpus, memory_budget({MEMORY_ENV_VAR: "2GB"}))
     assert 1 <= size.workers <= 2
     assert size.memory_limit >= 0.9 * MIN_WORKER_MEMORY
     assert size.threads == 1
 
 
 def test_size_is_bounded_by_cores_and_by_memory() -> None:
-    assert _local_cluster_size(16, 64 * 2**30) == (16, 1, 4 * 2**30)
-    assert _local_cluster_size(16, 3 * 2**30).workers == 3
-    assert _local_cluster_size(2, 64 * 2**30).workers == 2
-    assert _local_cluster_size(8, 64 * 2**30, threads=4)[:2] == (2, 4)
-    assert _local_cluster_size(1, 100).workers == 1  # never zero, however small
+    assert local_cluster_size(16, 64 * 2**30) == (16, 1, 4 * 2**30)
+    assert local_cluster_size(16, 3 * 2**30).workers == 3
+    assert local_cluster_size(2, 64 * 2**30).workers == 2
+    assert local_cluster_size(8, 64 * 2**30, threads=4)[:2] == (2, 4)
+    assert local_cluster_size(1, 100).workers == 1  # never zero, however small
 
 
 def test_explicit_workers_win_and_share_the_memory() -> None:
-    size = _local_cluster_size(2, 12 * GB, workers=3)
+    size = local_cluster_size(2, 12 * GB, workers=3)
     assert size.workers == 3
     assert size.memory_limit == 4 * GB
 
 
 def test_memory_budget_reads_the_environment_variable() -> None:
-    assert _memory_budget({MEMORY_ENV_VAR: "2GB"}) == 2 * GB
-    assert _memory_budget({MEMORY_ENV_VAR: "3 GiB"}) == 3 * 2**30
+    assert memory_budget({MEMORY_ENV_VAR: "2GB"}) == 2 * GB
+    assert memory_budget({MEMORY_ENV_VAR: "3 GiB"}) == 3 * 2**30
     with pytest.raises(ClusterError, match=MEMORY_ENV_VAR):
-        _memory_budget({MEMORY_ENV_VAR: "lots"})
+        memory_budget({MEMORY_ENV_VAR: "lots"})
 
 
 def test_detected_budget_leaves_room_and_never_exceeds_the_machine() -> None:
-    budget = _memory_budget({})
+    budget = memory_budget({})
     assert 0 < budget < psutil.virtual_memory().total
 
 
