@@ -64,6 +64,17 @@ def rewrite_loop(
         The loop cannot run in parallel without changing what it computes.
     """
     shown = display_source if display_source is not None else "\n" * line_offset + source
+    tree = _parse(source, filename, line_offset)
+    index, loop, facts = _analyzed(tree, shown, filename, kinds, own_keys)
+    # found before the body is transformed, so the warnings see the user's own nodes
+    warnings = find_global_random(ast.Module(loop.body, []), set(facts.local_names), origins)
+    plan = _plan(tree, index, loop, facts, filename, shown)
+    plan.warnings = warnings
+    return plan
+
+
+def _parse(source: str, filename: str, line_offset: int) -> ast.Module:
+    """``source`` parsed, its line numbers (a SyntaxError's too) those the user sees."""
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:
@@ -73,17 +84,24 @@ def rewrite_loop(
                 exc.end_lineno += line_offset
         raise
     ast.increment_lineno(tree, line_offset)
+    return tree
+
+
+def _analyzed(
+    tree: ast.Module,
+    shown: str,
+    filename: str,
+    kinds: Mapping[str, str] | None,
+    own_keys: bool,
+) -> tuple[int, ast.For, BodyFacts]:
+    """The loop's position in ``tree``, the loop and its facts; or why it cannot run."""
     index, loop, problems = locate_loop(tree, 0)
     if loop is None:
         raise UnsupportedLoopError(problems, shown, filename)
     facts = analyze_body(loop, 0, kinds, own_keys)
     if facts.findings:
         raise UnsupportedLoopError(facts.findings, shown, filename)
-    # found before the body is transformed, so the warnings see the user's own nodes
-    warnings = find_global_random(ast.Module(loop.body, []), set(facts.local_names), origins)
-    plan = _plan(tree, index, loop, facts, filename, shown)
-    plan.warnings = warnings
-    return plan
+    return index, loop, facts
 
 
 def _record_roots(loop: ast.For, facts: BodyFacts) -> list[str]:

@@ -11,7 +11,7 @@ and what they add to accumulators still matters.
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dask_magic.errors import Finding
@@ -94,40 +94,52 @@ def analyze_body(
 
 
 def _control_flow(body: list[ast.stmt], offset: int) -> list[Finding]:
-    found: list[Finding] = []
+    found = [
+        *_jumps_and_yields(body, offset),
+        *_globals_and_ipython(body, offset),
+        *_nonlocal_in_functions(body, offset),
+    ]
+    return _dedupe(found)
+
+
+def _jumps_and_yields(body: list[ast.stmt], offset: int) -> Iterator[Finding]:
+    """``break`` of the parallel loop, ``return``, ``yield``/``await``, ``global``/``nonlocal``."""
     for node, depth in walk_with_loop_depth(body):
         if isinstance(node, ast.Break) and depth == 0:
-            found.append(F.BREAK.at(node, offset))
+            yield F.BREAK.at(node, offset)
         elif isinstance(node, ast.Return):
-            found.append(F.RETURN.at(node, offset))
+            yield F.RETURN.at(node, offset)
         elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
             what = {"Yield": "yield", "YieldFrom": "yield from", "Await": "await"}[
                 type(node).__name__
             ]
-            found.append(F.YIELD_AWAIT.at(node, offset, what=what))
+            yield F.YIELD_AWAIT.at(node, offset, what=what)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             keyword = "global" if isinstance(node, ast.Global) else "nonlocal"
-            what = f"{keyword} {', '.join(node.names)}"
-            found.append(F.GLOBAL.at(node, offset, what=what))
+            yield F.GLOBAL.at(node, offset, what=f"{keyword} {', '.join(node.names)}")
+
+
+def _globals_and_ipython(body: list[ast.stmt], offset: int) -> Iterator[Finding]:
+    """``global`` in a nested function too, and ``get_ipython()`` anywhere under the body."""
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
         if isinstance(node, ast.Global) and node not in body:
-            found.append(F.GLOBAL.at(node, offset, what=f"global {', '.join(node.names)}"))
+            yield F.GLOBAL.at(node, offset, what=f"global {', '.join(node.names)}")
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id == "get_ipython"
         ):
-            found.append(F.IPYTHON_SYNTAX.at(node, offset))
+            yield F.IPYTHON_SYNTAX.at(node, offset)
+
+
+def _nonlocal_in_functions(body: list[ast.stmt], offset: int) -> Iterator[Finding]:
+    """`nonlocal` in a function defined directly in the body would bind the generated
+    function's locals; in the serial cell it is a SyntaxError at module level."""
     for fn in iter_body_scope(body):
-        # `nonlocal` in a function defined directly in the body would bind the generated
-        # function's locals; in the serial cell it is a SyntaxError at module level
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in iter_body_scope(fn.body):
                 if isinstance(node, ast.Nonlocal):
-                    found.append(
-                        F.GLOBAL.at(node, offset, what=f"nonlocal {', '.join(node.names)}")
-                    )
-    return _dedupe(found)
+                    yield F.GLOBAL.at(node, offset, what=f"nonlocal {', '.join(node.names)}")
 
 
 def _dedupe(found: list[Finding]) -> list[Finding]:
@@ -148,17 +160,8 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
     for node in iter_body_scope(body):
         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             aug_names.setdefault(node.target.id, node)
-            continue
-        if isinstance(node, ast.NamedExpr):
-            facts.local_names.setdefault(node.target.id, node)
-        for name, where in stored_names(node):
-            if id(where) in facts.aug_targets:
-                continue
-            facts.local_names.setdefault(name, where)
-        if isinstance(node, ast.ExceptHandler) and node.name:
-            facts.deletable.add(node.name)
-        if isinstance(node, ast.Delete):
-            facts.deletable.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        else:
+            _note_binding(node, facts)
     # walrus inside comprehensions binds in the body's scope (PEP 572)
     for node in ast.walk(ast.Module(body=body, type_ignores=[])):
         if isinstance(node, COMPREHENSIONS):
@@ -168,6 +171,19 @@ def _collect_bindings(body: list[ast.stmt], facts: BodyFacts) -> None:
     for name, node in aug_names.items():
         if name not in facts.local_names:
             facts.accumulators.setdefault(name, node)
+
+
+def _note_binding(node: ast.AST, facts: BodyFacts) -> None:
+    """The names ``node`` binds in the body's scope, and those a ``del`` may unbind."""
+    if isinstance(node, ast.NamedExpr):
+        facts.local_names.setdefault(node.target.id, node)
+    for name, where in stored_names(node):
+        if id(where) not in facts.aug_targets:
+            facts.local_names.setdefault(name, where)
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        facts.deletable.add(node.name)
+    if isinstance(node, ast.Delete):
+        facts.deletable.update(t.id for t in node.targets if isinstance(t, ast.Name))
 
 
 # -- uses of notebook (outer) names ------------------------------------------------------------

@@ -57,14 +57,8 @@ class LoopCarried:
         return assigned
 
     def stmt(self, s: ast.stmt, a: frozenset[str]) -> Assigned:
-        if isinstance(s, (ast.Continue, ast.Break, ast.Return)):
-            if isinstance(s, ast.Return) and s.value:
-                self.expr(s.value, a)
-            return None
-        if isinstance(s, ast.Raise):
-            for e in (s.exc, s.cause):
-                if e:
-                    self.expr(e, a)
+        if isinstance(s, (ast.Continue, ast.Break, ast.Return, ast.Raise)):
+            self.leave(s, a)
             return None
         if isinstance(s, ast.If):
             a = self.expr(s.test, a)
@@ -74,14 +68,31 @@ class LoopCarried:
         if isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
             return self.try_(s, a)  # type: ignore[arg-type]
         if isinstance(s, (ast.With, ast.AsyncWith)):
-            for item in s.items:
-                a = self.expr(item.context_expr, a)
-                if item.optional_vars is not None:
-                    a = self.store(item.optional_vars, a)
-            return self.block(s.body, a)
+            return self.with_(s, a)
         if isinstance(s, ast.Match):
             return self.match(s, a)
         return self.simple(s, a)
+
+    def leave(
+        self, s: ast.Continue | ast.Break | ast.Return | ast.Raise, a: frozenset[str]
+    ) -> None:
+        """A statement that leaves the block: only the values it reads on the way."""
+        if isinstance(s, ast.Return):
+            values = [s.value]
+        elif isinstance(s, ast.Raise):
+            values = [s.exc, s.cause]
+        else:
+            values = []
+        for value in values:
+            if value:
+                self.expr(value, a)
+
+    def with_(self, s: ast.With | ast.AsyncWith, a: frozenset[str]) -> Assigned:
+        for item in s.items:
+            a = self.expr(item.context_expr, a)
+            if item.optional_vars is not None:
+                a = self.store(item.optional_vars, a)
+        return self.block(s.body, a)
 
     def simple(self, s: ast.stmt, a: frozenset[str]) -> frozenset[str]:
         if isinstance(s, ast.Assign):

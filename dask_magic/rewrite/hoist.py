@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dask_magic import contract as C
 from dask_magic.errors import Finding
@@ -88,27 +89,27 @@ def _unconditional_children(node: ast.expr) -> list[ast.expr]:
         func = [node.func.value] if isinstance(node.func, ast.Attribute) else []
         args = [a.value if isinstance(a, ast.Starred) else a for a in node.args]
         return [*func, *args, *(k.value for k in node.keywords)]
-    if isinstance(node, ast.BinOp):
-        return [node.left, node.right]
-    if isinstance(node, ast.UnaryOp):
-        return [node.operand]
     if isinstance(node, ast.Compare):
         return [node.left, *node.comparators[: 1 if len(node.ops) > 1 else None]]
-    if isinstance(node, ast.BoolOp):
-        return node.values[:1]
-    if isinstance(node, ast.IfExp):
-        return [node.test]
-    if isinstance(node, (ast.Subscript, ast.Attribute)):
-        return [node.value, node.slice] if isinstance(node, ast.Subscript) else [node.value]
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return [e.value if isinstance(e, ast.Starred) else e for e in node.elts]
     if isinstance(node, ast.Dict):
         return [*(k for k in node.keys if k is not None), *node.values]
-    if isinstance(node, ast.JoinedStr):
-        return [v.value for v in node.values if isinstance(v, ast.FormattedValue)]
-    if isinstance(node, ast.Slice):
-        return [p for p in (node.lower, node.upper, node.step) if p is not None]
-    return []
+    children = _PLAIN_CHILDREN.get(type(node))
+    return children(node) if children is not None else []
+
+
+#: The nodes whose unconditional children are fields read as they are.
+_PLAIN_CHILDREN: dict[type[ast.expr], Callable[[Any], list[ast.expr]]] = {
+    ast.BinOp: lambda n: [n.left, n.right],
+    ast.UnaryOp: lambda n: [n.operand],
+    ast.BoolOp: lambda n: n.values[:1],
+    ast.IfExp: lambda n: [n.test],
+    ast.Subscript: lambda n: [n.value, n.slice],
+    ast.Attribute: lambda n: [n.value],
+    ast.JoinedStr: lambda n: [v.value for v in n.values if isinstance(v, ast.FormattedValue)],
+    ast.Slice: lambda n: [p for p in (n.lower, n.upper, n.step) if p is not None],
+}
 
 
 def nothing_parallel(

@@ -232,23 +232,7 @@ class Splitter:
     def _mutated_roots(self, stmt: ast.stmt, ordered: bool = False) -> set[str]:
         """Notebook objects ``stmt`` changes in a way only the kernel can do (an ``ordered``
         statement: every object it changes, the receiver of an addition too)."""
-        roots: set[str] = set()
-        if isinstance(stmt, ast.Assign):
-            stores = [
-                t
-                for target in stmt.targets
-                for t in ast.walk(target)
-                if isinstance(t, (ast.Attribute, ast.Subscript))
-            ]
-            roots |= {r for t in stores if isinstance(t.ctx, ast.Store) and (r := self.outer(t))}
-        elif isinstance(stmt, ast.AugAssign) and isinstance(
-            stmt.target, (ast.Attribute, ast.Subscript)
-        ):
-            roots |= {r for r in [self.outer(stmt.target)] if r}
-        elif isinstance(stmt, ast.Delete):
-            roots |= {
-                r for t in stmt.targets if not isinstance(t, ast.Name) and (r := self.outer(t))
-            }
+        roots = self._stored_roots(stmt)
         for node, shadow, _own in walk_scoped([stmt]):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 method, root = node.func.attr, self.outer(node.func.value)
@@ -264,6 +248,24 @@ class Splitter:
             if receiver is not None:
                 roots.discard(self.outer(receiver))
         return roots - set(self.own)
+
+    def _stored_roots(self, stmt: ast.stmt) -> set[str]:
+        """Notebook objects ``stmt`` stores into or deletes from (``a.b = v``, ``del a[k]``)."""
+        if isinstance(stmt, ast.Assign):
+            stores = [
+                t
+                for target in stmt.targets
+                for t in ast.walk(target)
+                if isinstance(t, (ast.Attribute, ast.Subscript))
+            ]
+            return {r for t in stores if isinstance(t.ctx, ast.Store) and (r := self.outer(t))}
+        if isinstance(stmt, ast.AugAssign) and isinstance(
+            stmt.target, (ast.Attribute, ast.Subscript)
+        ):
+            return {r for r in [self.outer(stmt.target)] if r}
+        if isinstance(stmt, ast.Delete):
+            return {r for t in stmt.targets if not isinstance(t, ast.Name) and (r := self.outer(t))}
+        return set()
 
     def _touches_kernel_kinds(self, stmt: ast.stmt) -> bool:
         names = reads([stmt])
