@@ -8,8 +8,10 @@ puts ``tests/`` on ``sys.path`` with ``tests/conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -191,3 +193,59 @@ def watch_runs(monkeypatch: Any, observer: Any) -> None:
     monkeypatch.setattr(
         views, "cell_views", lambda magics, progress: [*chosen(magics, progress), observer]
     )
+
+
+# -- real kernels over ZMQ -------------------------------------------------------------------
+
+
+def start_kernel(cwd: Path | None = None, **env: str) -> tuple[Any, Any]:
+    """A real ``python3`` ipykernel (its manager, and a client with its channels started).
+
+    The kernel inherits this process's environment (conftest puts this checkout first on
+    ``PYTHONPATH``) plus ``env``. Stop it with ``kc.stop_channels()`` and
+    ``km.shutdown_kernel()``; both are the caller's, in a ``finally``.
+    """
+    manager = import_tool("jupyter_client.manager")
+    km = manager.KernelManager(kernel_name="python3")
+    km.start_kernel(env={**os.environ, **env}, cwd=str(cwd) if cwd else None)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+    except BaseException:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        raise
+    return km, kc
+
+
+@dataclasses.dataclass
+class CellOutput:
+    stdout: str
+    stderr: str
+    error: str = ""  # "ValueError: bad" when the cell raised
+    traceback: str = ""
+
+
+def cell_output(kc: Any, msg_id: str, timeout: float = 120) -> CellOutput:
+    """What the cell ``msg_id`` printed, once the kernel is idle again after it."""
+    out: list[str] = []
+    err: list[str] = []
+    error = traceback = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            (out if content["name"] == "stdout" else err).append(content["text"])
+        elif msg["msg_type"] == "error":
+            error = f"{content['ename']}: {content['evalue']}"
+            traceback = "\n".join(content["traceback"])
+        elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
+            return CellOutput("".join(out), "".join(err), error, traceback)
+    raise AssertionError(f"the kernel did not finish cell {msg_id} within {timeout} s")

@@ -8,13 +8,13 @@ stopped by their own pids.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import cell_output, start_kernel
 
 jupyter_client = pytest.importorskip("jupyter_client.manager")
 
@@ -42,17 +42,7 @@ for x in items:
 
 
 def _start(folder: Path) -> tuple:
-    env = {
-        **os.environ,
-        "DASK_MAGIC_JOURNAL": str(folder / "journal"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    km = jupyter_client.KernelManager(kernel_name="python3")
-    km.start_kernel(env=env, cwd=str(folder))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    return km, kc
+    return start_kernel(folder, DASK_MAGIC_JOURNAL=str(folder / "journal"))
 
 
 def _send(kc, code: str) -> str:
@@ -61,21 +51,10 @@ def _send(kc, code: str) -> str:
 
 def _output(kc, msg_id: str, timeout: float = 120) -> str:
     """Stdout of ``msg_id`` until the kernel is idle again (fails on an error)."""
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            m = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if m["parent_header"].get("msg_id") != msg_id:
-            continue
-        if m["msg_type"] == "stream":
-            out.append(m["content"]["text"])
-        elif m["msg_type"] == "error":
-            raise AssertionError("\n".join(m["content"]["traceback"]))
-        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-            return "".join(out)
-    raise AssertionError("the kernel did not finish")
+    printed = cell_output(kc, msg_id, timeout)
+    if printed.error:
+        raise AssertionError(printed.traceback or printed.error)
+    return printed.stdout
 
 
 def _lines(log: Path) -> list[int]:

@@ -6,13 +6,12 @@ last test runs the whole story in a real ipykernel driven over ZMQ by jupyter_cl
 
 from __future__ import annotations
 
-import queue
 import sys
-import time
 import types
 
 import psutil
 import pytest
+from helpers import cell_output, start_kernel
 
 from dask_magic.engine.spawn import ensure_main_spawnable, root_cause, start_failure_advice
 
@@ -103,29 +102,13 @@ def test_advice_matches_the_real_cause(
 
 # -- the whole story in a real kernel --------------------------------------------------------
 
-jupyter_client = pytest.importorskip("jupyter_client.manager")
+pytest.importorskip("jupyter_client.manager")
 
 
 def _execute(kc, code: str, timeout: float = 180) -> tuple[str, str]:
     """Run ``code``; its stdout and stderr (errors included), once the kernel is idle again."""
-    msg_id = kc.execute(code)
-    out, err = [], []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        content = msg["content"]
-        if msg["msg_type"] == "stream":
-            (out if content["name"] == "stdout" else err).append(content["text"])
-        elif msg["msg_type"] == "error":
-            err.append(f"{content['ename']}: {content['evalue']}")
-        elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
-            return "".join(out), "".join(err)
-    raise AssertionError(f"no answer within {timeout} s to:\n{code}")
+    printed = cell_output(kc, kc.execute(code), timeout)
+    return printed.stdout, printed.stderr + printed.error
 
 
 def _stop_and_reap(km, kernel_pid: int) -> list[int]:
@@ -139,7 +122,7 @@ def _stop_and_reap(km, kernel_pid: int) -> list[int]:
 
 
 def test_first_parallel_for_after_reset_starts_its_cluster() -> None:
-    km, kc = jupyter_client.start_new_kernel(kernel_name="python3")
+    km, kc = start_kernel()
     kernel_pid = int(_execute(kc, "import os; print(os.getpid())")[0])
     try:
         _execute(kc, "%load_ext dask_magic")
