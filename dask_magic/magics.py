@@ -1,27 +1,25 @@
-"""The IPython magics: ``%%parallel_for``, ``%parallel_retry`` and ``%dask_cluster``.
+"""The loop magics ``%%parallel_for`` and ``%parallel_retry``, and the extension's ``load``.
 
-This is the one module that wires the pure rewrite, the engine and the views together. It
+This module wires the pure rewrite, the engine and the views together for one cell. It
 follows IPython's own ``%%time`` pipeline: ``transform_cell`` → parse (`rewrite_loop`) →
 ``transform_ast`` → compile under a cached cell filename → run → display. Every error a user
 can fix arrives as a one-line `UsageError` (the exact class, so IPython prints no traceback).
+The options and their reading are in `dask_magic.magic_options`; ``%dask_cluster``,
+``%parallel_journal`` and the sidebar's buttons in `dask_magic.management_magics`.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
-import re
 import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import progress_bars, views
-from .engine import changes, cluster, preflight, resume, tracebacks
-from .engine.batching import parse_batch
+from .engine import changes, preflight, tracebacks
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
@@ -29,25 +27,15 @@ from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .kinds import cell_kinds, target_kinds
 from .magic_decorators import cell_magic, line_magic
+from .magic_options import parallel_for_options, parallel_retry_options, parse, run_options
+from .management_magics import ManagementMagics
 from .rewrite import rewrite_loop
 from .rewrite.random_state import NamespaceOrigins
 from .rewrite.sites import change_line
-from .ui import text
 from .views import RUNS_KEPT  # runs kept for ``%parallel_retry`` and the sidebar
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
-
-
-def _suggest_option(message: str, options: list[str]) -> str:
-    """Add ``did you mean --retries?`` to argparse's "unrecognized arguments" message."""
-    unknown = re.findall(r"(--?[\w-]+)", message.split("unrecognized arguments:")[-1])
-    hints = []
-    for word in unknown:
-        close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-        if close:
-            hints.append(f"{word}: did you mean {close[0]}?")
-    return message + ("\n" + "\n".join(hints) if hints else "")
 
 
 @magics_class
@@ -64,85 +52,7 @@ class DaskMagics(Magics):
         self.bridge: Any = None
 
     # -- %%parallel_for ------------------------------------------------------------------------
-    @magic_arguments()
-    @argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="Run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of a "
-        "local cluster.",
-    )
-    @argument(
-        "--client",
-        metavar="NAME",
-        help="Use the distributed Client (or cluster object) bound to NAME in the notebook.",
-    )
-    @argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="Number of workers of the local cluster (default: sized from cores and memory).",
-    )
-    @argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="Threads per worker of the local cluster (default 1: processes, not threads, "
-        "for pure-Python code).",
-    )
-    @argument(
-        "--retries",
-        type=int,
-        default=0,
-        metavar="N",
-        help="Run a failing item up to N more times before reporting it (flaky I/O).",
-    )
-    @argument(
-        "--on-error",
-        choices=["continue", "raise"],
-        default="continue",
-        help="continue (default): failed items are reported and the rest finish; raise: "
-        "stop at the first failure and raise it.",
-    )
-    @argument(
-        "--batch",
-        default="auto",
-        metavar="{auto,N}",
-        help="Items per task: auto (default) groups tiny items after measuring them; "
-        "N fixes the size.",
-    )
-    @argument(
-        "--serial",
-        action="store_true",
-        help="Run the same rewritten body item by item in this kernel (no cluster), e.g. "
-        "to use %%debug.",
-    )
-    @argument(
-        "--show",
-        action="store_true",
-        help="Print the code dask-magic generates for this cell and run nothing.",
-    )
-    @argument("--name", metavar="NAME", help="Bind the Run object to NAME in the notebook.")
-    @argument(
-        "--progress",
-        choices=["auto", "widget", "text", "none"],
-        default="auto",
-        help="How to show progress: widget panel, one text line, or nothing.",
-    )
-    @argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help="Seed random, numpy.random and torch before each item from (N, item index): "
-        "draws from their global state repeat from run to run, whatever the batching.",
-    )
-    @argument(
-        "--fresh",
-        action="store_true",
-        help="Run every item, restoring nothing from the journal (results are still journaled).",
-    )
-    @argument(
-        "--why", action="store_true", help="Say why each item that runs runs (new, changed, ...)."
-    )
+    @parallel_for_options
     @no_var_expand
     @cell_magic("parallel_for")
     def parallel_for(self, line: str, cell: str) -> Any:
@@ -153,7 +63,7 @@ class DaskMagics(Magics):
         body keep the last item's value. Failed items are reported, not fatal; retry them
         with ``%parallel_retry`` after a fix.
         """
-        args = self._parse(self.parallel_for, line)
+        args = parse(self.parallel_for, line)
         raw = f"%%parallel_for {line}".rstrip() + "\n" + cell
         transformed = self.shell.transform_cell(cell)
         filename = self.shell.compile.cache(
@@ -171,18 +81,11 @@ class DaskMagics(Magics):
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
         plan = self._replan(plan, transformed, filename, raw, items)
-        options = self._options(args, filename)
+        options = run_options(args, self.shell.user_ns, self._labels(filename))
         if args.seed is None and plan.warnings:
             print(render_warnings(plan.warnings, plan.source), file=sys.stderr)
         run = self._start(plan, items, options, args.progress)
         return self._after(run, plan, filename)
-
-    def _parse(self, magic: Any, line: str) -> Any:
-        try:
-            return parse_argstring(magic, line)
-        except UsageError as exc:
-            options = [s for a in magic.parser._actions for s in a.option_strings]
-            raise UsageError(_suggest_option(str(exc), options)) from None
 
     def _replan(
         self, plan: Any, transformed: str, filename: str, raw: str, items: list[Any]
@@ -268,40 +171,6 @@ class DaskMagics(Magics):
             labels.setdefault(name, f"Cell In[{number}]")
         return labels
 
-    def _options(self, args: Any, filename: str) -> RunOptions:
-        client = None
-        if args.client:
-            if args.client not in self.shell.user_ns:
-                raise UsageError(
-                    f"--client {args.client}: no variable `{args.client}` in the notebook; "
-                    "pass the name of a distributed Client or cluster object"
-                )
-            client = self.shell.user_ns[args.client]
-        try:
-            batch = parse_batch(args.batch)
-        except ValueError as exc:
-            raise UsageError(f"--batch {args.batch}: {exc}") from None
-        for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
-            if value is not None and value < 1:
-                raise UsageError(f"{flag} {value}: give a positive number")
-        if args.retries < 0:
-            raise UsageError(f"--retries {args.retries}: give 0 or more")
-        return RunOptions(
-            client=client,
-            scheduler=args.scheduler,
-            workers=args.workers,
-            threads=args.threads,
-            retries=args.retries,
-            on_error=args.on_error,
-            batch=batch,
-            serial=args.serial,
-            name=args.name,
-            seed=args.seed,
-            labels=self._labels(filename),
-            fresh=args.fresh,
-            why=args.why,
-        )
-
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
         observers = views.observers(self, progress)
         try:
@@ -365,33 +234,7 @@ class DaskMagics(Magics):
         return None if any(getattr(o, "persistent", False) for o in run.observers) else run
 
     # -- %parallel_retry -----------------------------------------------------------------------
-    @magic_arguments()
-    @argument("run", nargs="?", help="The run to retry: its --name, or nothing for the last run.")
-    @argument(
-        "--retries",
-        type=int,
-        default=None,
-        metavar="N",
-        help="Run a failing item up to N more times.",
-    )
-    @argument(
-        "--serial",
-        action="store_true",
-        default=None,
-        help="Retry in this kernel instead of on the cluster.",
-    )
-    @argument(
-        "--here",
-        type=int,
-        metavar="INDEX",
-        help="Run item INDEX in this kernel with errors raised, so %%debug opens at your line.",
-    )
-    @argument(
-        "--progress",
-        choices=["auto", "widget", "text", "none"],
-        default="auto",
-        help="How to show progress.",
-    )
+    @parallel_retry_options
     @line_magic("parallel_retry")
     def parallel_retry(self, line: str) -> Any:
         """Run the failed (and cancelled) items of the last run again, after a fix.
@@ -399,7 +242,7 @@ class DaskMagics(Magics):
         Their results are replayed into the same accumulators in item order, so the notebook
         ends as a clean serial run would; the statements after the loop run again.
         """
-        args = self._parse(self.parallel_retry, line)
+        args = parse(self.parallel_retry, line)
         run = self._find_run(args.run)
         return self.retry_run(
             run,
@@ -452,68 +295,6 @@ class DaskMagics(Magics):
         hint = f"; known runs: {', '.join(known)}" if known else ""
         raise UsageError(f"no run named `{ref}`{hint}")
 
-    # -- %parallel_journal ---------------------------------------------------------------------
-    @magic_arguments()
-    @argument("--clear", action="store_true", help="Forget every journaled item.")
-    @line_magic("parallel_journal")
-    def parallel_journal(self, line: str) -> None:
-        """List the loops the journal keeps, with their sizes; ``--clear`` forgets them."""
-        args = self._parse(self.parallel_journal, line)
-        print(resume.journal_text(clear=args.clear))
-
-    # -- %dask_cluster -------------------------------------------------------------------------
-    @magic_arguments()
-    @argument("--close", action="store_true", help="Close the local cluster dask-magic started.")
-    @argument("--restart", action="store_true", help="Restart the workers (frees their memory).")
-    @argument("--scale", type=int, metavar="N", help="Scale the local cluster to N workers.")
-    @argument("--scheduler", metavar="ADDRESS", help="Connect to this scheduler and show it.")
-    @line_magic("dask_cluster")
-    def dask_cluster(self, line: str) -> None:
-        """Show the cluster ``%%parallel_for`` uses; close, restart or scale it."""
-        args = self._parse(self.dask_cluster, line)
-        try:
-            if args.close:
-                closed = cluster.close_cluster()
-                self._sidebar_cluster(None)
-                print(
-                    "dask-magic: local cluster closed"
-                    if closed
-                    else "dask-magic: no local cluster of dask-magic's is running"
-                )
-                return
-            if args.restart:
-                cluster.restart_cluster()
-            if args.scale is not None:
-                cluster.scale_cluster(args.scale)
-            client = cluster.get_client(scheduler=args.scheduler)
-        except ClusterError as exc:
-            raise UsageError(str(exc)) from None
-        info = cluster.cluster_info(client)
-        self._sidebar_cluster(info)
-        print(text.cluster_text(info))
-
-    # -- the JupyterLab sidebar ---------------------------------------------------------------
-    def sidebar_action(self, action: str, args: dict[str, Any]) -> None:
-        """Do what a sidebar button asked (already validated by `dask_magic.bridge`).
-
-        The kernel reads these between cells, like any comm message; an exception here goes
-        back to the sidebar as an error message.
-        """
-        if action == "retry":
-            run = self.runs.get(args["run_id"])
-            if run is None:
-                raise UsageError(
-                    f"this run is no longer kept (dask-magic keeps the last {RUNS_KEPT} runs)"
-                )
-            self.retry_run(run, progress="none")  # the sidebar shows its progress
-        elif action == "close_cluster":
-            cluster.close_cluster()
-            self._sidebar_cluster(None)
-
-    def _sidebar_cluster(self, info: Any) -> None:
-        if self.bridge is not None:
-            self.bridge.set_cluster(info)
-
 
 def _sent_names(plan: Any, ns: dict[str, Any]) -> str:
     """What ``--show`` says about the notebook names the body reads: how each one travels."""
@@ -555,12 +336,13 @@ def load(ip: Any) -> None:
     if id(ip) in _MAGICS:
         return
     magics = DaskMagics(ip)
-    ip.register_magics(magics)
+    management = ManagementMagics(ip, magics)
+    ip.register_magics(magics, management)
     _MAGICS[id(ip)] = magics
     if getattr(ip, "kernel", None) is not None:  # a front end with comms: the JupyterLab sidebar
         from . import bridge
 
-        magics.bridge = bridge.register(ip, magics.sidebar_action)
+        magics.bridge = bridge.register(ip, management.sidebar_action)
 
 
 def unload(ip: Any) -> None:
