@@ -84,12 +84,6 @@ def test_probe_count(n, threads, batch, probe):
     assert batching.probe_count(n, threads, batch) == probe
 
 
-def test_batch_size_groups_tiny_items_but_keeps_tasks_for_every_thread():
-    assert batching.batch_size(1e-6, 9_996, 2) == 2_499  # balance caps it: 2 tasks per thread
-    assert batching.batch_size(0.5, 1_000, 2) == 1  # slow items: one per task
-    assert batching.batch_size(0.01, 10_000, 4) == 20  # ~0.2 s per task
-
-
 def test_first_wave_with_a_fixed_batch_submits_everything():
     wave, held = batching.first_wave(list(range(10)), 2, 4)
     assert [len(b) for b in wave] == [4, 4, 2] and held == []
