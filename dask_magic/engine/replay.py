@@ -30,6 +30,8 @@ _IN_PLACE = {
     "BitAnd": operator.iand,
 }
 
+_INDEX = operator.attrgetter("index")
+
 #: The final value of a name some item unbound (``del x``, ``except E as x``).
 UNBOUND = object()
 
@@ -119,8 +121,8 @@ def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]
     ``value`` is `STASHED` when it stayed on a worker, `UNBOUND` when that item deleted it.
     """
     final: dict[str, tuple[int, Any]] = {}
-    for outcome in sorted(outcomes, key=lambda o: o.index):
-        if outcome.status != "done":
+    for outcome in sorted(outcomes, key=_INDEX):
+        if outcome.status != "done" or not (outcome.bound or outcome.deleted):
             continue
         for name, value in outcome.bound.items():
             final[name] = (outcome.index, value)
