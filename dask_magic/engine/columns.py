@@ -115,7 +115,7 @@ def _done_by_slots(rows: Iterable[tuple], worker: str | None) -> list[ItemOutcom
         dict.fromkeys,
         _EMPTY_NAMES,
     )
-    outcomes = []
+    outcomes: list[ItemOutcome] = []
     append = outcomes.append
     for index, item_ops, bound, value, duration in rows:
         outcome = new(cls)

@@ -66,7 +66,7 @@ class Recorder:
     ) -> None:
         self.ops: list[tuple] = []
         self.marked: set[str] = set()
-        self.locals: dict[str, Any] = {}
+        self.locals: dict[str, Any] | None = {}
         self.needs = needs  # per ordered step: the item's names it reads in the kernel
         self.capture = capture
         self.kernel: frozenset[str] = frozenset()
@@ -154,12 +154,9 @@ def register_bundle(token: str, bundle: dict[str, Any]) -> None:
             _BUNDLES.popitem(last=False)
 
 
-# -- running a batch --------------------------------------------------------------------------
-#
-# The per-item cost is what `%%parallel_for` over 10,000 tiny items pays 10,000 times, so the
-# loop below allocates nothing an ordinary item does not need: one recorder and one capture
-# object serve the whole batch, output buffers appear on the first write, and outcomes travel
-# as columns (`engine.columns`) instead of one pickled dataclass per item.
+# -- running a batch: 10,000 tiny items pay the per-item cost 10,000 times, so one recorder and
+# one capture serve the whole batch, output buffers appear on the first write, and outcomes
+# travel as columns (`engine.columns`), not as one pickled dataclass per item.
 
 
 class _ItemRunner:
@@ -324,6 +321,9 @@ def not_assigned_here(error: ErrorInfo, name: str) -> ErrorInfo:
     )
 
 
+_ORDERED_KEYS = ("needs", "may_depend", "kernel")  # what the bundle tells the recorder
+
+
 def run_batch(
     token: str,
     blob: bytes,
@@ -362,7 +362,7 @@ def run_batch(
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
-    ordered = {key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle}
+    ordered: dict[str, Any] = {k: bundle[k] for k in _ORDERED_KEYS if k in bundle}
     # --serial (stash_key None) changes the notebook's own objects, as the serial loop does
     watch = (
         _watch(bundle, body, big_env, batch) if kind == "loop" and stash_key is not None else None
