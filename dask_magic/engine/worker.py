@@ -346,18 +346,16 @@ def run_batch(
     big_env:
         Names the body reads that were scattered once (dask resolved them to their values).
     last_index:
-        The run's largest item index: that item's bound values are returned inline.
+        The run's largest item index: its bound values travel with the outcomes.
     stash_key:
         Where other items' bound values are kept in this process; ``None`` returns them inline
         (``--serial``, where nothing travels).
     retries:
         Run a failing item up to this many more times (flaky work), fresh each time.
     serialize:
-        Return the outcomes as one cloudpickled blob (for the network; ``cloudpickle.loads``
-        gives the list of `ItemOutcome`) or as the list itself.
+        Return the outcomes as one cloudpickled blob (``loads`` gives the list) or the list.
     budget:
-        Start no item after this many seconds: the outcomes are then those of a head of
-        ``batch`` (at least one item), and the kernel sends the rest again.
+        Start no item after this many seconds (the kernel sends the unrun tail again).
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
