@@ -29,7 +29,10 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 #: How the benchmark starts a ``%%parallel_for`` cell; ``--name`` binds its run for the checks.
 RUN_NAME = "_bench_run"
-MAGIC = f"%%parallel_for --progress none --name {RUN_NAME}"
+#: ``--fresh``: every round runs every item, as every peer does (a re-run of the same cell
+#: would otherwise be restored from the journal); the journal's writes are counted, as on the
+#: first run of a loop, unless ``run.py --journal off`` switches the journal off.
+MAGIC = f"%%parallel_for --progress none --fresh --name {RUN_NAME}"
 WORKLOADS = ("tiny", "cpu", "files", "clean", "big", "fixed", "panel")
 PEER_LABELS = {
     "serial": "serial loop",
@@ -72,6 +75,7 @@ class Config:
     workers: int
     quick: bool
     peers: set[str]
+    journal: str = "fresh"  # or "off": DASK_MAGIC_JOURNAL=off, the engine without the journal
     tiny_items: int = 10_000
     tiny_task_subset: int = 1_000  # per-item-task peers on tiny items: time this many
     cpu_seconds: float = 0.1
@@ -97,7 +101,7 @@ class Config:
     def make(cls, args: argparse.Namespace, workers: int) -> Config:
         peers = set(PEER_LABELS) if not args.peers else set(args.peers.split(","))
         peers |= {"serial", "dask-magic"}
-        cfg = cls(workers=workers, quick=args.quick, peers=peers)
+        cfg = cls(workers=workers, quick=args.quick, peers=peers, journal=args.journal)
         if args.quick:
             cfg.tiny_task_subset = 200
             cfg.cpu_seconds = 0.05
@@ -247,6 +251,8 @@ class Bench:
         from IPython.testing.globalipapp import start_ipython
 
         self.cfg = cfg
+        if cfg.journal == "off":
+            os.environ["DASK_MAGIC_JOURNAL"] = "off"
         self.environ = dict(os.environ)  # what every non-Dask peer's processes start with
         self.ip = start_ipython()
         self.ip.run_line_magic("load_ext", "dask_magic")

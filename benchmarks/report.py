@@ -98,9 +98,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"### dask-magic benchmarks: {w} workers on {m['cores']} cores ({m['cpu']}), {m['date']}",
         "",
         f"Python {m['python']}, dask {m['dask']}, distributed {m['distributed']}, "
-        f"joblib {m['joblib']}; {report['mode']}; times are medians of {report['rounds_note']} "
-        "after a warm-up round, peers interleaved; "
-        f"load average {load_text(m.get('load_average_at_start'))} at the start, "
+        f"joblib {m['joblib']}; {report['mode']}; journal {report.get('journal', 'on')}; "
+        f"times are medians of {report['rounds_note']} after a warm-up round, peers "
+        f"interleaved; load average {load_text(m.get('load_average_at_start'))} at the start, "
         f"{load_text(report.get('load_average_at_end'))} at the end.",
         "",
     ]

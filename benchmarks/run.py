@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="at most this many timed rounds per workload")
     parser.add_argument(
+        "--journal",
+        choices=["fresh", "off"],
+        default="fresh",
+        help="fresh: every item runs and is journaled (a loop's first run); off: no journal",
+    )
+    parser.add_argument(
         "--json", type=Path, help="where to write the JSON (default benchmarks/results/latest.json)"
     )
     parser.add_argument(
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": report_md.machine(),
         "workers": workers,
         "mode": "quick" if cfg.quick else "full",
+        "journal": cfg.journal,
         "rounds": cfg.rounds,
         "results": {},
     }

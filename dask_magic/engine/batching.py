@@ -73,8 +73,8 @@ def timed_first_wave(
 
     With ``--batch N`` everything goes at once and nothing is timed; a small run is one item
     per task; otherwise every thread gets `FIRST_WAVE_TASKS_PER_THREAD` tasks (one when there
-    are at least `MANY_ITEMS_PER_THREAD` items per thread) of an equal share
-    (at most `FIRST_WAVE_MAX_ITEMS` each), to be run until `FIRST_WAVE_SECONDS` are spent.
+    are at least `MANY_ITEMS_PER_THREAD` items per thread) of an equal share (at most
+    `FIRST_WAVE_MAX_ITEMS` each), to be run until `FIRST_WAVE_SECONDS` are spent.
     """
     if batch != "auto":
         return chunk(pairs, int(batch)), [], None
@@ -87,16 +87,6 @@ def timed_first_wave(
     per_task = min(math.ceil(n / tasks), FIRST_WAVE_MAX_ITEMS)
     sent = min(n, tasks * per_task)
     return chunk(pairs[:sent], per_task), list(pairs[sent:]), FIRST_WAVE_SECONDS
-
-
-def batch_size(seconds_per_item: float, remaining: int, threads: int) -> int:
-    """Items per task for the rest of the run, given the probe's median time per item."""
-    if remaining <= 0:
-        return 1
-    threads = max(1, threads)
-    by_time = TARGET_TASK_SECONDS / max(seconds_per_item, 1e-7)
-    by_balance = math.ceil(remaining / (MIN_TASKS_PER_THREAD * threads))
-    return max(1, min(int(by_time), by_balance))
 
 
 def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:

@@ -23,7 +23,7 @@ from typing import Any
 from dask_magic import contract as C
 
 from .errorinfo import error_info
-from .replay import apply_op
+from .replay import Appends, apply_op
 from .results import ErrorInfo, ItemOutcome
 from .worker import not_assigned_here, unbound_name
 
@@ -83,10 +83,45 @@ class OrderedCommit:
                 self._commit(*entry)
 
     def _advance(self) -> None:
+        # items that need nothing but their recorded operations (no ordered part, no output)
+        # are committed together: no per-item bookkeeping, appends to one list as one extend
+        plain_ok = not self.codes and self.bind_target is None
+        plain: list[ItemOutcome] = []
         while self.next < len(self.order) and self.order[self.next] in self.ended:
             outcome, quiet = self.ended.pop(self.order[self.next])
             self.next += 1
+            if plain_ok and not quiet and _is_plain(outcome):
+                plain.append(outcome)
+                continue
+            if plain:
+                self._commit_plain(plain)
+                plain = []
             self._commit(outcome, quiet)
+        if plain:
+            self._commit_plain(plain)
+
+    def _commit_plain(self, outcomes: list[ItemOutcome]) -> None:
+        """Done, silent items of a loop without an ordered part, in item order."""
+        start = time.perf_counter()
+        appends = Appends(self.ns)
+        try:
+            for outcome in outcomes:
+                for op in outcome.ops:
+                    if appends.take(op):
+                        continue
+                    appends.flush()
+                    try:
+                        apply_op(self.ns, op)
+                    except Exception as exc:  # the item fails here, as the plain loop would have
+                        self._fail(outcome, exc, op)
+                        break
+        finally:
+            appends.flush()
+            self.busy += time.perf_counter() - start
+        if not self.keep_ops:
+            for outcome in outcomes:
+                if outcome.status == "done":
+                    outcome.ops = []
 
     # -- one item ----------------------------------------------------------------------------
     def _commit(self, outcome: ItemOutcome, quiet: bool) -> None:
@@ -194,6 +229,16 @@ class OrderedCommit:
 
 
 _ABSENT = object()
+
+
+def _is_plain(outcome: ItemOutcome) -> bool:
+    """Done, with nothing to print: its recorded operations are all there is to commit."""
+    return (
+        outcome.status == "done"
+        and not outcome.stdout
+        and not outcome.stderr
+        and not outcome.warnings
+    )
 
 
 def _target_binder(plan: Any) -> Any:

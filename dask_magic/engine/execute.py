@@ -508,7 +508,7 @@ def fetch_final_values(
 def _drop_everywhere(client: Any, stash_key: str) -> None:
     """Clear the run's stash on every worker without waiting for the round trip.
 
-    The workers' stash is bounded anyway (`worker._STASH_RUNS_KEPT`), so a lost message costs
+    The workers' stash is bounded anyway (`stash._STASH_RUNS_KEPT`), so a lost message costs
     nothing; ``client.run(..., wait=False)`` would still wait for the scheduler's reply.
     """
     if getattr(client, "asynchronous", False) or client.status != "running":

@@ -367,6 +367,7 @@ def run_item_here(run: Run, index: int) -> None:
     if state.options.seed is not None:  # the same draws as the item gets on a worker
         seed_item(state.options.seed, index)
     make_body(state.plan.body_code(), env)(run.items[index], recorder)
+    bound = recorder.locals or {}
     run.committer = _committer(run, state, [index], rebuild=state.restorable)
     run.begin([index])
     run.add(
@@ -375,8 +376,8 @@ def run_item_here(run: Run, index: int) -> None:
                 index=index,
                 status="done",
                 ops=recorder.ops,
-                bound=dict(recorder.locals),
-                deleted=frozenset(n for n in recorder.marked if n not in recorder.locals),
+                bound=dict(bound),
+                deleted=frozenset(n for n in recorder.marked if n not in bound),
                 worker="kernel",
             )
         ]

@@ -30,6 +30,8 @@ _IN_PLACE = {
     "BitAnd": operator.iand,
 }
 
+_INDEX = operator.attrgetter("index")
+
 #: The final value of a name some item unbound (``del x``, ``except E as x``).
 UNBOUND = object()
 
@@ -75,14 +77,52 @@ def apply_op(ns: MutableMapping[str, Any], op: tuple) -> None:
         raise ValueError(f"unknown recorded operation {kind!r}")
 
 
+class Appends:
+    """Consecutive ``lst.append(v)`` calls on one list, applied as one ``lst.extend``.
+
+    The in-order commit offers it each recorded operation (`take`); any other operation, or
+    an append to another object, must `flush` first, so the notebook's objects see the
+    operations in the serial loop's order. Only a real `list` is extended (a subclass may
+    define its own ``append``), and only an ``append`` of one positional argument.
+    """
+
+    __slots__ = ("ns", "root", "target", "values")
+
+    def __init__(self, ns: MutableMapping[str, Any]) -> None:
+        self.ns = ns
+        self.root: str | None = None
+        self.target: list | None = None
+        self.values: list[Any] = []
+
+    def take(self, op: tuple) -> bool:
+        """Hold ``op`` if it is an append to a plain list; False: apply it yourself."""
+        if op[0] != "call" or op[3] != "append" or op[2] or op[5] or len(op[4]) != 1:
+            return False
+        if op[1] != self.root:
+            self.flush()
+            target = self.ns.get(op[1])
+            if type(target) is not list:
+                return False
+            self.root, self.target = op[1], target
+        self.values.append(op[4][0])
+        return True
+
+    def flush(self) -> None:
+        """Apply what is held; the next append looks its list up again."""
+        if self.values:
+            self.target.extend(self.values)  # type: ignore[union-attr]
+            self.values = []
+        self.root = self.target = None
+
+
 def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]:
     """For each name, the ``(index, value)`` of the last successful item that bound or unbound it.
 
     ``value`` is `STASHED` when it stayed on a worker, `UNBOUND` when that item deleted it.
     """
     final: dict[str, tuple[int, Any]] = {}
-    for outcome in sorted(outcomes, key=lambda o: o.index):
-        if outcome.status != "done":
+    for outcome in sorted(outcomes, key=_INDEX):
+        if outcome.status != "done" or not (outcome.bound or outcome.deleted):
             continue
         for name, value in outcome.bound.items():
             final[name] = (outcome.index, value)

@@ -7,18 +7,19 @@ dask or distributed: the worker's address is passed in by whoever calls `run_bat
 Per item it records
 * the accumulator operations the rewritten body sent to its `Recorder` (replayed in the kernel
   in item order, so results equal the serial loop's),
-* the names the item left bound; the values stay in a per-process *stash* unless this is the
-  run's last item, because only the last binding of each name is ever needed in the kernel and
-  a DataFrame per item must not travel back for nothing,
+* the names the item left bound; the values stay in a per-process *stash* (`engine.stash`)
+  unless this is the run's last item, because only the last binding of each name is ever
+  needed in the kernel and a DataFrame per item must not travel back for nothing,
 * its stdout, stderr and warnings (thread-aware, so threaded workers do not mix items),
 * the error as structured frames, and the exception itself if it survives pickling.
+
+The outcomes travel back as columns (`engine.columns`).
 """
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
-import itertools
 import re
 import threading
 import time
@@ -31,10 +32,14 @@ import cloudpickle
 from dask_magic import contract as C
 
 from .capture import _CAPTURE, _install_capture, _ItemCapture
-from .errorinfo import _safe_str, _type_name, error_info
+from .columns import Columns, dumps, picklable_only, unpack
+from .errorinfo import error_info
 from .fingerprint import BatchWatch
-from .results import STASHED, ErrorInfo, ItemOutcome
+from .results import ErrorInfo, ItemOutcome
 from .seeding import seed_item
+from .stash import HeldBindings, drop_stash, fetch_stash
+
+__all__ = ["Recorder", "drop_stash", "fetch_stash", "load_bundle", "register_bundle", "run_batch"]
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
@@ -61,7 +66,7 @@ class Recorder:
     ) -> None:
         self.ops: list[tuple] = []
         self.marked: set[str] = set()
-        self.locals: dict[str, Any] = {}
+        self.locals: dict[str, Any] | None = {}
         self.needs = needs  # per ordered step: the item's names it reads in the kernel
         self.capture = capture
         self.kernel: frozenset[str] = frozenset()
@@ -137,10 +142,7 @@ def load_bundle(token: str, blob: bytes) -> dict[str, Any]:
             _BUNDLES.move_to_end(token)
             return bundle
     bundle = cloudpickle.loads(blob)
-    with _BUNDLES_LOCK:
-        _BUNDLES[token] = bundle
-        while len(_BUNDLES) > _BUNDLES_KEPT:
-            _BUNDLES.popitem(last=False)
+    register_bundle(token, bundle)
     return bundle
 
 
@@ -152,169 +154,62 @@ def register_bundle(token: str, bundle: dict[str, Any]) -> None:
             _BUNDLES.popitem(last=False)
 
 
-# -- the stash: last bindings kept where they were made -------------------------------------
-
-_STASH: OrderedDict[str, dict[str, tuple[int, Any]]] = OrderedDict()
-_STASH_LOCK = threading.Lock()
-_STASH_RUNS_KEPT = 16  # bounded even if a kernel dies before it clears its runs
+# -- running a batch: 10,000 tiny items pay the per-item cost 10,000 times, so one recorder and
+# one capture serve the whole batch, output buffers appear on the first write, and outcomes
+# travel as columns (`engine.columns`), not as one pickled dataclass per item.
 
 
-def _stash(key: str, index: int, values: dict[str, Any]) -> None:
-    _stash_many(key, dict.fromkeys(values, index), values)
+class _ItemRunner:
+    """Runs one item of a batch through the body, with its retries, fresh each time."""
 
+    __slots__ = ("body", "capture", "loop", "may_depend", "recorder", "retries", "seed")
 
-def _stash_many(key: str, indices: dict[str, int], values: dict[str, Any]) -> None:
-    """Keep ``values[name]`` (bound by item ``indices[name]``) unless a later item's is kept."""
-    with _STASH_LOCK:
-        run = _STASH.get(key)
-        if run is None:
-            run = _STASH[key] = {}
-            while len(_STASH) > _STASH_RUNS_KEPT:
-                _STASH.popitem(last=False)
-        for name, index in indices.items():
-            if name not in run or run[name][0] <= index:
-                run[name] = (index, values[name])
+    def __init__(self, body: Any, loop: bool, ordered: dict[str, Any], retries: int, seed: Any):
+        self.body = body
+        self.loop = loop
+        self.capture = _ItemCapture()
+        self.recorder = Recorder(ordered.get("needs", ()), self.capture)
+        self.recorder.kernel = ordered.get("kernel", frozenset())
+        self.may_depend = ordered.get("may_depend", frozenset())
+        self.retries = retries
+        self.seed = seed
 
+    def run(self, index: int, item: Any) -> tuple[Any, ErrorInfo | None, float]:
+        """The item's return value, its error (or None) and how long its last attempt took."""
+        attempts_left = self.retries
+        while True:
+            value, error, duration = self._attempt(index, item)
+            if error is None or attempts_left <= 0:
+                return value, error, duration
+            attempts_left -= 1  # flaky work: run it again, fresh
 
-def fetch_stash(key: str, wanted: dict[str, int]) -> dict[str, Any]:
-    """Values of ``wanted`` names whose stashed index matches; drops this run's stash."""
-    with _STASH_LOCK:
-        run = _STASH.pop(key, {})
-    found = {}
-    for name, index in wanted.items():
-        stashed_index, value = run.get(name, (None, None))
-        if stashed_index != index:
-            continue
+    def _attempt(self, index: int, item: Any) -> tuple[Any, ErrorInfo | None, float]:
+        capture, recorder = self.capture, self.recorder
+        capture.stdout = capture.stderr = capture.warnings = None
+        recorder.ops = []
+        if recorder.marked:
+            recorder.marked = set()
+        recorder.locals = None
+        value = error = None
+        if self.seed is not None:  # --seed: the item's draws depend on (seed, index) only
+            seed_item(self.seed, index)
+        start = time.perf_counter()
         try:
-            cloudpickle.dumps(value)
-        except Exception:  # e.g. a closed file from `with open(f) as fh`: leave the name alone
-            continue
-        found[name] = value
-    return found
+            if self.loop:
+                self.body(item, recorder)
+            else:
+                value = self.body(item)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
+                raise
+            error = self._describe(exc)
+        return value, error, time.perf_counter() - start
 
-
-def drop_stash(key: str) -> None:
-    with _STASH_LOCK:
-        _STASH.pop(key, None)
-
-
-# -- running a batch --------------------------------------------------------------------------
-#
-# The per-item cost is what `%%parallel_for` over 10,000 tiny items pays 10,000 times, so the
-# loop below allocates nothing an ordinary item does not need: one recorder and one capture
-# object serve the whole batch, output buffers appear on the first write, and outcomes travel
-# as columns (`_Columns`) instead of one pickled dataclass per item.
-
-
-class _Columns:
-    """A batch's outcomes, field by field: what a task sends back to the kernel.
-
-    Most items of a batch look alike (done, silent, the same names bound), so the common
-    fields are lists and everything unusual (a failure, output, warnings, names deleted) is a
-    sparse ``{position: {field: value}}``. Pickled, it is rebuilt as the list of `ItemOutcome`
-    *while it is loaded* (`__reduce__` names `_unpack`): ``cloudpickle.loads(blob)`` in the
-    kernel is the whole decoding step, and plain lists of tuples load at C speed.
-    """
-
-    __slots__ = ("durations", "extras", "indices", "inline", "names", "ops", "values", "worker")
-
-    def __init__(self, worker: str | None, loop: bool) -> None:
-        self.worker = worker
-        self.indices: list[int] = []
-        self.durations: list[float] = []
-        self.ops: list[list[tuple]] | None = [] if loop else None
-        self.values: list[Any] | None = None if loop else []
-        self.names: list[tuple[str, ...] | None] = []  # names whose values stayed here
-        self.inline: dict[int, dict[str, Any]] = {}  # position -> bound values that travel
-        self.extras: dict[int, dict[str, Any]] = {}  # position -> unusual ItemOutcome fields
-
-    def fields(self) -> tuple:
-        return (
-            self.worker,
-            self.indices,
-            self.durations,
-            self.ops,
-            self.values,
-            self.names,
-            self.inline,
-            self.extras,
-        )
-
-    def __reduce__(self) -> tuple:
-        return (_unpack, self.fields())
-
-
-_EMPTY_NAMES: frozenset[str] = frozenset()
-#: `ItemOutcome`'s fields in the order `_unpack` passes them positionally (~40 % cheaper than
-#: keywords, which counts at 10,000 items); checked against the dataclass at import.
-_POSITIONAL = (
-    "index",
-    "status",
-    "ops",
-    "bound",
-    "deleted",
-    "value",
-    "stdout",
-    "stderr",
-    "warnings",
-    "error",
-    "duration",
-    "worker",
-    "mutated",
-)
-_BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
-
-
-def _unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:
-    """`_Columns` back to one `ItemOutcome` per item (runs in the kernel, inside ``loads``)."""
-    n = len(indices)
-    ops = ops if ops is not None else [[] for _ in range(n)]
-    values = values if values is not None else itertools.repeat(None, n)
-    stashed, fromkeys = STASHED, dict.fromkeys
-    if _BY_POSITION:
-        make, empty = ItemOutcome, _EMPTY_NAMES
-        outcomes = [
-            make(
-                index,
-                "done",
-                item_ops,
-                fromkeys(bound, stashed) if bound else {},
-                empty,
-                value,
-                "",
-                "",
-                (),
-                None,
-                duration,
-                worker,
-                (),
-            )
-            for index, item_ops, bound, value, duration in zip(
-                indices, ops, names, values, durations, strict=True
-            )
-        ]
-    else:  # pragma: no cover - ItemOutcome's fields were reordered: keywords are always right
-        outcomes = [
-            ItemOutcome(
-                index=index,
-                status="done",
-                ops=item_ops,
-                bound=fromkeys(bound, stashed) if bound else {},
-                value=value,
-                duration=duration,
-                worker=worker,
-            )
-            for index, item_ops, bound, value, duration in zip(
-                indices, ops, names, values, durations, strict=True
-            )
-        ]
-    for pos, bound in inline.items():
-        outcomes[pos].bound = bound
-    for pos, fields in extras.items():
-        target = outcomes[pos]
-        for name, value in fields.items():
-            setattr(target, name, value)
-    return outcomes
+    def _describe(self, exc: BaseException) -> ErrorInfo:
+        error = error_info(exc)
+        if isinstance(exc, NameError) and unbound_name(exc) in self.may_depend:
+            error = not_assigned_here(error, unbound_name(exc))  # type: ignore[arg-type]
+        return error
 
 
 def _run_columns(
@@ -328,126 +223,84 @@ def _run_columns(
     budget: float | None = None,
     ordered: dict[str, Any] | None = None,
     seed: int | None = None,
-) -> _Columns:
-    """Run the items of ``batch``, each with its own capture, into `_Columns`.
+) -> Columns:
+    """Run the items of ``batch``, each with its own capture, into `Columns`.
 
     With a ``budget`` (seconds), no item is started once the batch has run that long: the
     items not run are the batch's tail, for the kernel to send again.
     """
-    loop = kind == "loop"
-    columns = _Columns(worker, loop)
-    indices, durations, names = columns.indices, columns.durations, columns.names
-    ops, values, inline, extras = columns.ops, columns.values, columns.inline, columns.extras
-    stash_values: dict[str, Any] = {}
-    stash_indices: dict[str, int] = {}
-    interned: dict[tuple[str, ...], tuple[str, ...]] = {}
-    # the latest item of the current run of items that bound the same names: while the names
-    # stay the same, each item simply replaces it (no per-name work, and one item's values
-    # alive at a time, as the serial loop would have)
-    held_names: tuple[str, ...] | None = None
-    held_index = -1
-    held_values: dict[str, Any] = {}
-    capture = _ItemCapture()
-    ordered = ordered or {}
-    may_depend = ordered.get("may_depend", frozenset())
-    recorder = Recorder(ordered.get("needs", ()), capture)
-    recorder.kernel = ordered.get("kernel", frozenset())
+    columns = Columns(worker, kind == "loop")
+    runner = _ItemRunner(body, kind == "loop", ordered or {}, retries, seed)
+    held = HeldBindings()
     clock = time.perf_counter
     deadline = None if budget is None else clock() + budget
-    _CAPTURE.item = capture
+    _CAPTURE.item = runner.capture
     try:
         for pos, (index, item) in enumerate(batch):
             if deadline is not None and pos and clock() >= deadline:
                 break
-            attempts_left = retries
-            while True:
-                capture.stdout = capture.stderr = capture.warnings = None
-                item_ops: list[tuple] = []
-                recorder.ops = item_ops
-                if recorder.marked:
-                    recorder.marked = set()
-                recorder.locals = {}
-                value = error = None
-                if seed is not None:  # --seed: the item's draws depend on (seed, index) only
-                    seed_item(seed, index)
-                start = clock()
-                try:
-                    if loop:
-                        body(item, recorder)
-                    else:
-                        value = body(item)
-                except BaseException as exc:
-                    if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
-                        raise
-                    error = error_info(exc)
-                    name = unbound_name(exc) if isinstance(exc, NameError) else None
-                    if name is not None and name in may_depend:
-                        error = not_assigned_here(error, name)
-                duration = clock() - start
-                if error is None or attempts_left <= 0:
-                    break
-                attempts_left -= 1  # flaky work: run it again, fresh
-            indices.append(index)
-            durations.append(duration)
-            fields: dict[str, Any] | None = None
+            value, error, duration = runner.run(index, item)  # the item's execution
             if error is not None:
-                fields = {"status": "failed", "error": error}
-                printed = [op for op in item_ops if op[0] == C.OP_OUT] if loop else []
-                if printed:  # what the failed item printed before its ordered steps, too
-                    fields["stdout"] = "".join(op[1] for op in printed)
-                    fields["stderr"] = "".join(op[2] for op in printed)
-                names.append(None)
-                if loop:
-                    ops.append([])  # type: ignore[union-attr]
-                else:
-                    values.append(None)  # type: ignore[union-attr]
+                _record_failure(columns, runner, index, duration, error)
             else:
-                if loop:
-                    ops.append(item_ops)  # type: ignore[union-attr]
-                else:
-                    values.append(value)  # type: ignore[union-attr]
-                local_names = recorder.locals
-                if not local_names:
-                    names.append(None)
-                elif stash_key is None or index == last_index:
-                    names.append(None)
-                    inline[pos] = _picklable_only(local_names)
-                else:  # the value stays here; only the names travel (one tuple per shape)
-                    key = tuple(local_names)
-                    key = interned.setdefault(key, key)
-                    names.append(key)
-                    if key is not held_names:
-                        if held_names is not None:
-                            stash_values.update(held_values)
-                            stash_indices.update(dict.fromkeys(held_names, held_index))
-                        held_names = key
-                    held_index, held_values = index, local_names
-                if recorder.marked:
-                    deleted = frozenset(n for n in recorder.marked if n not in (local_names or ()))
-                    if deleted:
-                        fields = {"deleted": deleted}
-            if (
-                capture.stdout is not None
-                or capture.stderr is not None
-                or capture.warnings is not None
-            ):
-                fields = fields if fields is not None else {}
-                if capture.stdout is not None:
-                    fields["stdout"] = fields.get("stdout", "") + capture.stdout.getvalue()
-                if capture.stderr is not None:
-                    fields["stderr"] = fields.get("stderr", "") + capture.stderr.getvalue()
-                if capture.warnings is not None:
-                    fields["warnings"] = tuple(capture.warnings)
-            if fields is not None:
-                extras[pos] = fields
+                inline = stash_key is None or index == last_index  # its values travel
+                _record_success(columns, runner.recorder, held, index, duration, value, inline)
+            _record_output(columns, runner.capture, pos)
     finally:
         _CAPTURE.item = None
-    if held_names is not None:
-        stash_values.update(held_values)
-        stash_indices.update(dict.fromkeys(held_names, held_index))
-    if stash_indices:
-        _stash_many(stash_key, stash_indices, stash_values)  # type: ignore[arg-type]
+    held.flush(stash_key)
     return columns
+
+
+def _record_failure(
+    columns: Columns, runner: _ItemRunner, index: int, duration: float, error: ErrorInfo
+) -> None:
+    pos = columns.add(index, duration, [], None)
+    columns.names.append(None)
+    fields: dict[str, Any] = {"status": "failed", "error": error}
+    printed = [op for op in runner.recorder.ops if op[0] == C.OP_OUT] if runner.loop else []
+    if printed:  # what the failed item printed before its ordered steps, too
+        fields["stdout"] = "".join(op[1] for op in printed)
+        fields["stderr"] = "".join(op[2] for op in printed)
+    columns.extras[pos] = fields
+
+
+def _record_success(
+    columns: Columns,
+    recorder: Recorder,
+    held: HeldBindings,
+    index: int,
+    duration: float,
+    value: Any,
+    inline: bool,
+) -> None:
+    """A done item's contribution, and the names it left bound (stashed or ``inline``)."""
+    pos = columns.add(index, duration, recorder.ops, value)
+    local_names = recorder.locals
+    if not local_names:
+        columns.names.append(None)
+    elif inline:
+        columns.names.append(None)
+        columns.inline[pos] = picklable_only(local_names)
+    else:  # the value stays here; only the names travel (one tuple per shape)
+        columns.names.append(held.hold(index, local_names))
+    if recorder.marked:
+        deleted = frozenset(n for n in recorder.marked if n not in (local_names or ()))
+        if deleted:
+            columns.extras[pos] = {"deleted": deleted}
+
+
+def _record_output(columns: Columns, capture: _ItemCapture, pos: int) -> None:
+    """What the item printed and warned, after what its failure recorded."""
+    if capture.stdout is None and capture.stderr is None and capture.warnings is None:
+        return
+    fields = columns.extras.setdefault(pos, {})
+    if capture.stdout is not None:
+        fields["stdout"] = fields.get("stdout", "") + capture.stdout.getvalue()
+    if capture.stderr is not None:
+        fields["stderr"] = fields.get("stderr", "") + capture.stderr.getvalue()
+    if capture.warnings is not None:
+        fields["warnings"] = tuple(capture.warnings)
 
 
 def unbound_name(exc: NameError) -> str | None:
@@ -468,62 +321,7 @@ def not_assigned_here(error: ErrorInfo, name: str) -> ErrorInfo:
     )
 
 
-def _picklable_only(local_names: dict[str, Any]) -> dict[str, Any]:
-    """The bound values that can travel; e.g. a closed file from `with open(f) as fh` cannot,
-    and that name is left alone rather than failing the item."""
-    inline = {}
-    for name, value in local_names.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception:
-            continue
-        inline[name] = value
-    return inline
-
-
-def _dumps(columns: _Columns) -> bytes:
-    """Pickle a batch's outcomes; an unpicklable contribution turns only its item into a failure."""
-    try:
-        return cloudpickle.dumps(columns)
-    except Exception:  # one item's unpicklable result must not take the batch down with it
-        pass
-    for pos in range(len(columns.indices)):
-        contribution = columns.ops[pos] if columns.ops is not None else columns.values[pos]  # type: ignore[index]
-        try:
-            cloudpickle.dumps(contribution)
-        except Exception as exc:
-            _mark_unpicklable(columns, pos, exc)
-    return cloudpickle.dumps(columns)
-
-
-def _mark_unpicklable(columns: _Columns, pos: int, exc: Exception) -> None:
-    if columns.ops is not None:
-        culprit = _unpicklable_part(columns.ops[pos])
-        columns.ops[pos] = []
-    else:
-        culprit = "the item's return value"
-        columns.values[pos] = None  # type: ignore[index]
-    columns.names[pos] = None
-    columns.inline.pop(pos, None)
-    fields = columns.extras.setdefault(pos, {})
-    fields.pop("deleted", None)
-    fields["status"] = "failed"
-    fields["error"] = ErrorInfo(
-        type_name="dask_magic.UnpicklableResult",
-        message=f"{culprit} cannot be sent back to the notebook: "
-        f"{_type_name(exc)}: {_safe_str(exc)}",
-        hint="Return or collect plain data (numbers, strings, lists, dicts, arrays, "
-        "DataFrames), not open files, locks, connections or generators.",
-    )
-
-
-def _unpicklable_part(ops: list[tuple]) -> str:
-    for op in ops:
-        try:
-            cloudpickle.dumps(op)
-        except Exception:
-            return f"the value added to `{op[1]}`"
-    return "the item's result"
+_ORDERED_KEYS = ("needs", "may_depend", "kernel")  # what the bundle tells the recorder
 
 
 def run_batch(
@@ -548,33 +346,25 @@ def run_batch(
     big_env:
         Names the body reads that were scattered once (dask resolved them to their values).
     last_index:
-        The run's largest item index: that item's bound values are returned inline.
+        The run's largest item index: its bound values travel with the outcomes.
     stash_key:
         Where other items' bound values are kept in this process; ``None`` returns them inline
         (``--serial``, where nothing travels).
     retries:
         Run a failing item up to this many more times (flaky work), fresh each time.
     serialize:
-        Return the outcomes as one cloudpickled blob (for the network; ``cloudpickle.loads``
-        gives the list of `ItemOutcome`) or as the list itself.
+        Return the outcomes as one cloudpickled blob (``loads`` gives the list) or the list.
     budget:
-        Start no item after this many seconds: the outcomes are then those of a head of
-        ``batch`` (at least one item), and the kernel sends the rest again.
+        Start no item after this many seconds (the kernel sends the unrun tail again).
     """
     _install_capture()
     body, kind = _body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
-    ordered: dict[str, Any] = {
-        key: bundle[key] for key in ("needs", "may_depend", "kernel") if key in bundle
-    }
-    # an in-place change of a notebook object or an item stays on this worker: watch for it
-    # (--serial, stash_key None, changes the notebook's own objects, as the serial loop does);
-    # stores mirrored into the kernel (``svc.C = C``) change the worker's copy on purpose
-    watch = None
-    if kind == "loop" and stash_key is not None:
-        mirrored = set(bundle.get("mirrored", ()))
-        names = [n for n in [*bundle["env"], *big_env] if n not in mirrored]
-        watch = BatchWatch(body.__globals__, names, batch)
+    ordered: dict[str, Any] = {k: bundle[k] for k in _ORDERED_KEYS if k in bundle}
+    # --serial (stash_key None) changes the notebook's own objects, as the serial loop does
+    watch = (
+        _watch(bundle, body, big_env, batch) if kind == "loop" and stash_key is not None else None
+    )
     seed = bundle.get("seed")
     columns = _run_columns(
         body, kind, batch, last_index, stash_key, worker, retries, budget, ordered, seed
@@ -582,8 +372,18 @@ def run_batch(
     if watch is not None:
         watch.record(columns.extras, len(columns.indices))
     if not serialize:
-        return _unpack(*columns.fields())
-    return _dumps(columns)
+        return unpack(*columns.fields())
+    return dumps(columns)
+
+
+def _watch(bundle: dict[str, Any], body: Any, big_env: dict[str, Any], batch: list) -> BatchWatch:
+    """An in-place change of a notebook object or an item stays on this worker: watch for it.
+
+    Stores mirrored into the kernel (``svc.C = C``) change the worker's copy on purpose.
+    """
+    mirrored = set(bundle.get("mirrored", ()))
+    names = [n for n in [*bundle["env"], *big_env] if n not in mirrored]
+    return BatchWatch(body.__globals__, names, batch)
 
 
 def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:

@@ -56,6 +56,41 @@ def test_replay_paths_set_and_augmented_items():
     )
 
 
+def append(root, value):
+    return ("call", root, (), "append", (value,), {})
+
+
+class Appended(list):
+    """A list whose own ``append`` must run for every item (it may not be extended)."""
+
+    def append(self, value):
+        super().append(("seen", value))
+
+
+def test_silent_items_commit_together_in_item_order():
+    ns = {"out": [], "other": Appended(), "total": 0}
+    failed = []
+    outcomes = [
+        done(i, [append("out", i), append("other", i), ("aug", "total", (), "Add", i)])
+        for i in range(5)
+    ]
+    outcomes.insert(0, done(5, [append("out", 5), ("aug", "total", (), "Add", "five")]))
+    committer = OrderedCommit(None, ns, range(6), lambda i, e: failed.append((i, e.type_name)))
+    committer.offer(outcomes)  # not quiet: the items without output go through in one step
+    assert ns["out"] == [0, 1, 2, 3, 4, 5]  # item 5 appended before its `+=` failed
+    assert ns["other"] == [("seen", i) for i in range(5)]
+    assert ns["total"] == 10 and failed == [(5, "TypeError")]
+
+
+def test_an_item_that_printed_commits_between_its_neighbours(capsys):
+    ns = {"out": []}
+    loud = done(1, [append("out", 1)])
+    loud.stdout = "one\n"
+    commit = OrderedCommit(None, ns, range(3), lambda i, e: None)
+    commit.offer([done(0, [append("out", 0)]), loud, done(2, [append("out", 2)])])
+    assert ns["out"] == [0, 1, 2] and capsys.readouterr().out == "one\n"
+
+
 def test_last_bindings_take_the_last_successful_binder_and_deletions():
     final = replay.last_bindings(
         [
@@ -82,12 +117,6 @@ def test_last_bindings_take_the_last_successful_binder_and_deletions():
 )
 def test_probe_count(n, threads, batch, probe):
     assert batching.probe_count(n, threads, batch) == probe
-
-
-def test_batch_size_groups_tiny_items_but_keeps_tasks_for_every_thread():
-    assert batching.batch_size(1e-6, 9_996, 2) == 2_499  # balance caps it: 2 tasks per thread
-    assert batching.batch_size(0.5, 1_000, 2) == 1  # slow items: one per task
-    assert batching.batch_size(0.01, 10_000, 4) == 20  # ~0.2 s per task
 
 
 def test_first_wave_with_a_fixed_batch_submits_everything():
