@@ -26,6 +26,7 @@ from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
+from .engine.timeouts import parse_duration
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
 from .kinds import cell_kinds, target_kinds
 from .rewrite import rewrite_loop
@@ -88,6 +89,12 @@ class DaskMagics(Magics):
         default=0,
         metavar="N",
         help="Run a failing item up to N more times before reporting it (flaky I/O).",
+    )
+    @argument(
+        "--timeout",
+        metavar="DURATION",
+        help="Stop an item that runs longer than DURATION (30s, 5m, 1h, 1.5s or seconds): it "
+        "ends as timeout and its worker process is restarted; --retries N tries it again.",
     )
     @argument(
         "--on-error",
@@ -279,6 +286,7 @@ class DaskMagics(Magics):
                 raise UsageError(f"{flag} {value}: give a positive number")
         if args.retries < 0:
             raise UsageError(f"--retries {args.retries}: give 0 or more")
+        timeout = _timeout_seconds(args)
         return RunOptions(
             client=client,
             scheduler=args.scheduler,
@@ -293,6 +301,7 @@ class DaskMagics(Magics):
             labels=self._labels(filename),
             fresh=args.fresh,
             why=args.why,
+            timeout=timeout,
         )
 
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
@@ -340,7 +349,7 @@ class DaskMagics(Magics):
             print(message, file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
-        if run.on_error == "raise" and run.counts.failed:
+        if run.on_error == "raise" and (run.counts.failed or run.counts.timeout):
             first = run.failures[0]
             raise UsageError(f"item {first.index} ({first.item_repr}) failed:\n{first.traceback}")
         self._run_code(plan.postlude, filename)
@@ -506,6 +515,22 @@ class DaskMagics(Magics):
     def _sidebar_cluster(self, info: Any) -> None:
         if self.bridge is not None:
             self.bridge.set_cluster(info)
+
+
+def _timeout_seconds(args: Any) -> float | None:
+    """``--timeout`` in seconds; a clear UsageError for a value that is not a duration."""
+    if args.timeout is None:
+        return None
+    try:
+        seconds = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise UsageError(f"--timeout {args.timeout}: {exc}") from None
+    if args.serial:
+        raise UsageError(
+            "--timeout stops an item by restarting its worker process; with --serial the item "
+            "runs in this kernel, which cannot be restarted: drop one of the two options"
+        )
+    return seconds
 
 
 def _sent_names(plan: Any, ns: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ import cloudpickle
 
 from dask_magic import contract as C
 
+from . import timeouts
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .errorinfo import _safe_str, _type_name, error_info
 from .fingerprint import BatchWatch
@@ -354,6 +355,7 @@ def _run_columns(
     recorder.kernel = ordered.get("kernel", frozenset())
     clock = time.perf_counter
     deadline = None if budget is None else clock() + budget
+    watch = timeouts.this_thread()  # None unless the run has a --timeout
     _CAPTURE.item = capture
     try:
         for pos, (index, item) in enumerate(batch):
@@ -369,6 +371,8 @@ def _run_columns(
                 value = error = None
                 if seed is not None:  # --seed: the item's draws depend on (seed, index) only
                     seed_item(seed, index)
+                if watch is not None:
+                    watch.begin(index)
                 start = clock()
                 try:
                     if loop:
