@@ -314,6 +314,7 @@ class DaskMagics(Magics):
                 options,
                 observers=observers,
                 cell_id=_cell_id(self.shell),
+                on_start=self._remember,
             )
         except (ClusterError, PicklingError) as exc:
             raise UsageError(str(exc)) from None

@@ -203,3 +203,36 @@ def test_partial_from_another_thread_while_the_run_goes_on(two_workers):
             assert r.value == (r.item * r.item if r.status == "done" else None)
     final = run.partial()
     assert [r.value for r in final] == run.results == [x * x for x in range(30)]
+
+
+@pytest.mark.timeout(120)
+def test_a_named_run_can_be_watched_from_another_thread_while_the_cell_runs(fresh, two_workers):
+    fresh.user_ns["c"] = two_workers
+    run_ok(fresh, "import time")
+    fresh.user_ns.pop("watched", None)
+    seen: list[list] = []
+    stop = threading.Event()
+
+    def read() -> None:  # what a second console on the kernel would do
+        while not stop.is_set():
+            run = fresh.user_ns.get("watched")
+            if run is not None:
+                seen.append(run.partial())
+            time.sleep(0.01)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        run_ok(
+            fresh,
+            "%%parallel_for --client c --name watched --batch 1 --progress none\nout = []\n"
+            "for i in range(20):\n    time.sleep(0.1)\n    out.append(i)\n",
+        )
+    finally:
+        stop.set()
+        reader.join()
+    seen.append(fresh.user_ns["watched"].partial())
+    done_counts = [sum(r.status == "done" for r in p) for p in seen]
+    assert any(0 < n < 20 for n in done_counts)  # read while the cell ran
+    assert done_counts == sorted(done_counts) and done_counts[-1] == 20
+    assert all([r.item for r in p] == list(range(20)) for p in seen)

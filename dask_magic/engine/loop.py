@@ -108,6 +108,7 @@ def start_loop(
     *,
     observers: Sequence[Any] = (),
     cell_id: str | None = None,
+    on_start: Any = None,
 ) -> Run:
     """Run every item of ``items`` through ``plan``'s body; update ``ns`` as the serial loop would."""
     run = Run(
@@ -118,6 +119,8 @@ def start_loop(
         on_error=options.on_error,
     )
     run.observers.extend(observers)
+    if on_start is not None:  # e.g. bind --name now: another console can watch the run
+        on_start(run)
     before, restorable = _snapshot_state(plan, ns)
     absent = [name for name in plan.state_names if name not in ns]
     state = _LoopState(plan, ns, options, before, restorable, absent)

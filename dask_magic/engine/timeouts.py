@@ -192,6 +192,7 @@ class TimeoutGuard:
     reports: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     attempts: dict[int, int] = field(default_factory=dict)
     restarts: list[threading.Thread] = field(default_factory=list)
+    restarting: set[str] = field(default_factory=set)  # addresses of workers being restarted
     backstop: bool = True
     #: monotonic times at which overruns were handled (for measurements)
     handled_at: list[float] = field(default_factory=list)
@@ -235,6 +236,9 @@ class TimeoutGuard:
         timed = future in run.timed
         run.timed.discard(future)
         self.client.cancel([future])
+        # let go of the finished tasks first: the scheduler would compute again every result
+        # it still holds on the worker that is about to go
+        run.order = [f for f in run.order if f in run.in_flight]
         self._restart(message["worker"])
         self.handled_at.append(time.monotonic())
         index = message.get("index")
@@ -258,6 +262,7 @@ class TimeoutGuard:
 
     def _restart(self, address: str) -> None:
         """Restart the worker through its nanny, without holding up the pass."""
+        self.restarting.add(address)
 
         def restart() -> None:
             try:
@@ -283,19 +288,26 @@ class TimeoutGuard:
         return [
             {"key": key, "worker": address, "index": None, "elapsed": silent, "limit": self.seconds}
             for address, key, silent in found
+            if address not in self.restarting  # its other tasks go elsewhere once it is gone
         ]
 
 
 def _silent_tasks(keys: list[str], limit: float, dask_scheduler: Any = None) -> list[list]:
-    """On the scheduler: ``[worker, key, seconds silent]`` of tasks on silent workers."""
+    """On the scheduler: ``[worker, key, seconds silent]`` of the tasks that silent workers
+    were executing at their last heartbeat (else their first of ``keys``, in that order)."""
     now = time.time()
-    found = []
+    found: dict[str, list] = {}
     for key in keys:
         task = dask_scheduler.tasks.get(key)
         worker = getattr(task, "processing_on", None)
-        if worker is not None and now - worker.last_seen > limit:
-            found.append([worker.address, key, now - worker.last_seen])
-    return found
+        if worker is None or now - worker.last_seen <= limit:
+            continue
+        executing = {getattr(t, "key", t) for t in getattr(worker, "executing", {})}
+        if key in executing or (not executing and worker.address not in found):
+            found.setdefault(worker.address, []).append(
+                [worker.address, key, now - worker.last_seen]
+            )
+    return [entry for entries in found.values() for entry in entries]
 
 
 def timeout_outcome(message: dict) -> ItemOutcome:
@@ -321,5 +333,6 @@ def timeout_outcome(message: dict) -> ItemOutcome:
         "Raise --timeout, make the item faster, or add --retries N to try it again.",
     )
     worker = message.get("worker")
-    return ItemOutcome(index=int(message["index"]), status="timeout", error=error,
-                       duration=elapsed, worker=worker)
+    return ItemOutcome(
+        index=int(message["index"]), status="timeout", error=error, duration=elapsed, worker=worker
+    )
