@@ -192,6 +192,7 @@ class TimeoutGuard:
     reports: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     attempts: dict[int, int] = field(default_factory=dict)
     restarts: list[threading.Thread] = field(default_factory=list)
+    strikes: dict[int, int] = field(default_factory=dict)  # times found on a blocked worker
     restarting: set[str] = field(default_factory=set)  # addresses of workers being restarted
     backstop: bool = True
     #: monotonic times at which overruns were handled (for measurements)
@@ -242,11 +243,8 @@ class TimeoutGuard:
         self._restart(message["worker"])
         self.handled_at.append(time.monotonic())
         index = message.get("index")
-        if index is None and len(batch) == 1:
-            index = batch[0][0]
-            message = {**message, "index": index}
-        if index is None:  # blocked without a report: which item is unknown, so one per task
-            run.submit([[pair] for pair in batch])
+        if index is None:
+            self._blocked(run, batch, message)
             return
         mates = [pair for pair in batch if pair[0] != index]
         if mates and (timed or run.held):
@@ -260,8 +258,29 @@ class TimeoutGuard:
         else:
             run._add([timeout_outcome(message)])
 
+    def _blocked(self, run: Any, batch: list, message: dict) -> None:
+        """A task on a worker that stopped answering: which of its items (or of the tasks
+        queued there with it) blocked it is unknown, so each is sent again alone; an item
+        found on a blocked worker twice is the one that blocks it."""
+        again = []
+        for pair in batch:
+            self.strikes[pair[0]] = self.strikes.get(pair[0], 0) + 1
+            if self.strikes[pair[0]] < 2:
+                again.append([pair])
+                continue
+            self.strikes[pair[0]] = 0
+            self.attempts[pair[0]] = self.attempts.get(pair[0], 0) + 1
+            if self.attempts[pair[0]] <= self.retries:
+                again.append([pair])
+            else:
+                run._add([timeout_outcome({**message, "index": pair[0], "frames": ()})])
+        if again:
+            run.submit(again)
+
     def _restart(self, address: str) -> None:
         """Restart the worker through its nanny, without holding up the pass."""
+        if address in self.restarting:
+            return
         self.restarting.add(address)
 
         def restart() -> None:
@@ -293,21 +312,15 @@ class TimeoutGuard:
 
 
 def _silent_tasks(keys: list[str], limit: float, dask_scheduler: Any = None) -> list[list]:
-    """On the scheduler: ``[worker, key, seconds silent]`` of the tasks that silent workers
-    were executing at their last heartbeat (else their first of ``keys``, in that order)."""
+    """On the scheduler: ``[worker, key, seconds silent]`` of ``keys`` on silent workers."""
     now = time.time()
-    found: dict[str, list] = {}
+    found = []
     for key in keys:
         task = dask_scheduler.tasks.get(key)
         worker = getattr(task, "processing_on", None)
-        if worker is None or now - worker.last_seen <= limit:
-            continue
-        executing = {getattr(t, "key", t) for t in getattr(worker, "executing", {})}
-        if key in executing or (not executing and worker.address not in found):
-            found.setdefault(worker.address, []).append(
-                [worker.address, key, now - worker.last_seen]
-            )
-    return [entry for entries in found.values() for entry in entries]
+        if worker is not None and now - worker.last_seen > limit:
+            found.append([worker.address, key, now - worker.last_seen])
+    return found
 
 
 def timeout_outcome(message: dict) -> ItemOutcome:
