@@ -236,3 +236,25 @@ def test_a_named_run_can_be_watched_from_another_thread_while_the_cell_runs(fres
     assert any(0 < n < 20 for n in done_counts)  # read while the cell ran
     assert done_counts == sorted(done_counts) and done_counts[-1] == 20
     assert all([r.item for r in p] == list(range(20)) for p in seen)
+
+
+@pytest.mark.timeout(240)
+def test_an_item_that_blocks_its_worker_in_c_code_is_stopped_by_the_backstop(fresh, two_workers):
+    """A regular expression that backtracks for ages holds the GIL: the worker can neither
+    report nor answer; the kernel restarts it once it has been silent for long."""
+    fresh.user_ns["c"] = two_workers
+    run_ok(fresh, "import re, time")
+    before = worker_pids(two_workers)
+    run = run_ok(
+        fresh,
+        "%%parallel_for --client c --timeout 1s --progress none\nout = []\n"
+        "for i in range(12):\n    if i == 3:\n        re.match(r'(a+)+$', 'a' * 60 + 'b')\n"
+        "    time.sleep(0.05)\n    out.append(i)\n",
+    )
+    assert (run.counts.done, run.counts.timeout) == (11, 1)
+    [failure] = run.failures
+    assert failure.index == 3 and "stopped answering" in failure.error.message
+    assert fresh.user_ns["out"] == [i for i in range(12) if i != 3]
+    after = worker_pids(two_workers)
+    assert len(after) == 2
+    assert not any(psutil.pid_exists(pid) for pid in set(before.values()) - set(after.values()))

@@ -38,6 +38,8 @@ WATCHDOG_INTERVAL = 0.1
 #: A worker silent for this long (plus the timeout) while running one of the pass's tasks is
 #: taken as blocked; the scheduler's heartbeats are about a second apart.
 BACKSTOP_SECONDS = 15.0
+#: How long a restart may take to bring the worker back before the pass stops waiting.
+RESTART_SECONDS = 30.0
 #: How often the kernel asks the scheduler about silent workers.
 BACKSTOP_INTERVAL = 2.0
 _MAX_FRAMES = 60
@@ -260,13 +262,14 @@ class TimeoutGuard:
 
     def _blocked(self, run: Any, batch: list, message: dict) -> None:
         """A task on a worker that stopped answering: which of its items (or of the tasks
-        queued there with it) blocked it is unknown, so each is sent again alone; an item
-        found on a blocked worker twice is the one that blocks it."""
+        queued there with it) blocked it is unknown, so each runs again later alone on the
+        cluster (the pass's quarantine); an item found on a blocked worker twice is the one
+        that blocks it."""
         again = []
         for pair in batch:
             self.strikes[pair[0]] = self.strikes.get(pair[0], 0) + 1
             if self.strikes[pair[0]] < 2:
-                again.append([pair])
+                run.quarantine.append(pair)
                 continue
             self.strikes[pair[0]] = 0
             self.attempts[pair[0]] = self.attempts.get(pair[0], 0) + 1
@@ -285,7 +288,16 @@ class TimeoutGuard:
 
         def restart() -> None:
             try:
+                workers = len(self.client.nthreads())
                 self.client.restart_workers([address], raise_for_error=False)
+                # it may return before the new process has registered: wait for it (bounded),
+                # so that a pass ends with the cluster as big as it found it
+                deadline = time.monotonic() + RESTART_SECONDS
+                while time.monotonic() < deadline:
+                    now = self.client.nthreads()
+                    if address not in now and len(now) >= workers:
+                        break
+                    time.sleep(0.2)
             except Exception:  # gone already, or the scheduler is closing: nothing to restart
                 pass
 
