@@ -258,3 +258,17 @@ def test_an_item_that_blocks_its_worker_in_c_code_is_stopped_by_the_backstop(fre
     after = worker_pids(two_workers)
     assert len(after) == 2
     assert not any(psutil.pid_exists(pid) for pid in set(before.values()) - set(after.values()))
+
+
+def test_views_count_timed_out_items_apart():
+    from dask_magic.engine.results import Counts, RunSnapshot
+    from dask_magic.ui import html, text
+
+    counts = Counts(10, done=8, failed=1, timeout=1)
+    assert counts.finished == 10 and counts.queued == 0
+    snapshot = RunSnapshot("r", None, RunStatus.FAILED, counts, 0.0, 3.0, None, None)
+    assert "(8 done, 1 failed, 1 timed out)" in text.summary_text(snapshot)
+    assert "1 timed out" in text.progress_line(snapshot)
+    status = html.status_html(snapshot)
+    assert 'data-timeout="1"' in status and "1</b> timed out" in status
+    assert 'class="dm-bar-timeout"' in html.bar_html(counts)
