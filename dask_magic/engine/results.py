@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, Protocol
 
 ItemStatus = Literal["done", "failed", "timeout", "cancelled", "pending"]
 #: In `ItemOutcome.mutated`: the item's own value was changed by the body (a notebook name is
@@ -86,7 +86,8 @@ class ItemOutcome:
     mutated: tuple[str, ...] = ()
 
 
-class PartialResult(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class PartialResult:
     """One item of `Run.partial`: where it stands while the run goes on."""
 
     index: int

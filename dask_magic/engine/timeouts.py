@@ -146,7 +146,7 @@ def _watchdog() -> None:
 def sample_stack(thread_id: int) -> list[list[Any]]:
     """``[filename, line, function, internal]`` of each frame of a thread, outermost first."""
     frame = sys._current_frames().get(thread_id)
-    frames = []
+    frames: list[list[Any]] = []
     while frame is not None and len(frames) < _MAX_FRAMES:
         module = str(frame.f_globals.get("__name__") or "")
         internal = module.split(".")[0] in _INTERNAL
