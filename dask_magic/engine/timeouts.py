@@ -300,6 +300,8 @@ class TimeoutGuard:
                     time.sleep(0.2)
             except Exception:  # gone already, or the scheduler is closing: nothing to restart
                 pass
+            finally:  # a worker started again at a fixed address can be restarted again
+                self.restarting.discard(address)
 
         thread = threading.Thread(target=restart, name="dask-magic-restart", daemon=True)
         thread.start()
