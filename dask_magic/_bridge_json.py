@@ -101,6 +101,7 @@ def run_to_json(snapshot: RunSnapshot) -> dict:
             "total": counts.total,
             "done": counts.done,
             "failed": counts.failed,
+            "timeout": counts.timeout,
             "running": counts.running,
             "queued": counts.queued,
             "cancelled": counts.cancelled,

@@ -18,6 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .engine.batching import parse_batch
 from .engine.loop import RunOptions
+from .engine.timeouts import parse_duration
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -69,6 +70,12 @@ _PARALLEL_FOR_ARGUMENTS = (
         default=0,
         metavar="N",
         help="Run a failing item up to N more times before reporting it (flaky I/O).",
+    ),
+    argument(
+        "--timeout",
+        metavar="DURATION",
+        help="Stop an item that runs longer than DURATION (30s, 5m, 1h, 1.5s or seconds): it "
+        "ends as timeout and its worker process is restarted; --retries N tries it again.",
     ),
     argument(
         "--on-error",
@@ -191,6 +198,7 @@ def run_options(args: Any, user_ns: dict[str, Any], labels: dict[str, str]) -> R
             raise UsageError(f"{flag} {value}: give a positive number")
     if args.retries < 0:
         raise UsageError(f"--retries {args.retries}: give 0 or more")
+    timeout = _timeout_seconds(args)
     return RunOptions(
         client=client,
         scheduler=args.scheduler,
@@ -205,4 +213,21 @@ def run_options(args: Any, user_ns: dict[str, Any], labels: dict[str, str]) -> R
         labels=labels,
         fresh=args.fresh,
         why=args.why,
+        timeout=timeout,
     )
+
+
+def _timeout_seconds(args: Any) -> float | None:
+    """``--timeout`` in seconds; a clear UsageError for a value that is not a duration."""
+    if args.timeout is None:
+        return None
+    try:
+        seconds = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise UsageError(f"--timeout {args.timeout}: {exc}") from None
+    if args.serial:
+        raise UsageError(
+            "--timeout stops an item by restarting its worker process; with --serial the item "
+            "runs in this kernel, which cannot be restarted: drop one of the two options"
+        )
+    return seconds

@@ -181,6 +181,7 @@ class DaskMagics(Magics):
                 options,
                 observers=observers,
                 cell_id=_cell_id(self.shell),
+                on_start=self._remember,
             )
         except (ClusterError, PicklingError) as exc:
             raise UsageError(str(exc)) from None
@@ -216,7 +217,7 @@ class DaskMagics(Magics):
             print(message, file=sys.stderr)
         if run.status in (RunStatus.INTERRUPTED, RunStatus.ERROR):
             raise UsageError(f"{run.message}. `%parallel_retry` runs the unfinished items.")
-        if run.on_error == "raise" and run.counts.failed:
+        if run.on_error == "raise" and (run.counts.failed or run.counts.timeout):
             first = run.failures[0]
             raise UsageError(f"item {first.index} ({first.item_repr}) failed:\n{first.traceback}")
         self._run_code(plan.postlude, filename)

@@ -245,6 +245,7 @@ def test_run_to_json_shape():
         "running": 0,
         "queued": 0,
         "cancelled": 0,
+        "timeout": 0,
     }
     assert data["cell_id"] == "9d1f6c0e-cell"
     assert data["cluster"]["dashboard"] == "http://127.0.0.1:8787/status"

@@ -34,7 +34,8 @@ def parallel_for(
         Views with ``update(snapshot)`` / ``finish(snapshot)`` (see `dask_magic.ui.text`).
     **options:
         The fields of `RunOptions`: ``client``, ``scheduler``, ``workers``, ``threads``,
-        ``retries``, ``on_error``, ``batch``, ``serial``, ``name``, ``seed`` (seed the
+        ``retries``, ``on_error``, ``batch``, ``serial``, ``name``, ``timeout`` (seconds an
+        item may run: it then ends as ``timeout`` and its worker is restarted), ``seed`` (seed the
         global random states of `random`, `numpy.random` and torch before each item from
         ``(seed, index)``: the same numbers from run to run, whatever the batching).
 
@@ -68,7 +69,11 @@ def _pass(run: Run, state: dict[str, Any], indices: list[int]) -> None:
     client = pick_client(settings)
     bundle = {"kind": "function", "fn": state["fn"], "seed": settings.seed}
     job = execute.make_job(
-        bundle, pickle=client is not None, retries=settings.retries, batch=settings.batch
+        bundle,
+        pickle=client is not None,
+        retries=settings.retries,
+        batch=settings.batch,
+        timeout=settings.timeout,
     )
     drive(run, job, indices, client, lambda _key: None)
 

@@ -15,6 +15,7 @@ Nothing here knows about IPython, widgets or namespaces: outcomes go to a `Sink`
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import io
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from . import batching, errorinfo, worker
+from . import batching, errorinfo, timeouts, worker
 from .results import ErrorInfo, ItemOutcome
 
 #: How long the kernel waits for a completion before refreshing the progress display.
@@ -54,6 +55,7 @@ class Job:
     retries: int = 0
     batch: int | str = "auto"
     key_prefix: str = "parallel_for"
+    timeout: float | None = None  # --timeout, seconds per item
 
 
 class Sink(Protocol):
@@ -134,18 +136,28 @@ def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str
 # -- on the cluster ------------------------------------------------------------------------------
 
 
-def _run_on_worker(token, blob, big_env, items, last_index, stash_key, retries, budget=None):
+def _run_on_worker(
+    token, blob, big_env, items, last_index, stash_key, retries, budget=None, timeout=None
+):
     """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
     from distributed import get_worker
 
     try:
-        address = get_worker().address
+        here = get_worker()
     except ValueError:  # run outside a worker (a synchronous scheduler in tests)
-        address = None
+        here = None
+    address = None if here is None else here.address
     batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
-    return worker.run_batch(
-        token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
-    )
+    if timeout is not None and here is not None:  # the watchdog reports overruns as events
+        report = functools.partial(here.log_event, timeouts.TOPIC)
+        timeouts.arm(timeout, report, str(here.get_current_task()), address)
+    try:
+        return worker.run_batch(
+            token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
+        )
+    finally:
+        if timeout is not None:
+            timeouts.disarm()
 
 
 def total_threads(client: Any) -> int:
@@ -211,6 +223,7 @@ class DaskRun:
         self.reported: set[int] = set()  # items whose outcome the sink has
         self.unrecorded_keys: list[str] = []
         self.batch_counter = 0
+        self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
 
     def _add(self, outcomes: list[ItemOutcome]) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -248,6 +261,7 @@ class DaskRun:
                 [self.stash_key] * n,
                 [self.job.retries] * n,
                 [budget] * n,
+                [self.job.timeout] * n,
                 key=keys,
                 pure=False,
             )
@@ -310,12 +324,16 @@ class DaskRun:
 
     # the loop
     def run(self) -> str:
+        if self.job.timeout is not None:
+            self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
         try:
             self.submit_first_wave()
             while self.in_flight or self.held or self.quarantine:
                 ready = self._wait()
                 if ready:
                     self._collect(ready)
+                if self.guard is not None:
+                    self.guard.step(self)
                 if self.quarantine and not self.in_flight and not self.held:
                     self.submit([[self.quarantine.pop(0)]])  # alone: nothing else can die with it
                 if self.held and (self.probe_durations or not self.in_flight):
@@ -332,6 +350,8 @@ class DaskRun:
             return "interrupted"
         finally:
             self.bundle = None
+            if self.guard is not None:
+                self.guard.close()
         if self.cancelled_elsewhere and self.client.status != "running":
             return "lost"
         return "completed"

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dask_magic.errors import PicklingError
+from dask_magic.errors import ClusterError, PicklingError
 
-from . import cluster, execute, preflight, replay, resume, scatter, tracebacks
+from . import cluster, execute, preflight, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
@@ -47,6 +47,7 @@ class RunOptions:
     journal: bool = True  # keep finished items in the journal and restore them
     fresh: bool = False  # --fresh: restore nothing this run (items are still written)
     why: bool = False  # --why: say why each item that runs runs
+    timeout: float | None = None  # --timeout: seconds an item may run before it is stopped
 
 
 @dataclass
@@ -107,6 +108,7 @@ def start_loop(
     *,
     observers: Sequence[Any] = (),
     cell_id: str | None = None,
+    on_start: Any = None,
 ) -> Run:
     """Run every item of ``items`` through ``plan``'s body.
 
@@ -120,6 +122,8 @@ def start_loop(
         on_error=options.on_error,
     )
     run.observers.extend(observers)
+    if on_start is not None:  # e.g. bind --name now: another console can watch the run
+        on_start(run)
     before, restorable = _snapshot_state(plan, ns)
     absent = [name for name in plan.state_names if name not in ns]
     state = _LoopState(plan, ns, options, before, restorable, absent)
@@ -235,6 +239,10 @@ def drive(
     pairs = [(i, run.items[i]) for i in indices]
     if client is not None and run.cluster is None:
         run.cluster = cluster.cluster_info(client)
+    if client is not None and job.timeout is not None and pairs:
+        no_nanny = timeouts.missing_nannies(client)
+        if no_nanny:
+            raise ClusterError(timeouts.no_nanny_message(no_nanny))
     stash_key = f"{run.run_id}-{run.passes + 1}"
     run.begin(indices)
     how, message = "completed", ""
@@ -255,7 +263,11 @@ def drive(
 def _job(
     plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any
 ) -> execute.Job:
-    job_options: dict[str, Any] = {"retries": options.retries, "batch": options.batch}
+    job_options: dict[str, Any] = {
+        "retries": options.retries,
+        "batch": options.batch,
+        "timeout": options.timeout,
+    }
     if client is None:
         bundle = {
             "kind": "loop",

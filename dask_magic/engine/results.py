@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-ItemStatus = Literal["done", "failed", "cancelled", "pending"]
+ItemStatus = Literal["done", "failed", "timeout", "cancelled", "pending"]
 #: In `ItemOutcome.mutated`: the item's own value was changed by the body (a notebook name is
 #: an identifier, so this cannot clash with one).
 ITEM_MUTATED = "@item"
@@ -86,6 +86,17 @@ class ItemOutcome:
     mutated: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PartialResult:
+    """One item of `Run.partial`: where it stands while the run goes on."""
+
+    index: int
+    item: Any
+    status: str  # done, failed, timeout, cancelled, or pending (queued or running)
+    value: Any = None  # the return value of a done item (the function API), else None
+    error: str = ""  # ``ValueError: bad number`` for a failed or timed-out item
+
+
 class _Stashed:
     """Marker: the bound value stayed on the worker; fetch it only if it is the final one."""
 
@@ -116,14 +127,16 @@ class Counts:
     running: int = 0
     cancelled: int = 0
     restored: int = 0  # of the done items, taken from the journal instead of run
+    timeout: int = 0  # stopped by --timeout
 
     @property
     def queued(self) -> int:
-        return max(0, self.total - self.done - self.failed - self.running - self.cancelled)
+        ended = self.done + self.failed + self.timeout + self.cancelled
+        return max(0, self.total - ended - self.running)
 
     @property
     def finished(self) -> int:
-        return self.done + self.failed + self.cancelled
+        return self.done + self.failed + self.timeout + self.cancelled
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .results import ClusterInfo, Counts, ErrorInfo, Failure, ItemOutcome, RunSnapshot, RunStatus
+from .results import (
+    ClusterInfo,
+    Counts,
+    ErrorInfo,
+    Failure,
+    ItemOutcome,
+    PartialResult,
+    RunSnapshot,
+    RunStatus,
+)
 
 #: Observers are told at most this often while a run is live.
 UPDATE_INTERVAL = 0.1
@@ -64,7 +73,7 @@ class Run:
         self._loop_state: Any = None
         self._describe = describe
         self._failures: dict[int, tuple[ItemOutcome, Failure]] = {}
-        self._tally = {"done": 0, "failed": 0, "cancelled": 0}
+        self._tally = {"done": 0, "failed": 0, "timeout": 0, "cancelled": 0}
         self._running = 0
         self._pass_start = self._started = self._ended = 0.0
         self._pass_finished = 0
@@ -139,7 +148,8 @@ class Run:
         self._emit()
 
     def should_stop(self) -> bool:
-        return self._cancel_requested or (self.on_error == "raise" and self._tally["failed"] > 0)
+        failed = self._tally["failed"] + self._tally["timeout"]
+        return self._cancel_requested or (self.on_error == "raise" and failed > 0)
 
     # -- life cycle ----------------------------------------------------------------------------
     def begin(self, indices: Sequence[int]) -> None:
@@ -166,7 +176,7 @@ class Run:
             self.status = RunStatus.INTERRUPTED
         elif how == "lost" or message:
             self.status = RunStatus.ERROR
-        elif self._tally["failed"] or self._tally["cancelled"]:
+        elif self._tally["failed"] or self._tally["timeout"] or self._tally["cancelled"]:
             self.status = RunStatus.FAILED
         else:
             self.status = RunStatus.FINISHED
@@ -177,7 +187,7 @@ class Run:
 
     def _default_message(self, how: str) -> str:
         if how == "interrupted":
-            kept = self._tally["done"] + self._tally["failed"]
+            kept = self._tally["done"] + self._tally["failed"] + self._tally["timeout"]
             return f"interrupted: {kept} finished items kept, {self._tally['cancelled']} cancelled"
         if how == "lost":
             return "lost the connection to the Dask scheduler; finished items were kept"
@@ -205,6 +215,7 @@ class Run:
             running=self._running if self.status is RunStatus.RUNNING else 0,
             cancelled=self._tally["cancelled"],
             restored=self.restored,
+            timeout=self._tally["timeout"],
         )
 
     @property
@@ -217,9 +228,10 @@ class Run:
 
     @property
     def failures(self) -> list[Failure]:
-        """Failed items in item order, rendered against the notebook's source."""
+        """Failed and timed-out items in item order, rendered against the notebook's source."""
         found = []
-        for index in sorted(i for i, o in self.outcomes.items() if o.status == "failed"):
+        ended = ("failed", "timeout")
+        for index in sorted(i for i, o in self.outcomes.items() if o.status in ended):
             found.append(self._failure(self.outcomes[index]))
         return found
 
@@ -250,6 +262,27 @@ class Run:
             for i in sorted(self.outcomes)
             if self.outcomes[i].status == "done"
         ]
+
+    def partial(self) -> list[PartialResult]:
+        """Every item in item order, with what is known of it now: safe from another thread.
+
+        Meant for a second console on the kernel while the run goes on: done items carry
+        their value (the function API's return value), failed and timed-out ones their error,
+        the others say ``pending``.
+        """
+        outcomes = self.outcomes.copy()  # one C-level copy: the run's thread may add meanwhile
+        found = []
+        for index, item in enumerate(self.items):
+            outcome = outcomes.get(index)
+            if outcome is None:
+                found.append(PartialResult(index, item, "pending"))
+                continue
+            done = outcome.status == "done"
+            error = outcome.error.summary if outcome.error is not None else ""
+            found.append(
+                PartialResult(index, item, outcome.status, outcome.value if done else None, error)
+            )
+        return found
 
     def snapshot(self) -> RunSnapshot:
         counts = self.counts
@@ -303,6 +336,8 @@ class Run:
         c = self.counts
         label = f" {self.name!r}" if self.name else ""
         parts = [f"{c.done} done", f"{c.failed} failed"]
+        if c.timeout:
+            parts.append(f"{c.timeout} timed out")
         if c.cancelled:
             parts.append(f"{c.cancelled} cancelled")
         restored = f", {c.restored} restored from the journal" if c.restored else ""

@@ -31,6 +31,7 @@ import cloudpickle
 
 from dask_magic import contract as C
 
+from . import timeouts
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .columns import Columns, dumps, picklable_only, unpack
 from .errorinfo import error_info
@@ -162,7 +163,7 @@ def register_bundle(token: str, bundle: dict[str, Any]) -> None:
 class _ItemRunner:
     """Runs one item of a batch through the body, with its retries, fresh each time."""
 
-    __slots__ = ("body", "capture", "loop", "may_depend", "recorder", "retries", "seed")
+    __slots__ = ("body", "capture", "loop", "may_depend", "recorder", "retries", "seed", "watch")
 
     def __init__(self, body: Any, loop: bool, ordered: dict[str, Any], retries: int, seed: Any):
         self.body = body
@@ -173,6 +174,7 @@ class _ItemRunner:
         self.may_depend = ordered.get("may_depend", frozenset())
         self.retries = retries
         self.seed = seed
+        self.watch = timeouts.this_thread()  # None unless the run has a --timeout
 
     def run(self, index: int, item: Any) -> tuple[Any, ErrorInfo | None, float]:
         """The item's return value, its error (or None) and how long its last attempt took."""
@@ -193,6 +195,8 @@ class _ItemRunner:
         value = error = None
         if self.seed is not None:  # --seed: the item's draws depend on (seed, index) only
             seed_item(self.seed, index)
+        if self.watch is not None:
+            self.watch.begin(index)
         start = time.perf_counter()
         try:
             if self.loop:

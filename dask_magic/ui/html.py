@@ -101,7 +101,7 @@ CSS = (
             ),
             _rule(".dm-bar-done", "background:var(--jp-success-color1,#388e3c)"),
             _rule(
-                ".dm-bar-failed", f"background:{_ERROR}", "min-width:3px"
+                ".dm-bar-failed,.dm-bar-timeout", f"background:{_ERROR}", "min-width:3px"
             ),  # 1 in 10,000 still shows
             _rule(".dm-bar-running", "background:var(--jp-brand-color3,#90caf9)"),
             _rule(".dm-bar-cancelled", "background:var(--jp-warn-color1,#f57c00)"),
@@ -223,9 +223,9 @@ def _share(part: int, total: int) -> str:
 
 
 def bar_html(counts: Counts) -> str:
-    """A stacked bar: done, failed, running and cancelled shares of all items."""
+    """A stacked bar: done, failed, timed-out, running and cancelled shares of all items."""
     segments = []
-    for name in ("done", "failed", "running", "cancelled"):
+    for name in ("done", "failed", "timeout", "running", "cancelled"):
         value = getattr(counts, name)
         if value:
             segments.append(
@@ -246,7 +246,7 @@ def status_html(snapshot: RunSnapshot) -> str:
     c = snapshot.counts
     data = " ".join(
         f'data-{k}="{getattr(c, k)}"'
-        for k in ("total", "done", "failed", "running", "queued", "cancelled")
+        for k in ("total", "done", "failed", "timeout", "running", "queued", "cancelled")
     )
     counts = [
         f'<b class="dm-n-done">{c.done:,}</b> done',
@@ -254,6 +254,8 @@ def status_html(snapshot: RunSnapshot) -> str:
         f"<b>{c.running:,}</b> running",
         f"<b>{c.queued:,}</b> queued",
     ]
+    if c.timeout:
+        counts.insert(2, f'<b class="dm-n-failed">{c.timeout:,}</b> timed out')
     if c.cancelled:
         counts.append(f"<b>{c.cancelled:,}</b> cancelled")
     if c.restored:

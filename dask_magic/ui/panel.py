@@ -318,7 +318,11 @@ class ProgressPanel:
             callback()
             c = self.snapshot.counts if self.snapshot else None
             if c is not None:
-                print(f"dask-magic: retry ended: {c.done} done, {c.failed} failed of {c.total}")
+                stopped = f", {c.timeout} timed out" if c.timeout else ""
+                print(
+                    f"dask-magic: retry ended: {c.done} done, {c.failed} failed{stopped} "
+                    f"of {c.total}"
+                )
 
     def _rerun(self, index: int) -> None:
         """A row's "Re-run here" button: run that item in the kernel, where %debug can reach it."""

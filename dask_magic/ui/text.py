@@ -78,8 +78,9 @@ def _bar(counts: Counts, width: int = BAR_WIDTH) -> str:
     if counts.total <= 0:
         return "[" + "." * width + "]"
     done = counts.done * width // counts.total
-    failed = counts.failed * width // counts.total
-    if counts.failed and not failed:  # one failure in 10,000 must still be visible
+    stopped = counts.failed + counts.timeout  # a timed-out item shows as a failure
+    failed = stopped * width // counts.total
+    if stopped and not failed:  # one failure in 10,000 must still be visible
         failed = 1
         done = min(done, width - 1)
     return "[" + "#" * done + "x" * failed + "." * (width - done - failed) + "]"
@@ -87,6 +88,8 @@ def _bar(counts: Counts, width: int = BAR_WIDTH) -> str:
 
 def _counts_text(counts: Counts) -> str:
     parts = [f"{counts.done}/{counts.total} done", f"{counts.failed} failed"]
+    if counts.timeout:
+        parts.append(f"{counts.timeout} timed out")
     parts += [f"{counts.running} running", f"{counts.queued} queued"]
     if counts.cancelled:
         parts.append(f"{counts.cancelled} cancelled")
@@ -108,6 +111,8 @@ def _headline(snapshot: RunSnapshot) -> str:
     who = f"parallel_for {snapshot.name!r}" if snapshot.name else "parallel_for"
     status = _STATUS_WORDS.get(snapshot.status, str(snapshot.status))
     counts = f"{c.done} done, {c.failed} failed"
+    if c.timeout:
+        counts += f", {c.timeout} timed out"
     if c.cancelled:
         counts += f", {c.cancelled} cancelled"
     if c.restored:

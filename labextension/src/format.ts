@@ -53,7 +53,7 @@ export function barSegments(counts: ICounts): {
   const pct = (n: number) => Math.min(100, (100 * n) / counts.total);
   return {
     done: pct(counts.done),
-    failed: pct(counts.failed),
+    failed: pct(counts.failed + (counts.timeout ?? 0)),
     running: pct(counts.running),
     cancelled: pct(counts.cancelled)
   };

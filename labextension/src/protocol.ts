@@ -32,6 +32,8 @@ export interface ICounts {
   running: number;
   queued: number;
   cancelled: number;
+  /** Items stopped by `--timeout` (absent from kernels before it existed). */
+  timeout?: number;
 }
 
 /** One failed item, with its traceback already rendered by the kernel (plain text). */
@@ -241,7 +243,8 @@ function parseCounts(value: unknown): ICounts | null {
     failed: counts.failed,
     running: counts.running,
     queued: counts.queued,
-    cancelled: counts.cancelled
+    cancelled: counts.cancelled,
+    timeout: isCount(value.timeout) ? value.timeout : 0
   };
 }
 

@@ -224,7 +224,7 @@ export function RunView(props: {
             Cancel
           </button>
         )}
-        {!live && run.counts.failed > 0 && (
+        {!live && run.counts.failed + (run.counts.timeout ?? 0) > 0 && (
           <button
             className={`${CLS}-button ${CLS}-retry`}
             onClick={() => props.onRetry(run)}
@@ -242,7 +242,7 @@ export function RunView(props: {
 function Bar(props: { run: IRun }): JSX.Element {
   const { counts } = props.run;
   const seg = barSegments(counts);
-  const finished = counts.done + counts.failed + counts.cancelled;
+  const finished = counts.done + counts.failed + (counts.timeout ?? 0) + counts.cancelled;
   return (
     <div
       className={`${CLS}-bar`}
@@ -268,6 +268,9 @@ function Counts(props: { run: IRun }): JSX.Element {
     ['running', counts.running],
     ['queued', counts.queued]
   ];
+  if ((counts.timeout ?? 0) > 0) {
+    parts.splice(2, 0, ['timeout', counts.timeout ?? 0]);
+  }
   if (counts.cancelled > 0) {
     parts.push(['cancelled', counts.cancelled]);
   }

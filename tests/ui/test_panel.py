@@ -142,6 +142,7 @@ def test_no_failures_is_a_full_bar_and_no_buttons():
         "running": 0,
         "queued": 0,
         "cancelled": 0,
+        "timeout": 0,
     }
     assert 'class="dm-bar-done" style="width:100.00%"' in panel.status.value
     assert "dm-bar-failed" not in panel.status.value

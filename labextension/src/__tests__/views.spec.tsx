@@ -77,6 +77,24 @@ describe('SidebarView', () => {
     expect(html).not.toContain('Retry failed');
   });
 
+  it('counts timed-out items and offers Retry for them', () => {
+    const first = props().runs[0];
+    const raw = {
+      ...fixture.run.run,
+      counts: { ...fixture.run.run.counts, failed: 0, timeout: 2 }
+    };
+    const parsed = parseRun(raw);
+    expect(parsed?.counts.timeout).toBe(2);
+    const html = render(props({ runs: [{ ...first, counts: parsed!.counts }] }));
+    expect(html).toMatch(/data-count="timeout">2 timeout</);
+    expect(html).toContain('Retry failed');
+    const older = parseRun({
+      ...fixture.run.run,
+      counts: { ...fixture.run.run.counts, timeout: undefined }
+    });
+    expect(older?.counts.timeout).toBe(0); // a kernel before --timeout sends no such count
+  });
+
   it.each([
     ['unavailable', '%load_ext dask_magic'],
     ['probing', '%load_ext dask_magic'],
