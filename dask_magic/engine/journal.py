@@ -1,14 +1,18 @@
 """The journal: an embedded SQLite store of finished items, so that a dead kernel loses nothing.
 
-One row per item key (see `dask_magic.engine.journal_keys`): the pickled `ItemOutcome` of a
-done item, or a marker row for a failed one (so ``--why`` can say "failed before"). Rows are
-grouped by the *run key* (the loop's normalised code), which is what ``%parallel_journal``
-lists and what the size cap evicts, oldest first.
+One row per *batch* of items (a task's outcomes as the worker sent them, stored as they
+came: nothing is pickled again per item), with the batch's item keys beside it (see
+`dask_magic.engine.journal_keys`) and the positions of its failed items (so ``--why`` can
+say "failed before"). An ``overrides`` row replaces one item's bound values (the last
+values of a run, fetched from the workers after it) or strikes it out (its ordered part
+failed after it was written). Rows are grouped by the *run key* (the loop's normalised
+code) and the *env key* (what the body reads from the notebook), which is what a lookup
+reads; ``%parallel_journal`` lists runs and the size cap evicts them, oldest first.
 
 The database lives in ``.dask-magic/journal.sqlite`` under the kernel's working directory
 (with a ``.gitignore`` of ``*``), or in ``~/.cache/dask-magic`` when that folder cannot be
 written; ``dask-magic.journal.path`` (dask config) or ``DASK_MAGIC_JOURNAL`` (environment)
-name another folder (`resume.configured_folder`). WAL mode and a busy timeout let two
+name another folder (`journal_setup.configured_folder`). WAL mode and a busy timeout let two
 kernels share it.
 
 Nothing here raises at the caller for a storage problem: a read-only folder, a full disk or
@@ -20,10 +24,11 @@ nothing of runs, plans or IPython.
 from __future__ import annotations
 
 import os
+import pickle
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,18 +38,24 @@ FILENAME = "journal.sqlite"
 BUSY_TIMEOUT = 10.0
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    key TEXT PRIMARY KEY,
+DROP TABLE IF EXISTS items;
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
     run_key TEXT NOT NULL,
-    item_key TEXT NOT NULL,
     env_key TEXT NOT NULL,
-    file_key TEXT NOT NULL,
-    status TEXT NOT NULL,
+    items INTEGER NOT NULL,
     size INTEGER NOT NULL,
     used REAL NOT NULL,
-    blob BLOB
+    keys BLOB NOT NULL,
+    blob BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS items_item ON items (item_key);
+CREATE INDEX IF NOT EXISTS batches_run ON batches (run_key, env_key);
+CREATE TABLE IF NOT EXISTS overrides (
+    batch TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    bound BLOB,
+    PRIMARY KEY (batch, pos)
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     label TEXT NOT NULL,
@@ -54,16 +65,20 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One item as the journal keeps it (``blob`` is None for a failed item)."""
+class Batch:
+    """One batch of items as the journal keeps it.
 
-    key: str
+    ``keys`` are the item keys by position, ``failed`` the positions of failed items, and
+    ``blob`` the outcomes (whatever loads back as the list of them, in position order;
+    empty where `Journal.listing` leaves them out).
+    """
+
+    id: str
     run_key: str
-    item_key: str
     env_key: str
-    file_key: str
-    status: str  # "done" or "failed"
-    blob: bytes | None = None
+    keys: list[str]
+    failed: list[int]
+    blob: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -219,67 +234,62 @@ class Journal:
             return default
 
     # -- reading and writing ---------------------------------------------------------------------
-    def get(self, keys: Sequence[str], failed: set[str] | None = None) -> dict[str, bytes]:
-        """The stored outcomes of the done items among ``keys``: ``{key: blob}``.
+    def listing(self, run_key: str | None = None, env_key: str = "") -> list[Batch]:
+        """The batches stored for ``run_key`` and ``env_key`` (every batch if ``run_key`` is
+        None: what ``--why`` compares to), oldest first, without their outcomes."""
 
-        ``failed``, if given, receives the keys among ``keys`` stored as failed.
-        """
-
-        def read(db: sqlite3.Connection) -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
-            for chunk in _chunks(list(dict.fromkeys(keys)), 500):
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, blob FROM items WHERE key IN ({marks})"
-                for key, blob in db.execute(query, chunk):
-                    if blob is not None:
-                        found[key] = blob
-                    elif failed is not None:
-                        failed.add(key)
-            return found
-
-        return self._do(read, {})
-
-    def history(self, item_keys: Sequence[str]) -> list[Entry]:
-        """Every row (done or failed, any code) of these items: what ``--why`` compares to."""
-
-        def read(db: sqlite3.Connection) -> list[Entry]:
-            found: list[Entry] = []
-            for chunk in _chunks(list(dict.fromkeys(item_keys)), 500):
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    "SELECT key, run_key, item_key, env_key, file_key, status FROM items "
-                    f"WHERE item_key IN ({marks})",
-                    chunk,
-                )
-                found.extend(Entry(*row) for row in rows)
+        def read(db: sqlite3.Connection) -> list[Batch]:
+            query = "SELECT id, run_key, env_key, keys FROM batches"
+            args: tuple[str, ...] = ()
+            if run_key is not None:
+                query += " WHERE run_key=? AND env_key=?"
+                args = (run_key, env_key)
+            found = []
+            for row_id, run, env, blob in db.execute(query + " ORDER BY rowid", args):
+                item_keys, failed = pickle.loads(blob)
+                found.append(Batch(row_id, run, env, item_keys, failed))
             return found
 
         return self._do(read, [])
 
-    def put(self, entries: Iterable[Entry], labels: dict[str, str] | None = None) -> bool:
-        """Write ``entries`` (and touch their runs) in one transaction; False if it failed."""
+    def outcomes(self, ids: Sequence[str]) -> tuple[dict[str, bytes], dict[tuple[str, int], Any]]:
+        """The blobs of these batches, and their overrides: ``{(id, pos): bound or None}``."""
+
+        def read(db: sqlite3.Connection) -> tuple[dict[str, bytes], dict[tuple[str, int], Any]]:
+            blobs: dict[str, bytes] = {}
+            overrides: dict[tuple[str, int], Any] = {}
+            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT id, blob FROM batches WHERE id IN ({marks})"
+                blobs.update(db.execute(query, chunk))
+                query = f"SELECT batch, pos, bound FROM overrides WHERE batch IN ({marks})"
+                for batch, pos, bound in db.execute(query, chunk):
+                    overrides[(batch, pos)] = bound
+            return blobs, overrides
+
+        return self._do(read, ({}, {}))
+
+    def put(
+        self,
+        batches: Iterable[Batch],
+        overrides: Mapping[tuple[str, int], bytes | None] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
+        their runs, in one transaction; False if it failed."""
         now = self.clock()
-        rows = [
-            (
-                e.key,
-                e.run_key,
-                e.item_key,
-                e.env_key,
-                e.file_key,
-                e.status,
-                len(e.blob or b""),
-                now,
-                e.blob,
-            )
-            for e in entries
-        ]
-        runs = {
-            (run_key, (labels or {}).get(run_key, ""), now) for run_key, *_ in (r[1:] for r in rows)
-        }
+        rows = []
+        for b in batches:
+            keys = pickle.dumps((b.keys, b.failed), protocol=5)
+            size = len(keys) + len(b.blob)
+            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, b.blob))
+        changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
+        runs = {(run, (labels or {}).get(run, ""), now) for run in {r[1] for r in rows}}
 
         def write(db: sqlite3.Connection) -> bool:
             with _transaction(db):
-                db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                db.executemany("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?)", rows)
+                db.executemany("INSERT OR REPLACE INTO overrides VALUES (?,?,?)", changes)
                 db.executemany(
                     "INSERT INTO runs VALUES (?,?,?) ON CONFLICT(run_key) DO UPDATE SET "
                     "used=excluded.used, label=CASE WHEN excluded.label='' THEN runs.label "
@@ -288,18 +298,19 @@ class Journal:
                 )
             return True
 
-        return bool(rows) and self._do(write, False)
+        return bool(rows or changes) and self._do(write, False)
 
-    def forget(self, keys: Iterable[str]) -> None:
-        """Drop these items (an item whose ordered part failed after it was written)."""
-        keys = list(keys)
+    def drop(self, ids: Iterable[str]) -> None:
+        """Forget these batches (a ``--fresh`` run wrote every one of their items again)."""
+        ids = [(i,) for i in ids]
 
-        def drop(db: sqlite3.Connection) -> None:
+        def delete(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.executemany("DELETE FROM items WHERE key=?", [(k,) for k in keys])
+                db.executemany("DELETE FROM batches WHERE id=?", ids)
+                db.executemany("DELETE FROM overrides WHERE batch=?", ids)
 
-        if keys:
-            self._do(drop)
+        if ids:
+            self._do(delete)
 
     def touch(self, run_key: str) -> None:
         """Mark a run as used now (restoring counts as use: eviction takes the oldest)."""
@@ -311,8 +322,8 @@ class Journal:
     def runs(self) -> list[RunInfo]:
         """Journaled loops, most recently used first, with their item counts and sizes."""
         query = (
-            "SELECT r.run_key, r.label, COUNT(i.key), COALESCE(SUM(i.size), 0), r.used "
-            "FROM runs r LEFT JOIN items i ON i.run_key = r.run_key "
+            "SELECT r.run_key, r.label, COALESCE(SUM(b.items), 0), COALESCE(SUM(b.size), 0), "
+            "r.used FROM runs r LEFT JOIN batches b ON b.run_key = r.run_key "
             "GROUP BY r.run_key ORDER BY r.used DESC"
         )
         return self._do(lambda db: [RunInfo(*row) for row in db.execute(query)], [])
@@ -320,20 +331,20 @@ class Journal:
     def size(self) -> int:
         """Bytes of stored outcomes (the size cap counts these)."""
         return self._do(
-            lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0], 0
+            lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0], 0
         )
 
     def evict(self, limit: int, keep: str = "") -> list[str]:
         """Drop the oldest runs (never ``keep``) until the items fit in ``limit`` bytes."""
 
         def drop(db: sqlite3.Connection) -> list[str]:
-            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0]
+            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0]
             dropped: list[str] = []
             if total <= limit:
                 return dropped
             sizes = db.execute(
-                "SELECT r.run_key, COALESCE(SUM(i.size), 0) FROM runs r LEFT JOIN items i "
-                "ON i.run_key = r.run_key GROUP BY r.run_key ORDER BY r.used ASC"
+                "SELECT r.run_key, COALESCE(SUM(b.size), 0) FROM runs r LEFT JOIN batches b "
+                "ON b.run_key = r.run_key GROUP BY r.run_key ORDER BY r.used ASC"
             ).fetchall()
             with _transaction(db):
                 for run_key, size in sizes:
@@ -341,7 +352,12 @@ class Journal:
                         break
                     if run_key == keep:
                         continue
-                    db.execute("DELETE FROM items WHERE run_key=?", (run_key,))
+                    db.execute(
+                        "DELETE FROM overrides WHERE batch IN "
+                        "(SELECT id FROM batches WHERE run_key=?)",
+                        (run_key,),
+                    )
+                    db.execute("DELETE FROM batches WHERE run_key=?", (run_key,))
                     db.execute("DELETE FROM runs WHERE run_key=?", (run_key,))
                     total -= size
                     dropped.append(run_key)
@@ -354,8 +370,8 @@ class Journal:
 
         def drop(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.execute("DELETE FROM items")
-                db.execute("DELETE FROM runs")
+                for table in ("batches", "overrides", "runs"):
+                    db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
 
         self._do(drop)
