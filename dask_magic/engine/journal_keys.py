@@ -4,9 +4,14 @@ An item's key joins four parts; a hit means the serial loop would compute the sa
 
 * the **run key**: the loop's normalised code (`ast.dump` of the prelude, the iterable, the
   target, the body and the ordered part: comments and layout do not count) and ``--seed``;
-* the **env key**: a token of each value the body reads from the notebook. Notebook
-  functions and classes count by their code, followed through the names they use into the
-  namespace (a notebook function calling another one changes when the callee does);
+* the **env key**: a token of each value the body reads from the notebook. Big values
+  (those sent to the cluster once, `scatter.should_scatter`) count by the same content
+  fingerprint the scatter cache uses (`scatter.fingerprint`: xxHash over the pickle, far
+  cheaper than tokenising a big dict or list). Notebook functions and classes count by their
+  code, followed through the names they use into the namespace (a notebook function calling
+  another one changes when the callee does); *local modules* (imported from the notebook's
+  folder, `preflight.local_modules`) by the bytes of their source files: editing a helper
+  there runs the items again;
 * the **item key**: the item's own token, and
 * the **file key**: for an item that names an existing file (a ``str`` or ``Path``, alone or
   in a tuple), its size and modification time.
@@ -21,8 +26,10 @@ import hashlib
 import os
 import types
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
+
+from . import preflight, scatter
 
 #: names whose value does not reach the parallel part (accumulators, the ordered part's state)
 _NOT_READ_ATTRS = ("accumulators", "state_names")
@@ -110,10 +117,29 @@ def _cell_value(cell: Any) -> Any:
 
 
 def _safe_token(value: Any) -> str:
+    """A token of ``value``; a random one (never a hit) when it cannot be computed."""
     try:
+        if scatter.should_scatter(value):
+            return "f:" + (scatter.fingerprint(value) or os.urandom(8).hex())
         return _tokenize(value)
     except Exception:
         return os.urandom(8).hex()
+
+
+def _module_sources(env: Mapping[str, Any]) -> list[str]:
+    """A digest of the source files of each local module the values in ``env`` use."""
+    parts = []
+    for module in preflight.local_modules(dict(env), Path.cwd()):
+        path = Path(getattr(module, "__file__", "") or "")
+        files = sorted(path.parent.rglob("*.py")) if hasattr(module, "__path__") else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            try:
+                digest.update(file.read_bytes())
+            except OSError:
+                digest.update(os.urandom(8))  # unreadable: never a hit
+        parts.append(f"module {module.__name__}={digest.hexdigest()[:32]}")
+    return parts
 
 
 def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
@@ -122,11 +148,14 @@ def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
     for attr in _NOT_READ_ATTRS:
         skip.update(getattr(plan, attr, ()))
     parts = []
+    read = {}
     for name in plan.free_names():
         if name in skip:
             continue
+        if name in ns:
+            read[name] = ns[name]
         parts.append(f"{name}={value_token(ns[name], ns) if name in ns else '<unbound>'}")
-    return _digest(*parts)
+    return _digest(*parts, *_module_sources(read))
 
 
 def file_key(item: Any) -> str:
