@@ -20,12 +20,14 @@ Nothing here knows about IPython; storage problems never stop the run (see `jour
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import itertools
 import pickle
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -94,7 +96,9 @@ class PassJournal:
         self.reasons: dict[int, str] = {}
         self.buffer: list[Batch] = []
         self.overrides: dict[tuple[str, int], bytes | None] = {}
-        self.where: dict[int, tuple[str, int]] = {}  # index -> (batch, position) it was kept at
+        # (batch, its indices) as kept: no object per item, which the collector would walk
+        self.kept: list[tuple[str, list[int]]] = []
+        self.kept_indices: set[int] = set()
         self.older: list[str] = []  # batches a --fresh run writes anew
         self._last_flush = clock()
         self._unpicklable_said = False
@@ -115,8 +119,18 @@ class PassJournal:
         if not self.read:
             self.older = [batch.id for batch in stored]
             return [], list(indices)
+        with _collector_off():
+            return self._restore(indices, stored)
+
+    def _restore(
+        self, indices: Sequence[int], stored: Sequence[Batch]
+    ) -> tuple[list[ItemOutcome], list[int]]:
         where, failed = _positions(stored)
-        hits = {i: where[self.keys[i]] for i in indices if self.keys[i] in where}
+        if not where:  # nothing stored for this code and these inputs: a new run
+            self._note_failed(indices, failed)
+            return [], list(indices)
+        item_keys = self.keys
+        hits = {i: where[item_keys[i]] for i in indices if item_keys[i] in where}
         found, lost = self._load(hits)
         self._drop_at_risk(found, lost, indices)
         if found:
@@ -124,8 +138,12 @@ class PassJournal:
         self.restored |= set(found)
         to_run = [i for i in indices if i not in found]
         self.restored -= set(to_run)
-        self.reasons.update({i: "failed before" for i in to_run if self.keys[i] in failed})
+        self._note_failed(to_run, failed)
         return [found[i] for i in sorted(found)], to_run
+
+    def _note_failed(self, to_run: Sequence[int], failed: set[str]) -> None:
+        if failed:
+            self.reasons.update({i: "failed before" for i in to_run if self.keys[i] in failed})
 
     def _load(
         self, hits: Mapping[int, tuple[str, int]]
@@ -164,18 +182,17 @@ class PassJournal:
     ) -> None:
         """Restored items whose stashed values would be final run again (module docstring)."""
         covered: set[str] = set()
-        later_runs = False
         for index in sorted(indices, reverse=True):
             outcome = found.get(index)
             if outcome is None:
-                later_runs = True
-                continue
+                return  # an item after these runs: their values are not the last ones
+            if outcome.bound.keys() <= covered and outcome.deleted <= covered:
+                continue  # the usual case: nothing new bound
             stashed = {n for n, v in outcome.bound.items() if v is STASHED} - lost[index]
-            if not later_runs and stashed - covered:
+            if stashed - covered:
                 del found[index]
                 self.at_risk.add(index)
-                later_runs = True
-                continue
+                return
             covered |= set(outcome.bound) | set(outcome.deleted)
 
     # -- while it runs ----------------------------------------------------------------------------
@@ -218,7 +235,8 @@ class PassJournal:
         self.buffer.append(
             Batch(batch, self.run_key, self.env_key, [item_keys[i] for i in indices], failed, blob)
         )
-        self.where.update(zip(indices, _places(batch, len(indices)), strict=True))
+        self.kept.append((batch, indices))
+        self.kept_indices.update(indices)
 
     def _pickle_rest(self, outcomes: list[ItemOutcome]) -> bytes | None:
         """Outcomes that did not come as bytes: the done ones pickled (a failed one only
@@ -247,9 +265,18 @@ class PassJournal:
 
     def forget(self, index: int) -> None:
         """Item ``index`` failed in the ordered part after it ended: not done after all."""
-        if self.store is None or index not in self.where:
-            return
-        self.overrides[self.where.pop(index)] = None
+        place = self._place(index)
+        if self.store is not None and place is not None:
+            self.overrides[place] = None
+            self.kept_indices.discard(index)
+
+    def _place(self, index: int) -> tuple[str, int] | None:
+        """Where item ``index`` was last kept: ``(batch, position)``."""
+        if index in self.kept_indices:
+            for batch, indices in reversed(self.kept):
+                if index in indices:
+                    return batch, indices.index(index)
+        return None
 
     def flush(self) -> None:
         """Write the kept batches (and overrides) in one transaction."""
@@ -267,18 +294,18 @@ class PassJournal:
         """Write what is left with the last values that came back, and apply the size cap."""
         if self.store is None or not self.keys:
             return
-        for index in sorted({i for i, _ in final.values()} & set(self.where)):
+        for index in sorted({i for i, _ in final.values()} & self.kept_indices):
             outcome = outcomes.get(index)
             if outcome is None or outcome.status != "done":
                 continue
             lost = frozenset(n for n, (i, v) in final.items() if i == index and v is STASHED)
             try:
-                self.overrides[self.where[index]] = _pickle((dict(outcome.bound), lost))
+                self.overrides[self._place(index)] = _pickle((dict(outcome.bound), lost))
             except Exception as exc:
                 self._say_unpicklable(index, exc)
-                self.overrides[self.where.pop(index)] = None
+                self.forget(index)
         self.flush()
-        if self.older and all(i in self.where for i in range(len(self.items))):
+        if self.older and len(self.kept_indices) == len(self.items):
             self.store.drop(self.older)  # --fresh wrote every item again: the old rows go
             self.older = []
         if self.store.size() > max_size():
@@ -310,7 +337,7 @@ class PassJournal:
         if not rest:
             return reasons
         assert self.store is not None
-        mine = {batch for batch, _ in self.where.values()}
+        mine = {batch for batch, _ in self.kept}
         wanted = {keys.item_token(self.keys[i]) for i in rest}
         seen: dict[str, list[tuple[str, str, str]]] = {}
         for batch in self.store.listing():
@@ -357,6 +384,18 @@ def _positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set
                 where[key] = (batch.id, pos)
                 failed.discard(key)
     return where, failed - set(where)
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """Loading many outcomes would run the garbage collector many times for nothing."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _places(batch: str, n: int) -> zip:
