@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import progress_bars, views
-from .engine import changes, cluster, preflight, resume, tracebacks
+from .engine import changes, cluster, journal_setup, preflight, resume, tracebacks
 from .engine.batching import parse_batch
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
@@ -55,6 +55,7 @@ class DaskMagics(Magics):
         self.runs: OrderedDict[str, Run] = OrderedDict()
         self.last_run: Run | None = None
         self.bridge: Any = None
+        self._journal_retry = False  # the run starting is %parallel_retry's in a new kernel
 
     # -- %%parallel_for ------------------------------------------------------------------------
     @magic_arguments()
@@ -293,6 +294,7 @@ class DaskMagics(Magics):
             labels=self._labels(filename),
             fresh=args.fresh,
             why=args.why,
+            journal_retry=self._journal_retry,
         )
 
     def _start(self, plan: Any, items: list[Any], options: RunOptions, progress: str) -> Run:
@@ -393,6 +395,8 @@ class DaskMagics(Magics):
         ends as a clean serial run would; the statements after the loop run again.
         """
         args = self._parse(self.parallel_retry, line)
+        if args.run is None and self.last_run is None and args.here is None:
+            return self._retry_journaled()
         run = self._find_run(args.run)
         return self.retry_run(
             run,
@@ -430,6 +434,22 @@ class DaskMagics(Magics):
             except (ClusterError, PicklingError) as exc:
                 raise UsageError(str(exc)) from None
         return self._after(run, state.plan, state.plan.filename)
+
+    def _retry_journaled(self) -> Any:
+        """No run in this kernel (it was restarted): run the journal's last loop again, its
+        done items taken from the journal even where a fix changed the notebook since."""
+        source = journal_setup.last_journaled_cell()
+        if not source.startswith("%%parallel_for"):
+            raise UsageError("no %%parallel_for run to retry yet in this kernel")
+        first, _, cell = source.partition("\n")
+        print(
+            f"dask-magic: retrying the journal's last loop: {journal_setup.first_loop_line(source)}"
+        )
+        self._journal_retry = True
+        try:
+            return self.parallel_for(first[len("%%parallel_for") :].strip(), cell)
+        finally:
+            self._journal_retry = False
 
     def _find_run(self, ref: str | None) -> Run:
         if ref is None:

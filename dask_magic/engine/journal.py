@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .journal_sql import chunks, damaged, transaction
+
 FILENAME = "journal.sqlite"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
 BUSY_TIMEOUT = 10.0
@@ -59,7 +61,8 @@ CREATE TABLE IF NOT EXISTS overrides (
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     label TEXT NOT NULL,
-    used REAL NOT NULL
+    used REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -174,7 +177,7 @@ class Journal:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
-            if _damaged(exc):
+            if damaged(exc):
                 self._set_aside(exc)
                 try:
                     self._db = self._open()
@@ -193,6 +196,9 @@ class Journal:
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "source" not in columns:  # a journal written before runs kept their cell
+                db.execute("ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''")
         except BaseException:
             db.close()
             raise
@@ -226,7 +232,7 @@ class Journal:
         try:
             return action(db)
         except sqlite3.DatabaseError as exc:
-            if _damaged(exc):
+            if damaged(exc):
                 self.close()
                 self._set_aside(exc)
                 return default
@@ -234,16 +240,20 @@ class Journal:
             return default
 
     # -- reading and writing ---------------------------------------------------------------------
-    def listing(self, run_key: str | None = None, env_key: str = "") -> list[Batch]:
+    def listing(self, run_key: str | None = None, env_key: str | None = None) -> list[Batch]:
         """The batches stored for ``run_key`` and ``env_key`` (every batch if ``run_key`` is
-        None: what ``--why`` compares to), oldest first, without their outcomes."""
+        None: what ``--why`` compares to; of any inputs if ``env_key`` is None), oldest first,
+        without their outcomes."""
 
         def read(db: sqlite3.Connection) -> list[Batch]:
             query = "SELECT id, run_key, env_key, keys FROM batches"
             args: tuple[str, ...] = ()
-            if run_key is not None:
+            if run_key is not None and env_key is not None:
                 query += " WHERE run_key=? AND env_key=?"
                 args = (run_key, env_key)
+            elif run_key is not None:
+                query += " WHERE run_key=?"
+                args = (run_key,)
             found = []
             for row_id, run, env, blob in db.execute(query + " ORDER BY rowid", args):
                 item_keys, failed = pickle.loads(blob)
@@ -258,7 +268,7 @@ class Journal:
         def read(db: sqlite3.Connection) -> tuple[dict[str, bytes], dict[tuple[str, int], Any]]:
             blobs: dict[str, bytes] = {}
             overrides: dict[tuple[str, int], Any] = {}
-            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+            for chunk in chunks(list(dict.fromkeys(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT id, blob FROM batches WHERE id IN ({marks})"
                 blobs.update(db.execute(query, chunk))
@@ -274,9 +284,11 @@ class Journal:
         batches: Iterable[Batch],
         overrides: Mapping[tuple[str, int], bytes | None] | None = None,
         labels: Mapping[str, str] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> bool:
         """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
-        their runs, in one transaction; False if it failed."""
+        their runs (with their ``labels`` and cells' ``sources``, by run key), in one
+        transaction; False if it failed."""
         now = self.clock()
         rows = []
         for b in batches:
@@ -284,16 +296,21 @@ class Journal:
             size = len(keys) + len(b.blob)
             rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, b.blob))
         changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
-        runs = {(run, (labels or {}).get(run, ""), now) for run in {r[1] for r in rows}}
+        labels, sources = labels or {}, sources or {}
+        runs = {
+            (run, labels.get(run, ""), now, sources.get(run, "")) for run in {r[1] for r in rows}
+        }
 
         def write(db: sqlite3.Connection) -> bool:
-            with _transaction(db):
+            with transaction(db):
                 db.executemany("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?)", rows)
                 db.executemany("INSERT OR REPLACE INTO overrides VALUES (?,?,?)", changes)
                 db.executemany(
-                    "INSERT INTO runs VALUES (?,?,?) ON CONFLICT(run_key) DO UPDATE SET "
-                    "used=excluded.used, label=CASE WHEN excluded.label='' THEN runs.label "
-                    "ELSE excluded.label END",
+                    "INSERT INTO runs (run_key, label, used, source) VALUES (?,?,?,?) "
+                    "ON CONFLICT(run_key) DO UPDATE SET used=excluded.used, "
+                    "label=CASE WHEN excluded.label='' THEN runs.label ELSE excluded.label END, "
+                    "source=CASE WHEN excluded.source='' THEN runs.source "
+                    "ELSE excluded.source END",
                     sorted(runs),
                 )
             return True
@@ -305,7 +322,7 @@ class Journal:
         ids = [(i,) for i in ids]
 
         def delete(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.executemany("DELETE FROM batches WHERE id=?", ids)
                 db.executemany("DELETE FROM overrides WHERE batch=?", ids)
 
@@ -317,6 +334,11 @@ class Journal:
         self._do(
             lambda db: db.execute("UPDATE runs SET used=? WHERE run_key=?", (self.clock(), run_key))
         )
+
+    def last_source(self) -> str:
+        """The cell of the loop used last (``%parallel_retry`` in a new kernel); ``""``."""
+        query = "SELECT source FROM runs WHERE source != '' ORDER BY used DESC LIMIT 1"
+        return self._do(lambda db: (db.execute(query).fetchone() or ("",))[0], "")
 
     # -- what %parallel_journal shows and does --------------------------------------------------
     def runs(self) -> list[RunInfo]:
@@ -346,7 +368,7 @@ class Journal:
                 "SELECT r.run_key, COALESCE(SUM(b.size), 0) FROM runs r LEFT JOIN batches b "
                 "ON b.run_key = r.run_key GROUP BY r.run_key ORDER BY r.used ASC"
             ).fetchall()
-            with _transaction(db):
+            with transaction(db):
                 for run_key, size in sizes:
                     if total <= limit:
                         break
@@ -369,38 +391,9 @@ class Journal:
         """Forget everything (``%parallel_journal --clear``)."""
 
         def drop(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 for table in ("batches", "overrides", "runs"):
                     db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
 
         self._do(drop)
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): one batched commit."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        if kind is None:
-            self.db.execute("COMMIT")
-        else:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:  # the failed statement may have ended it already
-                pass
-
-
-def _damaged(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

@@ -105,3 +105,14 @@ def print_why(run: Any, indices: Sequence[int]) -> None:
     for index in indices:
         why = reasons.get(index, "journal off")
         print(f"item {index} ({short_repr(run.items[index])}) runs: {why}", file=sys.stderr)
+
+
+def last_journaled_cell() -> str:
+    """The cell (magic line included) of the loop the journal used last; ``""`` if none."""
+    store = shared_journal()
+    return store.last_source() if store is not None and store.on else ""
+
+
+def first_loop_line(source: str) -> str:
+    """The cell's ``for`` line, to name the loop in a message."""
+    return next((ln.strip() for ln in source.splitlines() if ln.lstrip().startswith("for ")), "")

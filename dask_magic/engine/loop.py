@@ -47,6 +47,7 @@ class RunOptions:
     journal: bool = True  # keep finished items in the journal and restore them
     fresh: bool = False  # --fresh: restore nothing this run (items are still written)
     why: bool = False  # --why: say why each item that runs runs
+    journal_retry: bool = False  # %parallel_retry in a new kernel: keep done items of any inputs
 
 
 @dataclass
@@ -123,7 +124,9 @@ def start_loop(
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
     if options.journal:
-        run.journal = resume.for_run(plan, ns, run.items, options.seed, options.fresh)
+        run.journal = resume.for_run(
+            plan, ns, run.items, options.seed, options.fresh, options.journal_retry
+        )
     _execute_pass(run, state, list(range(len(run.items))))
     return run
 

@@ -33,6 +33,7 @@ from typing import Any
 import cloudpickle
 
 from . import journal_keys as keys
+from . import journal_why
 from .journal import Batch, Journal
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
@@ -44,16 +45,28 @@ __all__ = ["PassJournal", "for_run", "journal_text", "print_why"]
 
 
 def for_run(
-    plan: Any, ns: Mapping[str, Any], items: Sequence[Any], seed: int | None, fresh: bool
+    plan: Any,
+    ns: Mapping[str, Any],
+    items: Sequence[Any],
+    seed: int | None,
+    fresh: bool,
+    any_inputs: bool = False,
 ) -> PassJournal | None:
-    """The journal of a new run, or None where it is off.
+    """The journal of a new run, or None where it is off (``any_inputs``: see `PassJournal`).
 
     An ordered part that draws or writes into notebook objects (plots, open files) runs in
     the kernel at commit time from the item's recorded values, so a restored item's values
     are committed the same way: such loops are journaled too.
     """
     return PassJournal(
-        shared_journal(), plan, ns, items, seed=seed, read=not fresh, label=label(plan)
+        shared_journal(),
+        plan,
+        ns,
+        items,
+        seed=seed,
+        read=not fresh,
+        label=label(plan),
+        any_inputs=any_inputs,
     )
 
 
@@ -66,6 +79,10 @@ class PassJournal:
         The `Journal`, or None when the journal is off for this run.
     read:
         Restore items found (False for ``--fresh``: items run, and are written again).
+    any_inputs:
+        Restore the latest done outcome of each item whatever the notebook values were
+        (``%parallel_retry`` in a new kernel: the failed items run after a fix, the done
+        ones are kept, as a retry in the same kernel keeps them).
     clock:
         ``time.monotonic`` unless a test passes its own: when to write a batch.
     """
@@ -80,12 +97,14 @@ class PassJournal:
         seed: int | None = None,
         read: bool = True,
         label: str = "",
+        any_inputs: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store if store is not None and store.on else None
         self.read = read
         self.clock = clock
         self.label = label
+        self.any_inputs = any_inputs
         self.plan, self.ns, self.items = plan, ns, items
         self.seed = seed
         self.run_key = keys.run_key(plan, seed) if self.store else ""
@@ -115,7 +134,7 @@ class PassJournal:
             self.store.warn(f"the journal keys could not be computed ({exc!r}); run without it")
             self.store = None
             return [], list(indices)
-        stored = self.store.listing(self.run_key, self.env_key)
+        stored = self.store.listing(self.run_key, None if self.any_inputs else self.env_key)
         if not self.read:
             self.older = [batch.id for batch in stored]
             return [], list(indices)
@@ -285,7 +304,8 @@ class PassJournal:
             return
         batches, self.buffer = self.buffer, []
         overrides, self.overrides = self.overrides, {}
-        self.store.put(batches, overrides, {self.run_key: self.label})
+        run = self.run_key
+        self.store.put(batches, overrides, {run: self.label}, {run: self.plan.source})
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
@@ -314,56 +334,11 @@ class PassJournal:
     # -- why an item runs -----------------------------------------------------------------------
     def explain(self, index: int) -> str:
         """Why item ``index`` ran (or that it was restored), in a few words."""
-        if self.store is None:
-            return "journal off"
-        if index in self.restored:
-            return "restored from the journal"
-        if not self.read:
-            return "journal off (--fresh)"
-        if index in self.at_risk:
-            return "its last values stayed on a worker of an earlier run"
-        if index in self.reasons or not self.keys:
-            return self.reasons.get(index, "not looked up")
-        return self.explain_all([index])[index]
+        return journal_why.explain(self, index)
 
     def explain_all(self, indices: Sequence[int]) -> dict[int, str]:
-        """`explain` for many items with one read of the journal.
-
-        The batches this run wrote itself are left out: the answer is the journal as the
-        pass found it ("failed before" is noted when the pass starts).
-        """
-        reasons = {i: self.explain(i) for i in indices if self._known(i)}
-        rest = [i for i in indices if i not in reasons]
-        if not rest:
-            return reasons
-        assert self.store is not None
-        mine = {batch for batch, _ in self.kept}
-        wanted = {keys.item_token(self.keys[i]) for i in rest}
-        seen: dict[str, list[tuple[str, str, str]]] = {}
-        for batch in self.store.listing():
-            if batch.id in mine:
-                continue
-            for key in batch.keys:
-                token = keys.item_token(key)
-                if token in wanted:
-                    seen.setdefault(token, []).append((batch.run_key, batch.env_key, key))
-        for i in rest:
-            history = seen.get(keys.item_token(self.keys[i]), [])
-            reasons[i] = self.reasons[i] = _reason(
-                history, self.run_key, self.env_key, self.keys[i]
-            )
-        return reasons
-
-    def _known(self, index: int) -> bool:
-        """Whether `explain` answers without reading the journal."""
-        return (
-            self.store is None
-            or not self.read
-            or not self.keys
-            or index in self.restored
-            or index in self.at_risk
-            or index in self.reasons
-        )
+        """`explain` for many items with one read of the journal."""
+        return journal_why.explain_all(self, indices)
 
 
 def _positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
@@ -408,21 +383,6 @@ def _outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
         return None if blob is None else list(cloudpickle.loads(blob))
     except Exception:  # written by another version, or damaged: those items run again
         return None
-
-
-def _reason(history: Sequence[tuple[str, str, str]], run_key: str, env_key: str, key: str) -> str:
-    """Why an item runs, from the rows stored for its item token: ``(run, env, item key)``."""
-    if not history:
-        return "new"
-    same_code = [h for h in history if h[0] == run_key]
-    if not same_code:
-        return "code changed"
-    same_env = [h for h in same_code if h[1] == env_key]
-    if not same_env:
-        return "input changed (a value it reads from the notebook)"
-    if key not in {h[2] for h in same_env}:
-        return "input changed (the file it names)"
-    return "failed before"
 
 
 def _pickle(value: Any) -> bytes:
