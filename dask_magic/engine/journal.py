@@ -23,17 +23,21 @@ nothing of runs, plans or IPython.
 
 from __future__ import annotations
 
-import os
 import pickle
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .journal_sql import chunks, damaged, transaction
+from .journal_folder import pick_folder, usable
+from .journal_sql import chunks, damaged, transaction, writer
+
+__all__ = ["FILENAME", "Batch", "Journal", "RunInfo", "pick_folder"]
 
 FILENAME = "journal.sqlite"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
@@ -95,33 +99,6 @@ class RunInfo:
     used: float
 
 
-def _usable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        ignore = folder / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n")
-        probe = folder / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
-def pick_folder(configured: Path | None = None, cwd: Path | None = None) -> Path | None:
-    """Where the journal lives: ``configured``, else ``./.dask-magic``, else the user cache."""
-    candidates = (
-        [configured]
-        if configured
-        else [
-            (cwd or Path.cwd()) / ".dask-magic",
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dask-magic",
-        ]
-    )
-    return next((folder for folder in candidates if _usable(folder)), None)
-
-
 def _warn(message: str) -> None:
     print(f"dask-magic: {message}", file=sys.stderr)
 
@@ -151,9 +128,12 @@ class Journal:
         self.folder = folder
         self.problem = ""  # why the journal is off, once it is
         self._db: sqlite3.Connection | None = None
+        # one connection, used by the caller and by the writer thread (`put_behind`) in turn
+        self._lock = threading.RLock()
+        self._writes: list[Future] = []
         if self.folder is None:
             self._off("no writable folder for the journal (./.dask-magic, ~/.cache/dask-magic)")
-        elif folder is not None and not _usable(folder):
+        elif folder is not None and not usable(folder):
             self._off(f"cannot write the journal folder {folder}")
 
     @property
@@ -189,7 +169,9 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         assert self.path is not None  # only called while the journal is on
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -218,14 +200,19 @@ class Journal:
         )
 
     def close(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            finally:
-                self._db = None
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.close()
+                finally:
+                    self._db = None
 
     def _do(self, action: Callable[[sqlite3.Connection], Any], default: Any = None) -> Any:
         """Run ``action`` on the database; a storage error switches the journal off."""
+        with self._lock:
+            return self._do_locked(action, default)
+
+    def _do_locked(self, action: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
         db = self._connect()
         if db is None:
             return default
@@ -316,6 +303,18 @@ class Journal:
             return True
 
         return bool(rows or changes) and self._do(write, False)
+
+    def put_behind(self, *args: Any) -> None:
+        """`put`, on the writer thread: the run goes on while SQLite writes (it releases the
+        GIL). `settle` waits for every such write."""
+        self._writes = [w for w in self._writes if not w.done()]
+        self._writes.append(writer().submit(self.put, *args))
+
+    def settle(self) -> None:
+        """Wait until every `put_behind` has been written (or has failed, with its warning)."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
 
     def drop(self, ids: Iterable[str]) -> None:
         """Forget these batches (a ``--fresh`` run wrote every one of their items again)."""

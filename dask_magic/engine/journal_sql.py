@@ -1,9 +1,11 @@
-"""Small SQLite helpers of the journal: one transaction, a damaged file, chunks of keys."""
+"""Small SQLite helpers of the journal: one transaction, a damaged file, chunks of keys, and
+the thread that writes behind the run."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
@@ -34,3 +36,14 @@ def damaged(exc: Exception) -> bool:
 def chunks(values: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def writer() -> ThreadPoolExecutor:
+    """One thread for every journal of the process: writes land in the order they were sent."""
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-magic-journal")
+    return _WRITER

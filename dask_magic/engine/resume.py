@@ -24,6 +24,7 @@ import contextlib
 import copy
 import gc
 import itertools
+import operator
 import pickle
 import time
 import uuid
@@ -39,7 +40,9 @@ from .journal_setup import journal_text, label, max_size, print_why, shared_jour
 from .results import STASHED, ItemOutcome
 
 FLUSH_SECONDS = 0.5
-FLUSH_ITEMS = 200
+FLUSH_ITEMS = 50_000  # or sooner: every FLUSH_SECONDS (what a crash may lose)
+_INDEX = operator.attrgetter("index")
+_STATUS = operator.attrgetter("status")
 
 __all__ = ["PassJournal", "for_run", "journal_text", "print_why"]
 
@@ -245,15 +248,16 @@ class PassJournal:
 
     def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
         batch = uuid.uuid4().hex
-        indices = [o.index for o in outcomes]
-        failed = [pos for pos, o in enumerate(outcomes) if o.status != "done"]
+        indices = list(map(_INDEX, outcomes))  # map and C getters: a fraction of a µs per item
+        statuses = list(map(_STATUS, outcomes))
+        failed: list[int] = []
+        if statuses.count("done") != len(statuses):
+            failed = [pos for pos, status in enumerate(statuses) if status != "done"]
         for pos in failed:
-            if outcomes[pos].status != "failed":  # not an end: nothing to say about it later
+            if statuses[pos] != "failed":  # not an end: nothing to say about it later
                 self.overrides[(batch, pos)] = None
-        item_keys = self.keys
-        self.buffer.append(
-            Batch(batch, self.run_key, self.env_key, [item_keys[i] for i in indices], failed, blob)
-        )
+        item_keys = list(map(self.keys.__getitem__, indices))
+        self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
         self.kept.append((batch, indices))
         self.kept_indices.update(indices)
 
@@ -305,7 +309,7 @@ class PassJournal:
         batches, self.buffer = self.buffer, []
         overrides, self.overrides = self.overrides, {}
         run = self.run_key
-        self.store.put(batches, overrides, {run: self.label}, {run: self.plan.source})
+        self.store.put_behind(batches, overrides, {run: self.label}, {run: self.plan.source})
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
@@ -325,6 +329,7 @@ class PassJournal:
                 self._say_unpicklable(index, exc)
                 self.forget(index)
         self.flush()
+        self.store.settle()  # the cell ends with everything written
         if self.older and len(self.kept_indices) == len(self.items):
             self.store.drop(self.older)  # --fresh wrote every item again: the old rows go
             self.older = []
