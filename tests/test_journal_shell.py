@@ -270,3 +270,21 @@ def test_parallel_journal_lists_and_clears(shell, capfd):
     assert "cleared" in capfd.readouterr().out
     ran, run, _ = _ran(shell, CELL.format(flags=""), capfd)
     assert len(ran) == 6 and run.counts.restored == 0
+
+
+def test_an_ordered_part_writing_to_a_notebook_file_is_replayed_from_the_journal(fresh, tmp_path):
+    # the ordered part runs in the kernel from each item's recorded values, restored or not
+    log = tmp_path / "log"
+    run_ok(fresh, f"log = {str(log)!r}\nitems = list(range(10))")
+    cell = (
+        "%%parallel_for --progress none\nfor x in items:\n"
+        "    open(log, 'a').write(f'{x}\\n')\n    y = x * 3\n    fh.write(f'{x}:{y}\\n')\n"
+    )
+    outputs = []
+    for name in ("first.txt", "second.txt"):
+        run_ok(fresh, f"fh = open({str(tmp_path / name)!r}, 'w')")
+        run = run_ok(fresh, cell)
+        run_ok(fresh, "fh.close()")
+        outputs.append((tmp_path / name).read_text())
+    assert run.counts.restored == 10 and sorted(map(int, log.read_text().split())) == list(range(10))
+    assert outputs[1] == outputs[0] == "".join(f"{x}:{3 * x}\n" for x in range(10))
