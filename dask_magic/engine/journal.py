@@ -318,14 +318,14 @@ class Journal:
 
     def drop(self, ids: Iterable[str]) -> None:
         """Forget these batches (a ``--fresh`` run wrote every one of their items again)."""
-        ids = [(i,) for i in ids]
+        rows = [(i,) for i in ids]
 
         def delete(db: sqlite3.Connection) -> None:
             with transaction(db):
-                db.executemany("DELETE FROM batches WHERE id=?", ids)
-                db.executemany("DELETE FROM overrides WHERE batch=?", ids)
+                db.executemany("DELETE FROM batches WHERE id=?", rows)
+                db.executemany("DELETE FROM overrides WHERE batch=?", rows)
 
-        if ids:
+        if rows:
             self._do(delete)
 
     def touch(self, run_key: str) -> None:

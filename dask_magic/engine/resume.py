@@ -155,7 +155,7 @@ class PassJournal:
         hits = {i: where[item_keys[i]] for i in indices if item_keys[i] in where}
         found, lost = self._load(hits)
         self._drop_at_risk(found, lost, indices)
-        if found:
+        if found and self.store is not None:
             self.store.touch(self.run_key)
         self.restored |= set(found)
         to_run = [i for i in indices if i not in found]
@@ -174,7 +174,7 @@ class PassJournal:
         bring back; a batch that cannot be loaded is a miss."""
         assert self.store is not None
         blobs, overrides = self.store.outcomes(sorted({batch for batch, _ in hits.values()}))
-        loaded: dict[str, list[ItemOutcome] | None] = {}
+        loaded: dict[str, list[ItemOutcome | None] | None] = {}
         found: dict[int, ItemOutcome] = {}
         lost: dict[int, frozenset[str]] = {}
         used: set[tuple[str, int]] = set()
@@ -182,14 +182,17 @@ class PassJournal:
             if batch not in loaded:
                 loaded[batch] = _outcomes(blobs.get(batch))
             outcomes = loaded[batch]
-            if outcomes is None or pos >= len(outcomes) or outcomes[pos] is None:
+            stored = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
+            if stored is None:
                 continue
-            bound, lost[index] = frozenset(), frozenset()
+            bound: dict[str, Any] = {}
+            lost[index] = frozenset()
             if (batch, pos) in overrides:
-                if overrides[(batch, pos)] is None:  # struck out
+                override = overrides[(batch, pos)]
+                if override is None:  # struck out
                     continue
-                bound, lost[index] = pickle.loads(overrides[(batch, pos)])
-            outcome = outcomes[pos]
+                bound, lost[index] = pickle.loads(override)
+            outcome = stored
             if (batch, pos) in used:  # the same item twice in this run: each its own copy
                 outcome = copy.deepcopy(outcome)
             used.add((batch, pos))
@@ -236,10 +239,9 @@ class PassJournal:
             self._keep(batch, blob)
             kept += len(batch)
         rest = [o for o in outcomes[kept:] if o.status in ("done", "failed")]
-        if rest:
-            blob = self._pickle_rest(rest)
-            if blob is not None:
-                self._keep(rest, blob)
+        pickled = self._pickle_rest(rest) if rest else None
+        if pickled is not None:
+            self._keep(rest, pickled)
         if (
             sum(len(b.keys) for b in self.buffer) >= FLUSH_ITEMS
             or self.clock() - self._last_flush >= FLUSH_SECONDS
@@ -323,8 +325,11 @@ class PassJournal:
             if outcome is None or outcome.status != "done":
                 continue
             lost = frozenset(n for n, (i, v) in final.items() if i == index and v is STASHED)
+            place = self._place(index)
+            if place is None:
+                continue
             try:
-                self.overrides[self._place(index)] = _pickle((dict(outcome.bound), lost))
+                self.overrides[place] = cloudpickle.dumps((dict(outcome.bound), lost), protocol=5)
             except Exception as exc:
                 self._say_unpicklable(index, exc)
                 self.forget(index)
@@ -388,11 +393,3 @@ def _outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
         return None if blob is None else list(cloudpickle.loads(blob))
     except Exception:  # written by another version, or damaged: those items run again
         return None
-
-
-def _pickle(value: Any) -> bytes:
-    """Plain pickle (fast, small); cloudpickle for what it cannot do (lambdas, local classes)."""
-    try:
-        return pickle.dumps(value, protocol=5)
-    except Exception:
-        return cloudpickle.dumps(value, protocol=5)
