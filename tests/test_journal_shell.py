@@ -289,3 +289,21 @@ def test_an_ordered_part_writing_to_a_notebook_file_is_replayed_from_the_journal
     assert run.counts.restored == 10  # the second run ran nothing
     assert sorted(map(int, log.read_text().split())) == list(range(10))
     assert outputs[1] == outputs[0] == "".join(f"{x}:{3 * x}\n" for x in range(10))
+
+
+def test_items_that_are_objects_drawn_on_are_not_journaled_and_why_says_so(fresh, capfd):
+    run_ok(fresh, "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt")
+    cell = (
+        "%%parallel_for --progress none --why\n"
+        "for ax, i in zip(axes.flat, items):\n    ax.plot([0, i])\n"
+    )
+    for _ in range(2):
+        run_ok(fresh, "items = list(range(4))\nfig, axes = plt.subplots(2, 2)")
+        capfd.readouterr()
+        run = run_ok(fresh, cell)
+        assert "journal off (the ordered part draws or writes on items that are objects)" in (
+            capfd.readouterr().err
+        )
+        assert run.counts.restored == 0
+        assert [len(ax.lines) for ax in fresh.user_ns["axes"].flat] == [1, 1, 1, 1]
+    run_ok(fresh, "plt.close('all')")

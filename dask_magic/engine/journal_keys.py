@@ -194,6 +194,11 @@ def item_keys(items: Sequence[Any]) -> list[str]:
     return [_item_key(item) for item in items]
 
 
+def plain_items(items: Sequence[Any]) -> bool:
+    """Whether every item is a plain value (numbers, strings, paths, short tuples of them)."""
+    return set(map(type, items)) <= _SCALARS or all(map(_plain, items))
+
+
 def _item_key(item: Any) -> str:
     token = _plain_token(item) if _plain(item) else "t:" + _safe_token(item)
     files = file_key(item) if isinstance(item, str | PurePath | tuple) else ""

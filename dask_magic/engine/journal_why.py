@@ -17,7 +17,8 @@ from . import journal_keys as keys
 def explain(run_journal: Any, index: int) -> str:
     """Why item ``index`` ran (or that it was restored), in a few words."""
     if run_journal.store is None:
-        return "journal off"
+        why = getattr(run_journal, "off_reason", "")
+        return f"journal off ({why})" if why else "journal off"
     if index in run_journal.restored:
         return "restored from the journal"
     if not run_journal.read:

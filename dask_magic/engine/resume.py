@@ -9,11 +9,9 @@ pickled again: the journal costs next to nothing per item) and writes them every
 `FLUSH_SECONDS` or `FLUSH_ITEMS`; `finish` writes the rest, with the last bound values
 brought back from the workers, and applies the size cap.
 
-A done item's bound values usually stay on its worker (`STASHED`): only the last binding of
-each name ever travels. The journal keeps them as they are, and after the pass re-writes the
-items whose values were fetched (or could not be: an open file stays behind, and is noted as
-lost, as the run that made it said). A restored item whose stashed values would be the final
-ones (no later item binds them) cannot give them back: it runs again.
+Bound values usually stay on the workers (`STASHED`); after the pass an override keeps the
+last values fetched (or notes them lost). A restored item whose stashed values would be the
+final ones (no later item binds them) cannot give them back: it runs again.
 
 Nothing here knows about IPython; storage problems never stop the run (see `journal`).
 """
@@ -43,7 +41,6 @@ FLUSH_SECONDS = 0.5
 FLUSH_ITEMS = 50_000  # or sooner: every FLUSH_SECONDS (what a crash may lose)
 _INDEX = operator.attrgetter("index")
 _STATUS = operator.attrgetter("status")
-
 __all__ = ["PassJournal", "for_run", "journal_text", "print_why"]
 
 
@@ -59,10 +56,15 @@ def for_run(
 
     An ordered part that draws or writes into notebook objects (plots, open files) runs in
     the kernel at commit time from the item's recorded values, so a restored item's values
-    are committed the same way: such loops are journaled too.
+    are committed the same way: such loops are journaled too, unless the items themselves
+    are objects (``zip(axes.flat, items)``): a stored copy would not draw on the new ones.
     """
-    return PassJournal(
-        shared_journal(),
+    store = shared_journal()
+    off = ""
+    if plan.external and not keys.plain_items(items):
+        store, off = None, "the ordered part draws or writes on items that are objects"
+    journal = PassJournal(
+        store,
         plan,
         ns,
         items,
@@ -71,6 +73,8 @@ def for_run(
         label=label(plan),
         any_inputs=any_inputs,
     )
+    journal.off_reason = off
+    return journal
 
 
 class PassJournal:
@@ -108,6 +112,7 @@ class PassJournal:
         self.clock = clock
         self.label = label
         self.any_inputs = any_inputs
+        self.off_reason = ""  # why the journal is off for this run, where it says
         self.plan, self.ns, self.items = plan, ns, items
         self.seed = seed
         self.run_key = keys.run_key(plan, seed) if self.store else ""
