@@ -128,7 +128,7 @@ class Journal:
         self.folder = folder
         self.problem = ""  # why the journal is off, once it is
         self._db: sqlite3.Connection | None = None
-        # one connection, used by the caller and by the writer thread (`put_behind`) in turn
+        # one connection, used by the caller and by the writer thread (`behind`) in turn
         self._lock = threading.RLock()
         self._writes: list[Future] = []
         if self.folder is None:
@@ -304,14 +304,14 @@ class Journal:
 
         return bool(rows or changes) and self._do(write, False)
 
-    def put_behind(self, *args: Any) -> None:
-        """`put`, on the writer thread: the run goes on while SQLite writes (it releases the
-        GIL). `settle` waits for every such write."""
+    def behind(self, action: Callable[..., Any], *args: Any) -> None:
+        """``action(*args)`` (`put`, `drop`) on the writer thread: the run goes on while
+        SQLite writes (it releases the GIL). `settle` waits for every such write."""
         self._writes = [w for w in self._writes if not w.done()]
-        self._writes.append(writer().submit(self.put, *args))
+        self._writes.append(writer().submit(action, *args))
 
     def settle(self) -> None:
-        """Wait until every `put_behind` has been written (or has failed, with its warning)."""
+        """Wait until everything sent `behind` is written (or failed, with its warning)."""
         writes, self._writes = self._writes, []
         for write in writes:
             write.result()

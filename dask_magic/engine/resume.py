@@ -315,8 +315,8 @@ class PassJournal:
             return
         batches, self.buffer = self.buffer, []
         overrides, self.overrides = self.overrides, {}
-        run = self.run_key
-        self.store.put_behind(batches, overrides, {run: self.label}, {run: self.plan.source})
+        names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
+        self.store.behind(self.store.put, batches, overrides, names, sources)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
@@ -341,7 +341,7 @@ class PassJournal:
         self.flush()
         self.store.settle()  # the cell ends with everything written
         if self.older and len(self.kept_indices) == len(self.items):
-            self.store.drop(self.older)  # --fresh wrote every item again: the old rows go
+            self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
             self.older = []
         if self.store.size() > max_size():
             self.store.evict(max_size(), keep=self.run_key)
