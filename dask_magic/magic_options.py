@@ -179,7 +179,9 @@ def parse(magic: Any, line: str) -> Any:
         raise UsageError(_suggest_option(str(exc), options)) from None
 
 
-def run_options(args: Any, user_ns: dict[str, Any], labels: dict[str, str]) -> RunOptions:
+def run_options(
+    args: Any, user_ns: dict[str, Any], labels: dict[str, str], journal_retry: bool = False
+) -> RunOptions:
     """``%%parallel_for``'s parsed ``args`` checked and turned into the engine's options."""
     client = None
     if args.client:
@@ -214,6 +216,7 @@ def run_options(args: Any, user_ns: dict[str, Any], labels: dict[str, str]) -> R
         fresh=args.fresh,
         why=args.why,
         timeout=timeout,
+        journal_retry=journal_retry,
     )
 
 

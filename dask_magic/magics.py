@@ -19,7 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class, no_var_expand
 
 from . import progress_bars, views
-from .engine import changes, preflight, tracebacks
+from .engine import changes, journal_setup, preflight, tracebacks
 from .engine.errorinfo import error_info
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
@@ -50,6 +50,7 @@ class DaskMagics(Magics):
         self.runs: OrderedDict[str, Run] = OrderedDict()
         self.last_run: Run | None = None
         self.bridge: Any = None
+        self._journal_retry = False  # the run starting is %parallel_retry's in a new kernel
 
     # -- %%parallel_for ------------------------------------------------------------------------
     @parallel_for_options
@@ -81,7 +82,9 @@ class DaskMagics(Magics):
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
         plan = self._replan(plan, transformed, filename, raw, items)
-        options = run_options(args, self.shell.user_ns, self._labels(filename))
+        options = run_options(
+            args, self.shell.user_ns, self._labels(filename), journal_retry=self._journal_retry
+        )
         if args.seed is None and plan.warnings:
             print(render_warnings(plan.warnings, plan.source), file=sys.stderr)
         run = self._start(plan, items, options, args.progress)
@@ -244,6 +247,8 @@ class DaskMagics(Magics):
         ends as a clean serial run would; the statements after the loop run again.
         """
         args = parse(self.parallel_retry, line)
+        if args.run is None and self.last_run is None and args.here is None:
+            return self._retry_journaled()
         run = self._find_run(args.run)
         return self.retry_run(
             run,
@@ -281,6 +286,22 @@ class DaskMagics(Magics):
             except (ClusterError, PicklingError) as exc:
                 raise UsageError(str(exc)) from None
         return self._after(run, state.plan, state.plan.filename)
+
+    def _retry_journaled(self) -> Any:
+        """No run in this kernel (it was restarted): run the journal's last loop again, its
+        done items taken from the journal even where a fix changed the notebook since."""
+        source = journal_setup.last_journaled_cell()
+        if not source.startswith("%%parallel_for"):
+            raise UsageError("no %%parallel_for run to retry yet in this kernel")
+        first, _, cell = source.partition("\n")
+        print(
+            f"dask-magic: retrying the journal's last loop: {journal_setup.first_loop_line(source)}"
+        )
+        self._journal_retry = True
+        try:
+            return self.parallel_for(first[len("%%parallel_for") :].strip(), cell)
+        finally:
+            self._journal_retry = False
 
     def _find_run(self, ref: str | None) -> Run:
         if ref is None:

@@ -108,3 +108,45 @@ def test_sigkill_mid_run_then_the_same_cells_run_only_what_is_missing(tmp_path):
     assert missing <= set(again)
     assert len(again) <= len(missing) + 12, (at_kill, len(before), sorted(again))
     print(f"done before the kill: {at_kill} (logged {len(before)}); run again: {len(again)}")
+
+
+RETRY_SETUP = """
+%load_ext dask_magic
+log = {log!r}
+items = list(range(12))
+bad = {bad!r}  # the "fix" after the restart: no item is bad any more
+"""
+
+RETRY_CELL = """%%parallel_for --progress none
+res = []
+for x in items:
+    with open(log, "a") as fh:
+        fh.write(f"{x}\\n")
+    if x in bad:
+        raise ValueError(x)
+    res.append(x * x)
+"""
+
+
+def test_parallel_retry_after_a_restart_runs_the_failed_items_of_the_journaled_run(tmp_path):
+    log = tmp_path / "log"
+    km, kc = _start(tmp_path)
+    try:
+        _output(kc, _send(kc, RETRY_SETUP.format(log=str(log), bad={0, 5, 7})))
+        _output(kc, _send(kc, RETRY_CELL))
+        assert sorted(_lines(log)) == list(range(12))
+        kc.stop_channels()
+        km.restart_kernel(now=False)  # the namespace and the run are gone; the journal stays
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        log.write_text("")
+        _output(kc, _send(kc, RETRY_SETUP.format(log=str(log), bad=set())))
+        printed = _output(kc, _send(kc, "%parallel_retry"))
+        assert "retrying the journal's last loop: for x in items:" in printed
+        assert sorted(_lines(log)) == [0, 5, 7]  # only the items that had failed
+        printed = _output(kc, _send(kc, "print('RES', res == [x * x for x in items])"))
+        assert "RES True" in printed
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)

@@ -7,6 +7,7 @@ test has its own journal (``tests/conftest.py``).
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 from conftest import run_ok, user_names
@@ -115,6 +116,10 @@ EDITS = [
         id="a notebook function called through another",
     ),
     pytest.param(
+        lambda s, c: (run_ok(s, "def g(x):\n    return helper(x) + 2") or c, range(6)),
+        id="a notebook function the body calls",
+    ),
+    pytest.param(
         lambda s, c: (c.replace("g(n) * scale", "g(n) * scale + 1"), range(6)), id="the body"
     ),
 ]
@@ -130,6 +135,36 @@ def test_edit_runs_exactly_the_items_it_could_change(shell, capfd, edit):
     assert ran == sorted(files[i] for i in expected)
     assert run.counts.restored == 6 - len(ran)
     assert _names(shell) == _serial(shell, cell)
+
+
+LOCAL_CELL = """%%parallel_for --progress none --serial
+out = []
+for x in items:
+    open(log, "a").write(f"{x}\\n")
+    out.append(jhelpers.twice(x))
+"""
+
+
+def test_editing_a_local_module_runs_the_items_again(fresh, tmp_path, monkeypatch):
+    # a module next to the notebook (its folder is the kernel's working directory); --serial
+    # keeps the body in the kernel, which imports it from there as the notebook does
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "jhelpers.py"
+    module.write_text("def twice(x):\n    return 2 * x\n")
+    log = tmp_path / "log"
+    run_ok(fresh, f"import jhelpers\nlog = {str(log)!r}\nitems = list(range(4))")
+    try:
+        run_ok(fresh, LOCAL_CELL)
+        log.write_text("")
+        assert run_ok(fresh, LOCAL_CELL).counts.restored == 4 and log.read_text() == ""
+        module.write_text("def twice(x):\n    # a new comment\n    return 3 * x\n")
+        run_ok(fresh, "import importlib\nimportlib.reload(jhelpers)")
+        run = run_ok(fresh, LOCAL_CELL)
+        assert log.read_text().split() == ["0", "1", "2", "3"] and run.counts.restored == 0
+        assert fresh.user_ns["out"] == [0, 3, 6, 9]
+    finally:
+        sys.modules.pop("jhelpers", None)
 
 
 def test_why_says_why_each_item_runs(shell, capfd):
@@ -235,3 +270,40 @@ def test_parallel_journal_lists_and_clears(shell, capfd):
     assert "cleared" in capfd.readouterr().out
     ran, run, _ = _ran(shell, CELL.format(flags=""), capfd)
     assert len(ran) == 6 and run.counts.restored == 0
+
+
+def test_an_ordered_part_writing_to_a_notebook_file_is_replayed_from_the_journal(fresh, tmp_path):
+    # the ordered part runs in the kernel from each item's recorded values, restored or not
+    log = tmp_path / "log"
+    run_ok(fresh, f"log = {str(log)!r}\nitems = list(range(10))")
+    cell = (
+        "%%parallel_for --progress none\nfor x in items:\n"
+        "    open(log, 'a').write(f'{x}\\n')\n    y = x * 3\n    fh.write(f'{x}:{y}\\n')\n"
+    )
+    outputs = []
+    for name in ("first.txt", "second.txt"):
+        run_ok(fresh, f"fh = open({str(tmp_path / name)!r}, 'w')")
+        run = run_ok(fresh, cell)
+        run_ok(fresh, "fh.close()")
+        outputs.append((tmp_path / name).read_text())
+    assert run.counts.restored == 10  # the second run ran nothing
+    assert sorted(map(int, log.read_text().split())) == list(range(10))
+    assert outputs[1] == outputs[0] == "".join(f"{x}:{3 * x}\n" for x in range(10))
+
+
+def test_items_that_are_objects_drawn_on_are_not_journaled_and_why_says_so(fresh, capfd):
+    run_ok(fresh, "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt")
+    cell = (
+        "%%parallel_for --progress none --why\n"
+        "for ax, i in zip(axes.flat, items):\n    ax.plot([0, i])\n"
+    )
+    for _ in range(2):
+        run_ok(fresh, "items = list(range(4))\nfig, axes = plt.subplots(2, 2)")
+        capfd.readouterr()
+        run = run_ok(fresh, cell)
+        assert "journal off (the ordered part draws or writes on items that are objects)" in (
+            capfd.readouterr().err
+        )
+        assert run.counts.restored == 0
+        assert [len(ax.lines) for ax in fresh.user_ns["axes"].flat] == [1, 1, 1, 1]
+    run_ok(fresh, "plt.close('all')")

@@ -130,6 +130,7 @@ def quickstart(tmp_path_factory):
         "same_as_serial": all(summaries[files.index(f)] == summarize(f)
                               for f in failed_files + files[:10]),
         "empty_files": sorted(s["sensor"] for s in summaries if s["mean"] is None),
+        "again": _counts(again),
     }""",
     )
 
@@ -183,7 +184,20 @@ def test_quickstart_retry_fixes_only_the_failed_files(quickstart):
     # what `make demo` prints: the panel's text summaries
     summaries = headless.summaries(nb)
     assert summaries
-    assert all(s.startswith("parallel_for 'run' finished: 200 items") for s in summaries)
+    assert all(re.match(r"parallel_for '(run|again)' finished: 200 items", s) for s in summaries)
+
+
+def test_quickstart_same_cell_again_comes_from_the_journal(quickstart):
+    nb, facts = quickstart
+    # summarize changed after the first run: only the 10 files retried with it are restored
+    first = out(nb, "journal-first-print")
+    assert first.startswith("<Run 'again' finished: 200 done, 0 failed of 200 in ")
+    assert "10 restored from the journal" in first
+    assert has_panel(nb, "journal-first")
+    again = out(nb, "journal-again-print")
+    assert "200 restored from the journal" in again and "in file order: True" in again
+    assert facts["again"]["restored"] == 200 and facts["again"]["done"] == 200
+    assert facts["n_summaries"] == 200 and facts["same_as_serial"]
 
 
 # -- 02-big-objects ------------------------------------------------------------------------------

@@ -61,7 +61,9 @@ class Job:
 class Sink(Protocol):
     """Receives outcomes as they arrive (implemented by `dask_magic.engine.run.Run`)."""
 
-    def add(self, outcomes: Sequence[ItemOutcome]) -> None: ...
+    def add(
+        self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()
+    ) -> None: ...
 
     def tick(self, running: int) -> None: ...
 
@@ -225,9 +227,9 @@ class DaskRun:
         self.batch_counter = 0
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
 
-    def _add(self, outcomes: list[ItemOutcome]) -> None:
+    def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
-        self.sink.add(outcomes)
+        self.sink.add(outcomes, sent)
 
     # submission
     def submit(
@@ -370,6 +372,7 @@ class DaskRun:
     def _collect(self, ready: list[Any]) -> None:
         finished = [f for f in ready if f.status == "finished"]
         outcomes: list[ItemOutcome] = []
+        sent: list[tuple[list, bytes]] = []  # the head of outcomes, with the bytes they came as
         if finished:
             blobs = self.client.gather(finished, errors="skip")
             if len(blobs) != len(finished):  # some result was lost in between: fetch one by one
@@ -386,6 +389,7 @@ class DaskRun:
                     if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
                         self.held += batch[len(got) :]
                     outcomes += got
+                    sent.append((got, blob))
             finally:
                 if collecting:
                     gc.enable()
@@ -401,7 +405,7 @@ class DaskRun:
         if len(self.probe_durations) < 2 * self.threads:
             self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
         if outcomes:
-            self._add(outcomes)
+            self._add(outcomes, sent)
 
     def _failed_batch(self, future: Any, batch: list[tuple[int, Any]]) -> list[ItemOutcome]:
         """A task that failed as a whole (worker died, bundle not loadable, cancelled)."""

@@ -1,14 +1,18 @@
 """The journal: an embedded SQLite store of finished items, so that a dead kernel loses nothing.
 
-One row per item key (see `dask_magic.engine.journal_keys`): the pickled `ItemOutcome` of a
-done item, or a marker row for a failed one (so ``--why`` can say "failed before"). Rows are
-grouped by the *run key* (the loop's normalised code), which is what ``%parallel_journal``
-lists and what the size cap evicts, oldest first.
+One row per *batch* of items (a task's outcomes as the worker sent them, stored as they
+came: nothing is pickled again per item), with the batch's item keys beside it (see
+`dask_magic.engine.journal_keys`) and the positions of its failed items (so ``--why`` can
+say "failed before"). An ``overrides`` row replaces one item's bound values (the last
+values of a run, fetched from the workers after it) or strikes it out (its ordered part
+failed after it was written). Rows are grouped by the *run key* (the loop's normalised
+code) and the *env key* (what the body reads from the notebook), which is what a lookup
+reads; ``%parallel_journal`` lists runs and the size cap evicts them, oldest first.
 
 The database lives in ``.dask-magic/journal.sqlite`` under the kernel's working directory
 (with a ``.gitignore`` of ``*``), or in ``~/.cache/dask-magic`` when that folder cannot be
 written; ``dask-magic.journal.path`` (dask config) or ``DASK_MAGIC_JOURNAL`` (environment)
-name another folder (`resume.configured_folder`). WAL mode and a busy timeout let two
+name another folder (`journal_setup.configured_folder`). WAL mode and a busy timeout let two
 kernels share it.
 
 Nothing here raises at the caller for a storage problem: a read-only folder, a full disk or
@@ -19,51 +23,69 @@ nothing of runs, plans or IPython.
 
 from __future__ import annotations
 
-import os
+import pickle
 import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .journal_folder import pick_folder, usable
+from .journal_sql import chunks, damaged, transaction, writer
+
+__all__ = ["FILENAME", "Batch", "Journal", "RunInfo", "pick_folder"]
 
 FILENAME = "journal.sqlite"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
 BUSY_TIMEOUT = 10.0
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    key TEXT PRIMARY KEY,
+DROP TABLE IF EXISTS items;
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
     run_key TEXT NOT NULL,
-    item_key TEXT NOT NULL,
     env_key TEXT NOT NULL,
-    file_key TEXT NOT NULL,
-    status TEXT NOT NULL,
+    items INTEGER NOT NULL,
     size INTEGER NOT NULL,
     used REAL NOT NULL,
-    blob BLOB
+    keys BLOB NOT NULL,
+    blob BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS items_item ON items (item_key);
+CREATE INDEX IF NOT EXISTS batches_run ON batches (run_key, env_key);
+CREATE TABLE IF NOT EXISTS overrides (
+    batch TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    bound BLOB,
+    PRIMARY KEY (batch, pos)
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     label TEXT NOT NULL,
-    used REAL NOT NULL
+    used REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
 );
 """
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One item as the journal keeps it (``blob`` is None for a failed item)."""
+class Batch:
+    """One batch of items as the journal keeps it.
 
-    key: str
+    ``keys`` are the item keys by position, ``failed`` the positions of failed items, and
+    ``blob`` the outcomes (whatever loads back as the list of them, in position order;
+    empty where `Journal.listing` leaves them out).
+    """
+
+    id: str
     run_key: str
-    item_key: str
     env_key: str
-    file_key: str
-    status: str  # "done" or "failed"
-    blob: bytes | None = None
+    keys: list[str]
+    failed: list[int]
+    blob: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -75,33 +97,6 @@ class RunInfo:
     items: int
     size: int
     used: float
-
-
-def _usable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        ignore = folder / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n")
-        probe = folder / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
-def pick_folder(configured: Path | None = None, cwd: Path | None = None) -> Path | None:
-    """Where the journal lives: ``configured``, else ``./.dask-magic``, else the user cache."""
-    candidates = (
-        [configured]
-        if configured
-        else [
-            (cwd or Path.cwd()) / ".dask-magic",
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dask-magic",
-        ]
-    )
-    return next((folder for folder in candidates if _usable(folder)), None)
 
 
 def _warn(message: str) -> None:
@@ -133,9 +128,12 @@ class Journal:
         self.folder = folder
         self.problem = ""  # why the journal is off, once it is
         self._db: sqlite3.Connection | None = None
+        # one connection, used by the caller and by the writer thread (`behind`) in turn
+        self._lock = threading.RLock()
+        self._writes: list[Future] = []
         if self.folder is None:
             self._off("no writable folder for the journal (./.dask-magic, ~/.cache/dask-magic)")
-        elif folder is not None and not _usable(folder):
+        elif folder is not None and not usable(folder):
             self._off(f"cannot write the journal folder {folder}")
 
     @property
@@ -159,7 +157,7 @@ class Journal:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
-            if _damaged(exc):
+            if damaged(exc):
                 self._set_aside(exc)
                 try:
                     self._db = self._open()
@@ -171,13 +169,18 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         assert self.path is not None  # only called while the journal is on
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "source" not in columns:  # a journal written before runs kept their cell
+                db.execute("ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''")
         except BaseException:
             db.close()
             raise
@@ -197,21 +200,26 @@ class Journal:
         )
 
     def close(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            finally:
-                self._db = None
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.close()
+                finally:
+                    self._db = None
 
     def _do(self, action: Callable[[sqlite3.Connection], Any], default: Any = None) -> Any:
         """Run ``action`` on the database; a storage error switches the journal off."""
+        with self._lock:
+            return self._do_locked(action, default)
+
+    def _do_locked(self, action: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
         db = self._connect()
         if db is None:
             return default
         try:
             return action(db)
         except sqlite3.DatabaseError as exc:
-            if _damaged(exc):
+            if damaged(exc):
                 self.close()
                 self._set_aside(exc)
                 return default
@@ -219,87 +227,106 @@ class Journal:
             return default
 
     # -- reading and writing ---------------------------------------------------------------------
-    def get(self, keys: Sequence[str], failed: set[str] | None = None) -> dict[str, bytes]:
-        """The stored outcomes of the done items among ``keys``: ``{key: blob}``.
+    def listing(self, run_key: str | None = None, env_key: str | None = None) -> list[Batch]:
+        """The batches stored for ``run_key`` and ``env_key`` (every batch if ``run_key`` is
+        None: what ``--why`` compares to; of any inputs if ``env_key`` is None), oldest first,
+        without their outcomes."""
 
-        ``failed``, if given, receives the keys among ``keys`` stored as failed.
-        """
-
-        def read(db: sqlite3.Connection) -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
-            for chunk in _chunks(list(dict.fromkeys(keys)), 500):
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, blob FROM items WHERE key IN ({marks})"
-                for key, blob in db.execute(query, chunk):
-                    if blob is not None:
-                        found[key] = blob
-                    elif failed is not None:
-                        failed.add(key)
-            return found
-
-        return self._do(read, {})
-
-    def history(self, item_keys: Sequence[str]) -> list[Entry]:
-        """Every row (done or failed, any code) of these items: what ``--why`` compares to."""
-
-        def read(db: sqlite3.Connection) -> list[Entry]:
-            found: list[Entry] = []
-            for chunk in _chunks(list(dict.fromkeys(item_keys)), 500):
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    "SELECT key, run_key, item_key, env_key, file_key, status FROM items "
-                    f"WHERE item_key IN ({marks})",
-                    chunk,
-                )
-                found.extend(Entry(*row) for row in rows)
+        def read(db: sqlite3.Connection) -> list[Batch]:
+            query = "SELECT id, run_key, env_key, keys FROM batches"
+            args: tuple[str, ...] = ()
+            if run_key is not None and env_key is not None:
+                query += " WHERE run_key=? AND env_key=?"
+                args = (run_key, env_key)
+            elif run_key is not None:
+                query += " WHERE run_key=?"
+                args = (run_key,)
+            found = []
+            for row_id, run, env, blob in db.execute(query + " ORDER BY rowid", args):
+                item_keys, failed = pickle.loads(blob)
+                found.append(Batch(row_id, run, env, item_keys, failed))
             return found
 
         return self._do(read, [])
 
-    def put(self, entries: Iterable[Entry], labels: dict[str, str] | None = None) -> bool:
-        """Write ``entries`` (and touch their runs) in one transaction; False if it failed."""
+    def outcomes(self, ids: Sequence[str]) -> tuple[dict[str, bytes], dict[tuple[str, int], Any]]:
+        """The blobs of these batches, and their overrides: ``{(id, pos): bound or None}``."""
+
+        def read(db: sqlite3.Connection) -> tuple[dict[str, bytes], dict[tuple[str, int], Any]]:
+            blobs: dict[str, bytes] = {}
+            overrides: dict[tuple[str, int], Any] = {}
+            for chunk in chunks(list(dict.fromkeys(ids)), 500):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT id, blob FROM batches WHERE id IN ({marks})"
+                blobs.update(db.execute(query, chunk))
+                query = f"SELECT batch, pos, bound FROM overrides WHERE batch IN ({marks})"
+                for batch, pos, bound in db.execute(query, chunk):
+                    overrides[(batch, pos)] = bound
+            return blobs, overrides
+
+        return self._do(read, ({}, {}))
+
+    def put(
+        self,
+        batches: Iterable[Batch],
+        overrides: Mapping[tuple[str, int], bytes | None] | None = None,
+        labels: Mapping[str, str] | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
+        their runs (with their ``labels`` and cells' ``sources``, by run key), in one
+        transaction; False if it failed."""
         now = self.clock()
-        rows = [
-            (
-                e.key,
-                e.run_key,
-                e.item_key,
-                e.env_key,
-                e.file_key,
-                e.status,
-                len(e.blob or b""),
-                now,
-                e.blob,
-            )
-            for e in entries
-        ]
+        rows = []
+        for b in batches:
+            keys = pickle.dumps((b.keys, b.failed), protocol=5)
+            size = len(keys) + len(b.blob)
+            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, b.blob))
+        changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
+        labels, sources = labels or {}, sources or {}
         runs = {
-            (run_key, (labels or {}).get(run_key, ""), now) for run_key, *_ in (r[1:] for r in rows)
+            (run, labels.get(run, ""), now, sources.get(run, "")) for run in {r[1] for r in rows}
         }
 
         def write(db: sqlite3.Connection) -> bool:
-            with _transaction(db):
-                db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            with transaction(db):
+                db.executemany("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?)", rows)
+                db.executemany("INSERT OR REPLACE INTO overrides VALUES (?,?,?)", changes)
                 db.executemany(
-                    "INSERT INTO runs VALUES (?,?,?) ON CONFLICT(run_key) DO UPDATE SET "
-                    "used=excluded.used, label=CASE WHEN excluded.label='' THEN runs.label "
-                    "ELSE excluded.label END",
+                    "INSERT INTO runs (run_key, label, used, source) VALUES (?,?,?,?) "
+                    "ON CONFLICT(run_key) DO UPDATE SET used=excluded.used, "
+                    "label=CASE WHEN excluded.label='' THEN runs.label ELSE excluded.label END, "
+                    "source=CASE WHEN excluded.source='' THEN runs.source "
+                    "ELSE excluded.source END",
                     sorted(runs),
                 )
             return True
 
-        return bool(rows) and self._do(write, False)
+        return bool(rows or changes) and self._do(write, False)
 
-    def forget(self, keys: Iterable[str]) -> None:
-        """Drop these items (an item whose ordered part failed after it was written)."""
-        keys = list(keys)
+    def behind(self, action: Callable[..., Any], *args: Any) -> None:
+        """``action(*args)`` (`put`, `drop`) on the writer thread: the run goes on while
+        SQLite writes (it releases the GIL). `settle` waits for every such write."""
+        self._writes = [w for w in self._writes if not w.done()]
+        self._writes.append(writer().submit(action, *args))
 
-        def drop(db: sqlite3.Connection) -> None:
-            with _transaction(db):
-                db.executemany("DELETE FROM items WHERE key=?", [(k,) for k in keys])
+    def settle(self) -> None:
+        """Wait until everything sent `behind` is written (or failed, with its warning)."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
 
-        if keys:
-            self._do(drop)
+    def drop(self, ids: Iterable[str]) -> None:
+        """Forget these batches (a ``--fresh`` run wrote every one of their items again)."""
+        rows = [(i,) for i in ids]
+
+        def delete(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                db.executemany("DELETE FROM batches WHERE id=?", rows)
+                db.executemany("DELETE FROM overrides WHERE batch=?", rows)
+
+        if rows:
+            self._do(delete)
 
     def touch(self, run_key: str) -> None:
         """Mark a run as used now (restoring counts as use: eviction takes the oldest)."""
@@ -307,12 +334,17 @@ class Journal:
             lambda db: db.execute("UPDATE runs SET used=? WHERE run_key=?", (self.clock(), run_key))
         )
 
+    def last_source(self) -> str:
+        """The cell of the loop used last (``%parallel_retry`` in a new kernel); ``""``."""
+        query = "SELECT source FROM runs WHERE source != '' ORDER BY used DESC LIMIT 1"
+        return self._do(lambda db: (db.execute(query).fetchone() or ("",))[0], "")
+
     # -- what %parallel_journal shows and does --------------------------------------------------
     def runs(self) -> list[RunInfo]:
         """Journaled loops, most recently used first, with their item counts and sizes."""
         query = (
-            "SELECT r.run_key, r.label, COUNT(i.key), COALESCE(SUM(i.size), 0), r.used "
-            "FROM runs r LEFT JOIN items i ON i.run_key = r.run_key "
+            "SELECT r.run_key, r.label, COALESCE(SUM(b.items), 0), COALESCE(SUM(b.size), 0), "
+            "r.used FROM runs r LEFT JOIN batches b ON b.run_key = r.run_key "
             "GROUP BY r.run_key ORDER BY r.used DESC"
         )
         return self._do(lambda db: [RunInfo(*row) for row in db.execute(query)], [])
@@ -320,28 +352,33 @@ class Journal:
     def size(self) -> int:
         """Bytes of stored outcomes (the size cap counts these)."""
         return self._do(
-            lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0], 0
+            lambda db: db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0], 0
         )
 
     def evict(self, limit: int, keep: str = "") -> list[str]:
         """Drop the oldest runs (never ``keep``) until the items fit in ``limit`` bytes."""
 
         def drop(db: sqlite3.Connection) -> list[str]:
-            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM items").fetchone()[0]
+            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0]
             dropped: list[str] = []
             if total <= limit:
                 return dropped
             sizes = db.execute(
-                "SELECT r.run_key, COALESCE(SUM(i.size), 0) FROM runs r LEFT JOIN items i "
-                "ON i.run_key = r.run_key GROUP BY r.run_key ORDER BY r.used ASC"
+                "SELECT r.run_key, COALESCE(SUM(b.size), 0) FROM runs r LEFT JOIN batches b "
+                "ON b.run_key = r.run_key GROUP BY r.run_key ORDER BY r.used ASC"
             ).fetchall()
-            with _transaction(db):
+            with transaction(db):
                 for run_key, size in sizes:
                     if total <= limit:
                         break
                     if run_key == keep:
                         continue
-                    db.execute("DELETE FROM items WHERE run_key=?", (run_key,))
+                    db.execute(
+                        "DELETE FROM overrides WHERE batch IN "
+                        "(SELECT id FROM batches WHERE run_key=?)",
+                        (run_key,),
+                    )
+                    db.execute("DELETE FROM batches WHERE run_key=?", (run_key,))
                     db.execute("DELETE FROM runs WHERE run_key=?", (run_key,))
                     total -= size
                     dropped.append(run_key)
@@ -353,38 +390,9 @@ class Journal:
         """Forget everything (``%parallel_journal --clear``)."""
 
         def drop(db: sqlite3.Connection) -> None:
-            with _transaction(db):
-                db.execute("DELETE FROM items")
-                db.execute("DELETE FROM runs")
+            with transaction(db):
+                for table in ("batches", "overrides", "runs"):
+                    db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
 
         self._do(drop)
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): one batched commit."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        if kind is None:
-            self.db.execute("COMMIT")
-        else:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:  # the failed statement may have ended it already
-                pass
-
-
-def _damaged(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

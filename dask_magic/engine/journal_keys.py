@@ -4,10 +4,15 @@ An item's key joins four parts; a hit means the serial loop would compute the sa
 
 * the **run key**: the loop's normalised code (`ast.dump` of the prelude, the iterable, the
   target, the body and the ordered part: comments and layout do not count) and ``--seed``;
-* the **env key**: a token of each value the body reads from the notebook. Notebook
-  functions and classes count by their code, followed through the names they use into the
-  namespace (a notebook function calling another one changes when the callee does);
-* the **item key**: the item's own token;
+* the **env key**: a token of each value the body reads from the notebook. Big values
+  (those sent to the cluster once, `scatter.should_scatter`) count by the same content
+  fingerprint the scatter cache uses (`scatter.fingerprint`: xxHash over the pickle, far
+  cheaper than tokenising a big dict or list). Notebook functions and classes count by their
+  code, followed through the names they use into the namespace (a notebook function calling
+  another one changes when the callee does); *local modules* (imported from the notebook's
+  folder, `preflight.local_modules`) by the bytes of their source files: editing a helper
+  there runs the items again;
+* the **item key**: the item's own token, and
 * the **file key**: for an item that names an existing file (a ``str`` or ``Path``, alone or
   in a tuple), its size and modification time.
 
@@ -21,8 +26,10 @@ import hashlib
 import os
 import types
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
+
+from . import preflight, scatter
 
 #: names whose value does not reach the parallel part (accumulators, the ordered part's state)
 _NOT_READ_ATTRS = ("accumulators", "state_names")
@@ -110,10 +117,29 @@ def _cell_value(cell: Any) -> Any:
 
 
 def _safe_token(value: Any) -> str:
+    """A token of ``value``; a random one (never a hit) when it cannot be computed."""
     try:
+        if scatter.should_scatter(value):
+            return "f:" + (scatter.fingerprint(value) or os.urandom(8).hex())
         return _tokenize(value)
     except Exception:
         return os.urandom(8).hex()
+
+
+def _module_sources(env: Mapping[str, Any]) -> list[str]:
+    """A digest of the source files of each local module the values in ``env`` use."""
+    parts = []
+    for module in preflight.local_modules(dict(env), Path.cwd()):
+        path = Path(getattr(module, "__file__", "") or "")
+        files = sorted(path.parent.rglob("*.py")) if hasattr(module, "__path__") else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            try:
+                digest.update(file.read_bytes())
+            except OSError:
+                digest.update(os.urandom(8))  # unreadable: never a hit
+        parts.append(f"module {module.__name__}={digest.hexdigest()[:32]}")
+    return parts
 
 
 def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
@@ -122,11 +148,14 @@ def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
     for attr in _NOT_READ_ATTRS:
         skip.update(getattr(plan, attr, ()))
     parts = []
+    read = {}
     for name in plan.free_names():
         if name in skip:
             continue
+        if name in ns:
+            read[name] = ns[name]
         parts.append(f"{name}={value_token(ns[name], ns) if name in ns else '<unbound>'}")
-    return _digest(*parts)
+    return _digest(*parts, *_module_sources(read))
 
 
 def file_key(item: Any) -> str:
@@ -143,7 +172,9 @@ def file_key(item: Any) -> str:
     return _digest(*parts) if parts else ""
 
 
-_PLAIN = (int, float, str, bytes, bool, type(None), PurePath)
+_PLAIN = (int, float, str, bytes, bool, type(None))
+#: items of these types name no file and print short and exact: their repr is their token
+_SCALARS = frozenset({int, float, bool, type(None)})
 
 
 def _plain(value: Any) -> bool:
@@ -153,15 +184,32 @@ def _plain(value: Any) -> bool:
 
 
 def item_keys(items: Sequence[Any]) -> list[str]:
-    """A token of each item's own value (plain values by their exact repr: much faster)."""
-    return [_plain_token(item) if _plain(item) else _safe_token(item) for item in items]
+    """Each item's key: a token of its value, and the `file_key` of a file it names.
+
+    Plain values count by their exact repr (``1``, ``1.0``, ``True`` and ``'1'`` differ), which
+    costs a fraction of a microsecond; a list of numbers is tokenised in one sweep.
+    """
+    if set(map(type, items)) <= _SCALARS:
+        return list(map(repr, items))
+    return [_item_key(item) for item in items]
+
+
+def plain_items(items: Sequence[Any]) -> bool:
+    """Whether every item is a plain value (numbers, strings, paths, short tuples of them)."""
+    return set(map(type, items)) <= _SCALARS or all(map(_plain, items))
+
+
+def _item_key(item: Any) -> str:
+    token = _plain_token(item) if _plain(item) else "t:" + _safe_token(item)
+    files = file_key(item) if isinstance(item, str | PurePath | tuple) else ""
+    return f"{token}\x00{files}" if files else token
+
+
+def item_token(key: str) -> str:
+    """The item's own token in its key (without the file part): what ``--why`` matches."""
+    return key.partition("\x00")[0]
 
 
 def _plain_token(item: Any) -> str:
-    text = f"{type(item).__name__}:{item!r}"
-    return text if len(text) <= 64 else _digest(text)
-
-
-def item_key(run: str, env: str, item: str, files: str) -> str:
-    """The journal's key of one item from its parts."""
-    return hashlib.sha256(f"{run}\x00{env}\x00{item}\x00{files}".encode()).hexdigest()[:32]
+    text = repr(item)
+    return text if len(text) <= 64 else "d:" + _digest(text)

@@ -48,6 +48,7 @@ class RunOptions:
     fresh: bool = False  # --fresh: restore nothing this run (items are still written)
     why: bool = False  # --why: say why each item that runs runs
     timeout: float | None = None  # --timeout: seconds an item may run before it is stopped
+    journal_retry: bool = False  # %parallel_retry in a new kernel: keep done items of any inputs
 
 
 @dataclass
@@ -130,7 +131,9 @@ def start_loop(
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
     if options.journal:
-        run.journal = resume.for_run(plan, ns, run.items, options.seed, options.fresh)
+        run.journal = resume.for_run(
+            plan, ns, run.items, options.seed, options.fresh, options.journal_retry
+        )
     _execute_pass(run, state, list(range(len(run.items))))
     return run
 

@@ -1,123 +1,80 @@
 """One pass of a run and the journal: restore what is known, write what ends, say why.
 
-Before a pass, `PassJournal.split` looks up every item's key: items found come back as done
-`ItemOutcome`s (they go through the same in-order commit as items that ran, so their
-additions, ordered part and printed output land exactly as if they had run), the rest are
-submitted. While the pass runs, `record` keeps each item that ends and writes them in
-batches (every `FLUSH_SECONDS` or `FLUSH_ITEMS`); `finish` writes the rest, with the last
-bound values brought back from the workers, and applies the size cap.
+Before a pass, `PassJournal.split` reads the batches stored for the loop's code and inputs
+and looks up every item's key among them: items found come back as done `ItemOutcome`s
+(they go through the same in-order commit as items that ran, so their additions, ordered
+part and printed output land exactly as if they had run), the rest are submitted. While the
+pass runs, `record` keeps each task's outcomes *as the worker sent them* (the bytes, not
+pickled again: the journal costs next to nothing per item) and writes them every
+`FLUSH_SECONDS` or `FLUSH_ITEMS`; `finish` writes the rest, with the last bound values
+brought back from the workers, and applies the size cap.
 
-A done item's bound values usually stay on its worker (`STASHED`): only the last binding of
-each name ever travels. The journal keeps them as they are, and after the pass re-writes the
-items whose values were fetched (or could not be: an open file stays behind, and is noted as
-lost, as the run that made it said). A restored item whose stashed values would be the final
-ones (no later item binds them) cannot give them back: it runs again.
+Bound values usually stay on the workers (`STASHED`); after the pass an override keeps the
+last values fetched (or notes them lost). A restored item whose stashed values would be the
+final ones (no later item binds them) cannot give them back: it runs again.
 
 Nothing here knows about IPython; storage problems never stop the run (see `journal`).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import copy
+import gc
+import itertools
+import operator
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
 
 from . import journal_keys as keys
-from .journal import Entry, Journal, pick_folder
+from . import journal_why
+from .journal import Batch, Journal
+from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
 
 FLUSH_SECONDS = 0.5
-FLUSH_ITEMS = 200
-
-DEFAULT_MAX_SIZE = "2GB"
-
-_JOURNALS: dict[str, Journal] = {}
-_JOURNALS_OPEN = 4
-
-
-def _config(name: str, default: Any) -> Any:
-    try:
-        import dask
-
-        return dask.config.get(f"dask-magic.journal.{name}", default=default)
-    except Exception:
-        return default
-
-
-def enabled() -> bool:
-    """False where ``DASK_MAGIC_JOURNAL=off`` or ``dask-magic.journal.enabled: false``."""
-    if os.environ.get("DASK_MAGIC_JOURNAL", "").lower() in ("off", "0", "false", "no"):
-        return False
-    return bool(_config("enabled", True))
-
-
-def configured_folder() -> Path | None:
-    """The folder named by ``DASK_MAGIC_JOURNAL`` or ``dask-magic.journal.path``, if any."""
-    named = os.environ.get("DASK_MAGIC_JOURNAL") or _config("path", None)
-    return Path(named).expanduser() if named else None
-
-
-def max_size() -> int:
-    """The size cap in bytes (``dask-magic.journal.max-size``, default 2GB)."""
-    from dask.utils import parse_bytes
-
-    value = _config("max-size", DEFAULT_MAX_SIZE)
-    return int(value) if isinstance(value, int | float) else parse_bytes(value)
-
-
-def shared_journal() -> Journal | None:
-    """The process's journal for the folder configured now (one connection per folder)."""
-    if not enabled():
-        return None
-    folder = pick_folder(configured_folder())
-    if folder is None:
-        return Journal(None)  # warns once: no writable folder
-    found = _JOURNALS.pop(str(folder), None)
-    if found is None or not found.on:
-        found = Journal(folder)
-    _JOURNALS[str(folder)] = found  # the most recent last
-    while len(_JOURNALS) > _JOURNALS_OPEN:  # the folder moved (config, tests): close the old
-        _JOURNALS.pop(next(iter(_JOURNALS))).close()
-    return found
+FLUSH_ITEMS = 50_000  # or sooner: every FLUSH_SECONDS (what a crash may lose)
+_INDEX = operator.attrgetter("index")
+_STATUS = operator.attrgetter("status")
+__all__ = ["PassJournal", "for_run", "journal_text", "print_why"]
 
 
 def for_run(
-    plan: Any, ns: Mapping[str, Any], items: Sequence[Any], seed: int | None, fresh: bool
+    plan: Any,
+    ns: Mapping[str, Any],
+    items: Sequence[Any],
+    seed: int | None,
+    fresh: bool,
+    any_inputs: bool = False,
 ) -> PassJournal | None:
-    """The journal of a new run, or None where it is off.
+    """The journal of a new run, or None where it is off (``any_inputs``: see `PassJournal`).
 
-    An ordered part that draws or writes into notebook objects (plots, open files) cannot be
-    replayed from stored copies of them: such loops (``plan.external``) are not journaled.
+    An ordered part that draws or writes into notebook objects (plots, open files) runs in
+    the kernel at commit time from the item's recorded values, so a restored item's values
+    are committed the same way: such loops are journaled too, unless the items themselves
+    are objects (``zip(axes.flat, items)``): a stored copy would not draw on the new ones.
     """
-    if plan.external:
-        return None
-    return PassJournal(
-        shared_journal(), plan, ns, items, seed=seed, read=not fresh, label=_label(plan)
+    store = shared_journal()
+    off = ""
+    if plan.external and not keys.plain_items(items):
+        store, off = None, "the ordered part draws or writes on items that are objects"
+    journal = PassJournal(
+        store,
+        plan,
+        ns,
+        items,
+        seed=seed,
+        read=not fresh,
+        label=label(plan),
+        any_inputs=any_inputs,
     )
-
-
-def _label(plan: Any) -> str:
-    """The loop's first line, as ``%parallel_journal`` lists it."""
-    lines = plan.source.splitlines()
-    loop = lines[plan.loop_lineno - 1] if 0 < plan.loop_lineno <= len(lines) else ""
-    return loop.strip()[:80]
-
-
-def print_why(run: Any, indices: Sequence[int]) -> None:
-    """``--why``: one line on stderr per item that runs, saying why it runs."""
-    import sys
-
-    from .tracebacks import short_repr
-
-    reasons = run.journal.explain_all(indices) if run.journal else {}
-    for index in indices:
-        why = reasons.get(index, "journal off")
-        print(f"item {index} ({short_repr(run.items[index])}) runs: {why}", file=sys.stderr)
+    journal.off_reason = off
+    return journal
 
 
 class PassJournal:
@@ -129,6 +86,10 @@ class PassJournal:
         The `Journal`, or None when the journal is off for this run.
     read:
         Restore items found (False for ``--fresh``: items run, and are written again).
+    any_inputs:
+        Restore the latest done outcome of each item whatever the notebook values were
+        (``%parallel_retry`` in a new kernel: the failed items run after a fix, the done
+        ones are kept, as a retry in the same kernel keeps them).
     clock:
         ``time.monotonic`` unless a test passes its own: when to write a batch.
     """
@@ -143,104 +104,186 @@ class PassJournal:
         seed: int | None = None,
         read: bool = True,
         label: str = "",
+        any_inputs: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store if store is not None and store.on else None
         self.read = read
         self.clock = clock
         self.label = label
+        self.any_inputs = any_inputs
+        self.off_reason = ""  # why the journal is off for this run, where it says
         self.plan, self.ns, self.items = plan, ns, items
         self.seed = seed
         self.run_key = keys.run_key(plan, seed) if self.store else ""
-        self.keys: list[str] = []
-        self.parts: list[tuple[str, str, str]] = []  # (env, item, file) per index
+        self.env_key = ""
+        self.keys: list[str] = []  # the item key of each index
         self.restored: set[int] = set()
         self.at_risk: set[int] = set()
         self.reasons: dict[int, str] = {}
-        self.buffer: dict[int, Entry] = {}
-        self.written: set[int] = set()
+        self.buffer: list[Batch] = []
+        self.overrides: dict[tuple[str, int], bytes | None] = {}
+        # (batch, its indices) as kept: no object per item, which the collector would walk
+        self.kept: list[tuple[str, list[int]]] = []
+        self.kept_indices: set[int] = set()
+        self.older: list[str] = []  # batches a --fresh run writes anew
         self._last_flush = clock()
         self._unpicklable_said = False
 
     # -- before a pass ------------------------------------------------------------------------
-    def _compute_keys(self) -> None:
-        env = keys.env_key(self.plan, self.ns)
-        tokens = keys.item_keys(self.items)
-        self.parts = [(env, tokens[i], keys.file_key(item)) for i, item in enumerate(self.items)]
-        self.keys = [keys.item_key(self.run_key, *part) for part in self.parts]
-
     def split(self, indices: Sequence[int]) -> tuple[list[ItemOutcome], list[int]]:
         """``(restored outcomes, indices to run)`` for a pass over ``indices``."""
         if self.store is None:
             return [], list(indices)
         try:
-            self._compute_keys()
+            self.env_key = keys.env_key(self.plan, self.ns)
+            self.keys = keys.item_keys(self.items)
         except Exception as exc:
             self.store.warn(f"the journal keys could not be computed ({exc!r}); run without it")
             self.store = None
             return [], list(indices)
+        stored = self.store.listing(self.run_key, None if self.any_inputs else self.env_key)
         if not self.read:
+            self.older = [batch.id for batch in stored]
             return [], list(indices)
-        failed: set[str] = set()
-        blobs = self.store.get([self.keys[i] for i in indices], failed)
-        found: dict[int, ItemOutcome] = {}
-        lost: dict[int, frozenset[str]] = {}
-        for index in indices:
-            outcome, lost[index] = _load(blobs.get(self.keys[index]), index)
-            if outcome is not None:
-                found[index] = outcome
+        with _collector_off():
+            return self._restore(indices, stored)
+
+    def _restore(
+        self, indices: Sequence[int], stored: Sequence[Batch]
+    ) -> tuple[list[ItemOutcome], list[int]]:
+        where, failed = _positions(stored)
+        if not where:  # nothing stored for this code and these inputs: a new run
+            self._note_failed(indices, failed)
+            return [], list(indices)
+        item_keys = self.keys
+        hits = {i: where[item_keys[i]] for i in indices if item_keys[i] in where}
+        found, lost = self._load(hits)
         self._drop_at_risk(found, lost, indices)
-        if found:
+        if found and self.store is not None:
             self.store.touch(self.run_key)
         self.restored |= set(found)
         to_run = [i for i in indices if i not in found]
         self.restored -= set(to_run)
-        self.reasons.update({i: "failed before" for i in to_run if self.keys[i] in failed})
+        self._note_failed(to_run, failed)
         return [found[i] for i in sorted(found)], to_run
+
+    def _note_failed(self, to_run: Sequence[int], failed: set[str]) -> None:
+        if failed:
+            self.reasons.update({i: "failed before" for i in to_run if self.keys[i] in failed})
+
+    def _load(
+        self, hits: Mapping[int, tuple[str, int]]
+    ) -> tuple[dict[int, ItemOutcome], dict[int, frozenset[str]]]:
+        """The stored outcomes of ``hits`` as these indices, and the names each could not
+        bring back; a batch that cannot be loaded is a miss."""
+        assert self.store is not None
+        blobs, overrides = self.store.outcomes(sorted({batch for batch, _ in hits.values()}))
+        loaded: dict[str, list[ItemOutcome | None] | None] = {}
+        found: dict[int, ItemOutcome] = {}
+        lost: dict[int, frozenset[str]] = {}
+        used: set[tuple[str, int]] = set()
+        for index, (batch, pos) in sorted(hits.items()):
+            if batch not in loaded:
+                loaded[batch] = _outcomes(blobs.get(batch))
+            outcomes = loaded[batch]
+            stored = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
+            if stored is None:
+                continue
+            bound: dict[str, Any] = {}
+            lost[index] = frozenset()
+            if (batch, pos) in overrides:
+                override = overrides[(batch, pos)]
+                if override is None:  # struck out
+                    continue
+                bound, lost[index] = pickle.loads(override)
+            outcome = stored
+            if (batch, pos) in used:  # the same item twice in this run: each its own copy
+                outcome = copy.deepcopy(outcome)
+            used.add((batch, pos))
+            outcome.index, outcome.status, outcome.worker = index, "done", "journal"
+            if bound:
+                outcome.bound = bound
+            found[index] = outcome
+        return found, lost
 
     def _drop_at_risk(
         self, found: dict[int, ItemOutcome], lost: dict[int, frozenset[str]], indices: Sequence[int]
     ) -> None:
         """Restored items whose stashed values would be final run again (module docstring)."""
         covered: set[str] = set()
-        later_runs = False
         for index in sorted(indices, reverse=True):
             outcome = found.get(index)
             if outcome is None:
-                later_runs = True
-                continue
+                return  # an item after these runs: their values are not the last ones
+            if outcome.bound.keys() <= covered and outcome.deleted <= covered:
+                continue  # the usual case: nothing new bound
             stashed = {n for n, v in outcome.bound.items() if v is STASHED} - lost[index]
-            if not later_runs and stashed - covered:
+            if stashed - covered:
                 del found[index]
                 self.at_risk.add(index)
-                later_runs = True
-                continue
+                return
             covered |= set(outcome.bound) | set(outcome.deleted)
 
     # -- while it runs ----------------------------------------------------------------------------
-    def record(self, outcomes: Sequence[ItemOutcome]) -> None:
-        """Keep the items that ended (done, or failed for ``--why``); write a batch when due."""
+    def record(
+        self,
+        outcomes: Sequence[ItemOutcome],
+        sent: Sequence[tuple[Sequence[ItemOutcome], bytes]] = (),
+    ) -> None:
+        """Keep the items that ended (done, or failed for ``--why``); write a batch when due.
+
+        ``sent`` pairs the head of ``outcomes`` with the bytes they were loaded from (a task's
+        outcomes as its worker sent them): those bytes are kept as they are. The rest (items
+        run in the kernel, tasks that failed as a whole) are pickled here.
+        """
         if self.store is None or not self.keys:
             return
-        for outcome in outcomes:
-            if outcome.status in ("done", "failed"):
-                entry = self._entry(outcome)
-                if entry is not None:
-                    self.buffer[outcome.index] = entry
-        if len(self.buffer) >= FLUSH_ITEMS or self.clock() - self._last_flush >= FLUSH_SECONDS:
+        kept = 0
+        for batch, blob in sent:
+            self._keep(batch, blob)
+            kept += len(batch)
+        rest = [o for o in outcomes[kept:] if o.status in ("done", "failed")]
+        pickled = self._pickle_rest(rest) if rest else None
+        if pickled is not None:
+            self._keep(rest, pickled)
+        if (
+            sum(len(b.keys) for b in self.buffer) >= FLUSH_ITEMS
+            or self.clock() - self._last_flush >= FLUSH_SECONDS
+        ):
             self.flush()
 
-    def _entry(self, outcome: ItemOutcome, lost: frozenset[str] = frozenset()) -> Entry | None:
-        status = outcome.status
-        blob = None
-        if status == "done":
+    def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
+        batch = uuid.uuid4().hex
+        indices = list(map(_INDEX, outcomes))  # map and C getters: a fraction of a µs per item
+        statuses = list(map(_STATUS, outcomes))
+        failed: list[int] = []
+        if statuses.count("done") != len(statuses):
+            failed = [pos for pos, status in enumerate(statuses) if status != "done"]
+        for pos in failed:
+            if statuses[pos] != "failed":  # not an end: nothing to say about it later
+                self.overrides[(batch, pos)] = None
+        item_keys = list(map(self.keys.__getitem__, indices))
+        self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
+        self.kept.append((batch, indices))
+        self.kept_indices.update(indices)
+
+    def _pickle_rest(self, outcomes: list[ItemOutcome]) -> bytes | None:
+        """Outcomes that did not come as bytes: the done ones pickled (a failed one only
+        counts as failed); an item that cannot be pickled is not journaled."""
+        kept: list[ItemOutcome | None] = [o if o.status == "done" else None for o in outcomes]
+        try:
+            return cloudpickle.dumps(kept, protocol=5)
+        except Exception:
+            pass
+        for pos, outcome in enumerate(kept):
             try:
-                blob = _dumps(outcome, lost)
+                cloudpickle.dumps(outcome, protocol=5)
             except Exception as exc:
+                assert outcome is not None
                 self._say_unpicklable(outcome.index, exc)
-                return None
-        env, item, files = self.parts[outcome.index]
-        return Entry(self.keys[outcome.index], self.run_key, item, env, files, status, blob)
+                kept[pos] = None
+        return cloudpickle.dumps(kept, protocol=5)
 
     def _say_unpicklable(self, index: int, exc: Exception) -> None:
         if not self._unpicklable_said and self.store is not None:
@@ -252,168 +295,106 @@ class PassJournal:
 
     def forget(self, index: int) -> None:
         """Item ``index`` failed in the ordered part after it ended: not done after all."""
-        if self.store is None or not self.keys:
-            return
-        self.buffer.pop(index, None)
-        if index in self.written:
-            self.store.forget([self.keys[index]])
-            self.written.discard(index)
+        place = self._place(index)
+        if self.store is not None and place is not None:
+            self.overrides[place] = None
+            self.kept_indices.discard(index)
+
+    def _place(self, index: int) -> tuple[str, int] | None:
+        """Where item ``index`` was last kept: ``(batch, position)``."""
+        if index in self.kept_indices:
+            for batch, indices in reversed(self.kept):
+                if index in indices:
+                    return batch, indices.index(index)
+        return None
 
     def flush(self) -> None:
-        """Write the kept items in one transaction."""
+        """Write the kept batches (and overrides) in one transaction."""
         self._last_flush = self.clock()
-        if self.store is None or not self.buffer:
+        if self.store is None or not (self.buffer or self.overrides):
             return
-        entries, self.buffer = self.buffer, {}
-        if self.store.put(entries.values(), {self.run_key: self.label}):
-            self.written |= {i for i, e in entries.items() if e.status == "done"}
+        batches, self.buffer = self.buffer, []
+        overrides, self.overrides = self.overrides, {}
+        names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
+        self.store.behind(self.store.put, batches, overrides, names, sources)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
         self, outcomes: Mapping[int, ItemOutcome], final: Mapping[str, tuple[int, Any]]
     ) -> None:
-        """Write what is left, re-write the items whose last values came back, apply the cap."""
+        """Write what is left with the last values that came back, and apply the size cap."""
         if self.store is None or not self.keys:
             return
-        self.flush()
-        final_items = {i for i, _ in final.values()} & self.written
-        blobs = self.store.get([self.keys[i] for i in final_items])
-        for index in sorted(final_items):
+        for index in sorted({i for i, _ in final.values()} & self.kept_indices):
             outcome = outcomes.get(index)
-            blob = blobs.get(self.keys[index])
-            if blob is None or outcome is None or outcome.status != "done":
+            if outcome is None or outcome.status != "done":
                 continue
             lost = frozenset(n for n, (i, v) in final.items() if i == index and v is STASHED)
-            try:  # the stored outcome is not unpickled: only its bound values are replaced
-                blob = _with_bound(blob, outcome.bound, lost)
+            place = self._place(index)
+            if place is None:
+                continue
+            try:
+                self.overrides[place] = cloudpickle.dumps((dict(outcome.bound), lost), protocol=5)
             except Exception as exc:
                 self._say_unpicklable(index, exc)
-                self.store.forget([self.keys[index]])
-                continue
-            env, item, files = self.parts[index]
-            self.buffer[index] = Entry(
-                self.keys[index], self.run_key, item, env, files, "done", blob
-            )
+                self.forget(index)
         self.flush()
+        self.store.settle()  # the cell ends with everything written
+        if self.older and len(self.kept_indices) == len(self.items):
+            self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
+            self.older = []
         if self.store.size() > max_size():
             self.store.evict(max_size(), keep=self.run_key)
 
     # -- why an item runs -----------------------------------------------------------------------
     def explain(self, index: int) -> str:
         """Why item ``index`` ran (or that it was restored), in a few words."""
-        if self.store is None:
-            return "journal off"
-        if index in self.restored:
-            return "restored from the journal"
-        if not self.read:
-            return "journal off (--fresh)"
-        if index in self.at_risk:
-            return "its last values stayed on a worker of an earlier run"
-        if index in self.reasons or not self.keys:
-            return self.reasons.get(index, "not looked up")
-        return self.explain_all([index])[index]
+        return journal_why.explain(self, index)
 
     def explain_all(self, indices: Sequence[int]) -> dict[int, str]:
-        """`explain` for many items with one read of the journal.
-
-        The rows this run wrote itself (the item's own key) are left out: the answer is the
-        journal as the pass found it ("failed before" is noted when the pass starts).
-        """
-        reasons = {i: self.explain(i) for i in indices if self._known(i)}
-        rest = [i for i in indices if i not in reasons]
-        if not rest:
-            return reasons
-        assert self.store is not None
-        by_item: dict[str, list[Entry]] = {}
-        for entry in self.store.history([self.parts[i][1] for i in rest]):
-            by_item.setdefault(entry.item_key, []).append(entry)
-        for i in rest:
-            own = self.keys[i]
-            history = [e for e in by_item.get(self.parts[i][1], []) if e.key != own]
-            reasons[i] = self.reasons[i] = _reason(history, self.run_key, self.parts[i])
-        return reasons
-
-    def _known(self, index: int) -> bool:
-        """Whether `explain` answers without reading the journal."""
-        return (
-            self.store is None
-            or not self.read
-            or not self.keys
-            or index in self.restored
-            or index in self.at_risk
-            or index in self.reasons
-        )
+        """`explain` for many items with one read of the journal."""
+        return journal_why.explain_all(self, indices)
 
 
-def _reason(history: Sequence[Entry], run_key: str, parts: tuple[str, str, str]) -> str:
-    env, item, files = parts
-    mine = [e for e in history if e.item_key == item]
-    if not mine:
-        return "new"
-    same_code = [e for e in mine if e.run_key == run_key]
-    if not same_code:
-        return "code changed"
-    same_env = [e for e in same_code if e.env_key == env]
-    if not same_env:
-        return "input changed (a value it reads from the notebook)"
-    if not [e for e in same_env if e.file_key == files]:
-        return "input changed (the file it names)"
-    return "failed before"
+def _positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
+    """Where each item key's latest done outcome is, and the keys whose items failed (and
+    never did since)."""
+    where: dict[str, tuple[str, int]] = {}
+    failed: set[str] = set()
+    for batch in stored:
+        if not batch.failed:  # the usual case, at C speed
+            where.update(zip(batch.keys, _places(batch.id, len(batch.keys)), strict=True))
+            failed.difference_update(batch.keys)
+            continue
+        bad = set(batch.failed)
+        for pos, key in enumerate(batch.keys):
+            if pos in bad:
+                failed.add(key)
+            else:
+                where[key] = (batch.id, pos)
+                failed.discard(key)
+    return where, failed - set(where)
 
 
-#: the fields of a done `ItemOutcome` a row keeps (index, bound and worker are set apart)
-_FIELDS = ("ops", "deleted", "value", "stdout", "stderr", "warnings", "duration", "mutated")
-
-
-def _pickle(value: Any) -> bytes:
-    """Plain pickle (fast, small); cloudpickle for what it cannot do (lambdas, local classes)."""
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """Loading many outcomes would run the garbage collector many times for nothing."""
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        return pickle.dumps(value, protocol=5)
-    except Exception:
-        return cloudpickle.dumps(value, protocol=5)
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def _dumps(outcome: ItemOutcome, lost: frozenset[str]) -> bytes:
-    """A row's blob: the outcome and its bound values apart, so the latter can be replaced."""
-    rest = _pickle(tuple(getattr(outcome, name) for name in _FIELDS))
-    return pickle.dumps((rest, _pickle(outcome.bound), lost), protocol=5)
+def _places(batch: str, n: int) -> zip:
+    """``(batch, 0), (batch, 1), ...``: where the items of a batch are kept."""
+    return zip(itertools.repeat(batch, n), range(n), strict=True)
 
 
-def _with_bound(blob: bytes, bound: Mapping[str, Any], lost: frozenset[str]) -> bytes:
-    rest, _, _ = pickle.loads(blob)
-    return pickle.dumps((rest, _pickle(dict(bound)), lost), protocol=5)
-
-
-def _load(blob: bytes | None, index: int) -> tuple[ItemOutcome | None, frozenset[str]]:
-    """The stored outcome (as item ``index``) and the names its run could not bring back."""
-    if blob is None:
-        return None, frozenset()
+def _outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
     try:
-        rest, bound, lost = pickle.loads(blob)
-        fields = dict(zip(_FIELDS, pickle.loads(rest), strict=True))
-        outcome = ItemOutcome(index, "done", bound=pickle.loads(bound), worker="journal", **fields)
-    except Exception:
-        return None, frozenset()
-    return outcome, lost
-
-
-def journal_text(clear: bool = False) -> str:
-    """What ``%parallel_journal`` prints: where the journal is, its loops and their sizes."""
-    from dask.utils import format_bytes
-
-    store = shared_journal()
-    if store is None or not store.on:
-        return f"dask-magic: the journal is off ({store.problem if store else 'no folder'})"
-    if clear:
-        store.clear()
-        return f"dask-magic: journal {store.path} cleared"
-    runs = store.runs()
-    lines = [
-        f"dask-magic journal: {store.path} ({format_bytes(store.size())} of "
-        f"{format_bytes(max_size())}, {len(runs)} loop{'s' if len(runs) != 1 else ''})"
-    ]
-    for info in runs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.used))
-        size = format_bytes(info.size)
-        lines.append(f"  {when}  {info.items:>7,} items  {size:>10}  {info.label or info.run_key}")
-    return "\n".join(lines)
+        return None if blob is None else list(cloudpickle.loads(blob))
+    except Exception:  # written by another version, or damaged: those items run again
+        return None

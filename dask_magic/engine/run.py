@@ -92,7 +92,9 @@ class Run:
         self._clock = clock  # wall-clock seconds; tests pass a fake (as `Bridge` takes one)
 
     # -- the executor's sink ----------------------------------------------------------------
-    def add(self, outcomes: Sequence[ItemOutcome]) -> None:
+    def add(self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
+        """Items that ended; ``sent`` pairs the head of ``outcomes`` with the bytes a worker
+        sent them as (the journal keeps those as they are)."""
         for outcome in outcomes:
             previous = self.outcomes.get(outcome.index)
             if previous is not None:
@@ -101,7 +103,7 @@ class Run:
             self._tally[outcome.status] += 1
             self._pass_finished += 1
         if self.journal is not None:
-            self.journal.record(outcomes)  # before the commit, which may drop the ops
+            self.journal.record(outcomes, sent)  # before the commit, which may drop the ops
         if self.committer is not None:
             self.committer.offer(outcomes)
 

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from dask_magic.engine.journal import FILENAME, Entry, Journal
+from dask_magic.engine.journal import FILENAME, Batch, Journal
 
 
-def _entry(n: int, run: str = "r1", size: int = 10, status: str = "done") -> Entry:
-    blob = None if status == "failed" else bytes([n % 256]) * size
-    return Entry(f"k{n}", run, f"i{n}", "e", "", status, blob)
+def _entry(n: int, run: str = "r1", size: int = 10, status: str = "done") -> Batch:
+    """A batch of one item ``i<n>`` (id ``k<n>``), done or failed."""
+    failed = [0] if status == "failed" else []
+    return Batch(f"k{n}", run, "e", [f"i{n}"], failed, bytes([n % 256]) * size)
+
+
+def _get(store: Journal, ids: list[str]) -> dict[str, bytes]:
+    return store.outcomes(ids)[0]
 
 
 class _Clock:
@@ -34,25 +39,31 @@ def _journal(tmp_path, **kw) -> tuple[Journal, list[str]]:
 
 def test_write_then_read_back(tmp_path):
     store, said = _journal(tmp_path)
-    assert store.put([_entry(1), _entry(2), _entry(3, status="failed")], {"r1": "for x in xs:"})
-    found = store.get(["k1", "k2", "k3", "k9"])
-    assert found == {"k1": b"\x01" * 10, "k2": b"\x02" * 10}  # a failed item is not restored
-    assert [e.status for e in store.history(["i3"])] == ["failed"]
+    batches = [_entry(1), _entry(2), _entry(3, status="failed")]
+    assert store.put(batches, labels={"r1": "for x in xs:"})
+    found = _get(store, ["k1", "k2", "k9"])
+    assert found == {"k1": b"\x01" * 10, "k2": b"\x02" * 10}
+    listed = store.listing("r1", "e")
+    assert [(b.id, b.keys, b.failed) for b in listed] == [(b.id, b.keys, b.failed) for b in batches]
+    assert store.listing("r1", "other") == [] and len(store.listing()) == 3
     (info,) = store.runs()
-    assert (info.label, info.items, info.size) == ("for x in xs:", 3, 20)
+    assert (info.label, info.items, info.size) == ("for x in xs:", 3, store.size())
+    assert store.size() > 30
     assert (tmp_path / ".gitignore").read_text() == "*\n"
     assert not said
     # a second connection (another kernel) sees the same rows
-    assert Journal(tmp_path).get(["k1"]) == {"k1": b"\x01" * 10}
+    assert _get(Journal(tmp_path), ["k1"]) == {"k1": b"\x01" * 10}
 
 
-def test_forget_and_clear(tmp_path):
+def test_overrides_drop_and_clear(tmp_path):
     store, _ = _journal(tmp_path)
-    store.put([_entry(1), _entry(2)])
-    store.forget(["k1"])
-    assert set(store.get(["k1", "k2"])) == {"k2"}
+    store.put([_entry(1), _entry(2)], {("k1", 0): b"bound"})
+    store.put([], {("k2", 0): None})  # struck out later
+    assert store.outcomes(["k1", "k2"])[1] == {("k1", 0): b"bound", ("k2", 0): None}
+    store.drop(["k1"])
+    assert set(_get(store, ["k1", "k2"])) == {"k2"} and store.outcomes(["k1"])[1] == {}
     store.clear()
-    assert store.get(["k2"]) == {} and store.runs() == [] and store.size() == 0
+    assert _get(store, ["k2"]) == {} and store.runs() == [] and store.size() == 0
 
 
 def test_size_cap_evicts_the_oldest_runs(tmp_path):
@@ -63,11 +74,12 @@ def test_size_cap_evicts_the_oldest_runs(tmp_path):
         store.put([_entry(10 * age + n, run=run, size=100) for n in range(3)])
     clock.now = 2000.0
     store.touch("old")  # restored from just now: the oldest in use is "middle"
-    assert store.size() == 900
-    assert store.evict(limit=650, keep="new") == ["middle"]
+    sizes = {info.run_key: info.size for info in store.runs()}
+    assert sum(sizes.values()) == store.size()
+    assert store.evict(limit=store.size() - sizes["middle"], keep="new") == ["middle"]
     assert {i.run_key for i in store.runs()} == {"old", "new"}
     assert store.evict(limit=10, keep="new") == ["old"]  # never the run being written
-    assert store.size() == 300
+    assert store.size() == sizes["new"]
 
 
 def test_truncated_database_is_set_aside(tmp_path):
@@ -80,8 +92,8 @@ def test_truncated_database_is_set_aside(tmp_path):
     for suffix in ("-wal", "-shm"):
         (tmp_path / (FILENAME + suffix)).unlink(missing_ok=True)
     again, said = _journal(tmp_path)
-    assert again.get(["k1"]) == {}  # nothing read from the damaged file, no exception
-    assert again.put([_entry(1)]) and again.get(["k1"])  # a fresh one works
+    assert _get(again, ["k1"]) == {}  # nothing read from the damaged file, no exception
+    assert again.put([_entry(1)]) and _get(again, ["k1"])  # a fresh one works
     assert len(said) == 1 and "damaged" in said[0] and "set aside" in said[0]
     assert len(list(tmp_path.glob(f"{FILENAME}.damaged-*"))) == 1
 
@@ -89,7 +101,7 @@ def test_truncated_database_is_set_aside(tmp_path):
 def test_garbage_file_is_set_aside(tmp_path):
     (tmp_path / FILENAME).write_bytes(b"this is not sqlite" * 100)
     store, said = _journal(tmp_path)
-    assert store.put([_entry(1)]) and store.get(["k1"])
+    assert store.put([_entry(1)]) and _get(store, ["k1"])
     assert "damaged" in said[0]
 
 
@@ -102,7 +114,7 @@ def test_read_only_folder_warns_once_and_goes_on(tmp_path):
         store, said = _journal(folder)
         assert not store.on
         assert store.put([_entry(1)]) is False
-        assert store.get(["k1"]) == {} and store.runs() == []
+        assert _get(store, ["k1"]) == {} and store.runs() == []
         assert len(said) == 1 and "goes on without the journal" in said[0]
     finally:
         folder.chmod(stat.S_IRWXU)
@@ -112,7 +124,7 @@ def test_unwritable_folder_warns_once_and_goes_on(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # the journal folder would have to be inside a plain file
     store, said = _journal(blocker / "journal")
-    assert not store.on and store.put([_entry(1)]) is False and store.get(["k1"]) == {}
+    assert not store.on and store.put([_entry(1)]) is False and _get(store, ["k1"]) == {}
     assert len(said) == 1 and "goes on without the journal" in said[0]
 
 
@@ -151,7 +163,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         p.join(120)
         assert p.exitcode == 0
     keys = [f"k{n}" for n in [*range(500), *range(10_000, 10_500)]]
-    found = Journal(tmp_path).get(keys)
+    found = _get(Journal(tmp_path), keys)
     assert len(found) == 1000
     db = sqlite3.connect(tmp_path / FILENAME)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from dask_magic.engine import journal_keys as keys
+from dask_magic.engine import scatter
+from dask_magic.rewrite import rewrite_loop
 
 
 def _ns(source: str) -> dict:
@@ -47,3 +51,37 @@ def test_item_tokens_tell_apart_values_that_print_alike():
     tokens = keys.item_keys([1, 1.0, True, "1", b"1", (1,), Path("1"), None, "x" * 1000])
     assert len(set(tokens)) == len(tokens)
     assert max(len(t) for t in tokens) <= 64
+
+
+def _env_key(source: str, ns: dict) -> str:
+    return keys.env_key(rewrite_loop(source), ns)
+
+
+def test_a_local_module_counts_by_its_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = tmp_path / "jkhelpers.py"
+    module.write_text("def twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("jkhelpers", module)
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    monkeypatch.setitem(sys.modules, "jkhelpers", helpers)
+    loop = "out = []\nfor x in items:\n    out.append(twice(x))\n"
+    ns = {"items": [1, 2], "twice": helpers.twice}
+    first = _env_key(loop, ns)
+    assert _env_key(loop, ns) == first
+    module.write_text("def twice(x):\n    return 3 * x\n")
+    assert _env_key(loop, ns) != first
+    ns_module = {"items": [1, 2], "jkhelpers": helpers}
+    through_module = "out = []\nfor x in items:\n    out.append(jkhelpers.twice(x))\n"
+    before = _env_key(through_module, ns_module)
+    module.write_text("def twice(x):\n    return 4 * x\n")
+    assert _env_key(through_module, ns_module) != before
+
+
+def test_a_big_value_counts_by_its_content_fingerprint():
+    big = list(range(300_000))  # past the scatter threshold: fingerprinted, not tokenised
+    assert scatter.should_scatter(big)
+    token = keys.value_token(big, {})
+    assert token.startswith("f:") and keys.value_token(list(big), {}) == token
+    big[150_000] = -1
+    assert keys.value_token(big, {}) != token
