@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from . import batching, errorinfo, worker
+from . import batching, controls, errorinfo, live_actions, worker
 from .results import ErrorInfo, ItemOutcome
 
 #: How long the kernel waits for a completion before refreshing the progress display.
@@ -211,6 +211,7 @@ class DaskRun:
         self.reported: set[int] = set()  # items whose outcome the sink has
         self.unrecorded_keys: list[str] = []
         self.batch_counter = 0
+        self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
 
     def _add(self, outcomes: list[ItemOutcome]) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -310,6 +311,8 @@ class DaskRun:
 
     # the loop
     def run(self) -> str:
+        if self.run_id is not None:
+            controls.default.open(self.run_id)
         try:
             self.submit_first_wave()
             while self.in_flight or self.held or self.quarantine:
@@ -321,6 +324,8 @@ class DaskRun:
                 if self.held and (self.probe_durations or not self.in_flight):
                     self._submit_rest()
                 self.sink.tick(self.running_items())
+                if self.run_id is not None and self._act_on_controls():
+                    return "interrupted"  # cancelled from a button: as Ctrl-C, but at once
                 if self.sink.should_stop():
                     self._cancel_all()
                     return "stopped"
@@ -332,9 +337,15 @@ class DaskRun:
             return "interrupted"
         finally:
             self.bundle = None
+            if self.run_id is not None:
+                controls.default.close(self.run_id)
         if self.cancelled_elsewhere and self.client.status != "running":
             return "lost"
         return "completed"
+
+    def _act_on_controls(self) -> bool:
+        """Apply the live actions posted for this run since the last tick; True: cancelled."""
+        return live_actions.act(self, controls.default.take(self.run_id))
 
     def _wait(self) -> list[Any]:
         try:
