@@ -13,8 +13,18 @@ keeps the JSON of the last runs and pushes, to every open comm:
 * ``{"version": 1, "type": "error", "message": str, "action": str | None}`` for a refused action.
 
 The frontend sends ``{"version": 1, "action": "retry", "run_id": str}``,
-``{"version": 1, "action": "close_cluster"}`` and ``{"version": 1, "action": "refresh"}``.
-Anything else is refused with an error message. Valid actions go to ``on_action``.
+``{"version": 1, "action": "close_cluster"}``, ``{"version": 1, "action": "refresh"}``,
+``{"version": 1, "action": "cancel", "run_id": str}`` and
+``{"version": 1, "action": "cancel_item", "run_id": str, "index": int}``.
+Anything else is refused with an error message. Valid actions go to ``on_action``, except
+those for a live run: they go to the run's loop through `dask_magic.engine.controls`.
+
+*Live mode.* A message that arrives on a thread other than the main one came on a kernel
+subshell (ipykernel 7, with a front end that sends comms on subshells): the kernel can then
+read the sidebar's and the panel's clicks while a cell runs. From the first such message on,
+the bridge is ``live`` and says so in its ``state`` messages (``"live": true``); ``cancel``,
+``retry`` and ``cancel_item`` for the running run then act at once. Without it they are
+refused while a run is live (the kernel's interrupt cancels), as before.
 
 A ``run`` message whose failures did not change since the last one sent for that run carries
 ``"failures": null`` (the sidebar keeps what it has), so a long run with many failures does
@@ -36,6 +46,8 @@ from typing import Any
 import comm
 
 from ._bridge_json import cluster_to_json, run_to_json
+from .engine.controls import CANCEL, CANCEL_ITEM, RETRY, Control
+from .engine.controls import default as live_controls
 from .engine.results import ClusterInfo, RunSnapshot, RunStatus
 
 __all__ = [
@@ -54,7 +66,12 @@ PROTOCOL_VERSION = 1
 TARGET_NAME = "dask_magic"
 MAX_RUNS = 20  # runs kept (and sent on open) per kernel
 MIN_INTERVAL = 0.2  # seconds between two "run" messages of one run (final state excepted)
-ACTIONS = ("retry", "close_cluster", "refresh")
+ACTIONS = ("retry", "close_cluster", "refresh", "cancel", "cancel_item")
+LIVE_ACTIONS = {
+    "cancel": CANCEL,
+    "retry": RETRY,
+    "cancel_item": CANCEL_ITEM,
+}
 
 ActionHandler = Callable[[str, dict], None]
 _log = logging.getLogger(__name__)
@@ -84,11 +101,16 @@ def parse_action(data: Any) -> tuple[str, dict]:
     action = data.get("action")
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", None)
-    if action == "retry":
+    if action in LIVE_ACTIONS:
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
-            raise ActionError("retry needs a run_id string", action)
-        return action, {"run_id": run_id}
+            raise ActionError(f"{action} needs a run_id string", action)
+        if action != "cancel_item":
+            return action, {"run_id": run_id}
+        index = data.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ActionError("cancel_item needs an item index", action)
+        return action, {"run_id": run_id, "index": index}
     return action, {}
 
 
@@ -135,6 +157,8 @@ class Bridge:
         self._dirty: set[str] = set()
         self._timers: dict[str, threading.Timer] = {}
         self._closed = False
+        #: True once a message came on a subshell: clicks reach the kernel while a cell runs
+        self.live = False
         self._manager = _comm_manager(ip)
         self._manager.register_target(TARGET_NAME, self._on_comm_open)
         opened = comm.create_comm(target_name=TARGET_NAME, data=self.state_message())
@@ -187,6 +211,7 @@ class Bridge:
                 "runs": self.runs,
                 "cluster": self._cluster,
                 "limit": self._max_runs,
+                "live": self.live,
             }
 
     def close(self) -> None:
@@ -266,13 +291,22 @@ class Bridge:
 
     def _on_comm_open(self, c: Any, _open_msg: dict) -> None:
         """A frontend (new page, reload) opened a comm: give it the whole state."""
+        self._note_thread()
         self._attach(c)
         c.send(self.state_message())
 
+    def _note_thread(self) -> None:
+        """A message handled off the main thread came on a subshell: live mode from now on."""
+        if threading.current_thread() is not threading.main_thread():
+            self.live = True
+
     def _on_msg(self, c: Any, msg: dict) -> None:
         data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
+        self._note_thread()
         try:
             action, args = parse_action(data)
+            if self._post_live(action, args):
+                return
             self._check_allowed(action, args)
         except ActionError as error:
             c.send(_error_message(str(error), error.action))
@@ -285,7 +319,16 @@ class Bridge:
             _log.exception("dask_magic sidebar action %s failed", action)
             c.send(_error_message(f"{action} failed: {type(error).__name__}: {error}", action))
 
+    def _post_live(self, action: str, args: dict) -> bool:
+        """An action for the running run, read while its cell runs: hand it to the run's loop."""
+        if action not in LIVE_ACTIONS or not live_controls.is_live(args["run_id"]):
+            return False
+        control = Control(LIVE_ACTIONS[action], args["run_id"], args.get("index"))
+        return live_controls.post(control)
+
     def _check_allowed(self, action: str, args: dict) -> None:
+        if action in ("cancel", "cancel_item"):
+            raise ActionError("this run has ended: there is nothing to cancel", action)
         with self._lock:
             live = [r for r in self._runs.values() if r["status"] in _LIVE]
             known = args.get("run_id") in self._runs
