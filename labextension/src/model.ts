@@ -12,6 +12,7 @@ import {
   DEFAULT_LIMIT,
   ICluster,
   IRun,
+  isLive,
   orderRuns,
   parseKernelMessage,
   TARGET_NAME
@@ -65,6 +66,14 @@ export class KernelRuns implements IDisposable {
     return this._cluster;
   }
 
+  /**
+   * Whether the kernel reads this page's actions while a cell runs (it said so after a
+   * message reached it on a subshell): then cancel and retry act on the running run.
+   */
+  get live(): boolean {
+    return this._live;
+  }
+
   /** The last error the kernel reported for an action, until dismissed. */
   get error(): string | null {
     return this._error;
@@ -89,8 +98,25 @@ export class KernelRuns implements IDisposable {
     this._send({ action: 'refresh' });
   }
 
-  /** Cancel the running cell: interrupts the kernel (the kernel cannot read comms while busy). */
-  async cancel(): Promise<void> {
+  /** Whether `runId` is a run of this kernel that is still running. */
+  hasLiveRun(runId: string): boolean {
+    return this._runs.some(run => run.run_id === runId && isLive(run));
+  }
+
+  /** Send an action to the kernel as it is (the panel's buttons, in live mode). */
+  send(action: Action): void {
+    this._send(action);
+  }
+
+  /**
+   * Cancel a run. In live mode the kernel's run loop cancels it at once; elsewhere the
+   * kernel cannot read comms while busy, so this interrupts it.
+   */
+  async cancel(runId?: string): Promise<void> {
+    if (this._live && runId !== undefined && this.hasLiveRun(runId)) {
+      this._send({ action: 'cancel', run_id: runId });
+      return;
+    }
     try {
       await this._kernel.interrupt();
     } catch (reason) {
@@ -141,6 +167,16 @@ export class KernelRuns implements IDisposable {
     this._comms.add(comm);
     comm.onMsg = msg => this._handle(msg.content.data);
     comm.onClose = () => this._onCommClose(comm);
+    // Once the comm travels on a subshell, ask again: the kernel sees the message on its
+    // subshell thread and answers that it is live.
+    void comm.subshellStarted?.then(
+      () => {
+        if (!comm.isDisposed && this._comms.has(comm)) {
+          comm.send(actionMessage({ action: 'refresh' }));
+        }
+      },
+      () => undefined
+    );
   }
 
   private _onCommClose(comm: ICommLike): void {
@@ -175,6 +211,7 @@ export class KernelRuns implements IDisposable {
         this._limit = msg.limit;
         this._runs = orderRuns(msg.runs, this._limit);
         this._cluster = msg.cluster;
+        this._live = msg.live;
         break;
       case 'run': {
         const id = msg.run.run_id;
@@ -207,6 +244,7 @@ export class KernelRuns implements IDisposable {
   }
 
   private _clear(): void {
+    this._live = false;
     this._runs = [];
     this._cluster = null;
     this._error = null;
@@ -229,6 +267,7 @@ export class KernelRuns implements IDisposable {
   private _cluster: ICluster | null = null;
   private _error: string | null = null;
   private _limit = DEFAULT_LIMIT;
+  private _live = false;
   private _needsProbe = false;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
@@ -266,6 +305,16 @@ export class RunsModel implements IDisposable {
   /** Its kernel's runs, or `null` when it has no kernel. */
   get kernelRuns(): KernelRuns | null {
     return this._current;
+  }
+
+  /** The kernel's runs that hold the running run `runId`, in live mode; else `null`. */
+  liveRunsOf(runId: string): KernelRuns | null {
+    for (const runs of this._byKernel.values()) {
+      if (runs.live && runs.hasLiveRun(runId)) {
+        return runs;
+      }
+    }
+    return null;
   }
 
   /** The run whose cell was last selected from the sidebar. */

@@ -90,6 +90,11 @@ export interface IStateMessage {
   runs: IRun[];
   cluster: ICluster | null;
   limit: number;
+  /**
+   * The kernel reads this front end's comm messages on a subshell, so actions act while a
+   * cell runs (`cancel`, `retry` and `cancel_item` for the running run).
+   */
+  live: boolean;
 }
 
 /**
@@ -119,7 +124,11 @@ export type KernelMessage = IStateMessage | IRunMessage | IClusterMessage | IErr
 
 /** What the sidebar may ask of the kernel. */
 export type Action =
-  { action: 'retry'; run_id: string } | { action: 'close_cluster' } | { action: 'refresh' };
+  | { action: 'retry'; run_id: string }
+  | { action: 'cancel'; run_id: string }
+  | { action: 'cancel_item'; run_id: string; index: number }
+  | { action: 'close_cluster' }
+  | { action: 'refresh' };
 
 export type ActionMessage = Action & { version: number };
 
@@ -142,7 +151,8 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
       }
       const runs = data.runs.map(parseRun).filter(isPresent);
       const limit = isCount(data.limit) && data.limit > 0 ? data.limit : DEFAULT_LIMIT;
-      return { type: 'state', runs, cluster: parseCluster(data.cluster), limit };
+      const live = data.live === true;
+      return { type: 'state', runs, cluster: parseCluster(data.cluster), limit, live };
     }
     case 'run': {
       const run = parseRun(data.run);
@@ -167,10 +177,21 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
 export function actionMessage(action: Action): ActionMessage {
   switch (action.action) {
     case 'retry':
+    case 'cancel':
       if (typeof action.run_id !== 'string' || action.run_id === '') {
-        throw new Error('retry needs a run id');
+        throw new Error(`${action.action} needs a run id`);
       }
-      return { version: PROTOCOL_VERSION, action: 'retry', run_id: action.run_id };
+      return { version: PROTOCOL_VERSION, action: action.action, run_id: action.run_id };
+    case 'cancel_item':
+      if (typeof action.run_id !== 'string' || action.run_id === '' || !isCount(action.index)) {
+        throw new Error('cancel_item needs a run id and an item index');
+      }
+      return {
+        version: PROTOCOL_VERSION,
+        action: 'cancel_item',
+        run_id: action.run_id,
+        index: action.index
+      };
     case 'close_cluster':
     case 'refresh':
       return { version: PROTOCOL_VERSION, action: action.action };

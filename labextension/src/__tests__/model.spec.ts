@@ -264,3 +264,47 @@ describe('RunsModel', () => {
     expect(model.isDisposed).toBe(true);
   });
 });
+
+describe('live mode', () => {
+  const liveRun = { ...fixture.run.run, run_id: 'run-live', status: 'running' };
+
+  it('asks again on the subshell and cancels through the kernel once it is live', async () => {
+    const { kernel, runs } = connected();
+    const comm = kernel.kernelComms[0];
+    await comm.startSubshell();
+    expect(comm.sent).toEqual([{ version: 1, action: 'refresh' }]);
+    expect(runs.live).toBe(false);
+    comm.receive({ ...stateWith(liveRun), live: true });
+    expect(runs.live).toBe(true);
+    await runs.cancel('run-live');
+    expect(kernel.interrupts).toBe(0);
+    expect(comm.sent[comm.sent.length - 1]).toEqual({
+      version: 1,
+      action: 'cancel',
+      run_id: 'run-live'
+    });
+  });
+
+  it('interrupts when the kernel is not live, or the run has ended', async () => {
+    const { kernel, runs } = connected();
+    const comm = kernel.kernelComms[0];
+    comm.receive(stateWith(liveRun));
+    await runs.cancel('run-live');
+    expect(kernel.interrupts).toBe(1);
+    comm.receive({ ...stateWith({ ...liveRun, status: 'finished' }), live: true });
+    await runs.cancel('run-live');
+    expect(kernel.interrupts).toBe(2);
+  });
+
+  it('finds the kernel that runs a run, only in live mode', () => {
+    const kernel = new MockKernel();
+    const focus = new MockFocus();
+    const model = new RunsModel({ notebooks: focus });
+    focus.focus(new MockNotebook('a', kernel));
+    const comm = kernel.openFromKernel(TARGET_NAME, stateWith(liveRun));
+    expect(model.liveRunsOf('run-live')).toBeNull();
+    comm.receive({ ...stateWith(liveRun), live: true });
+    expect(model.liveRunsOf('run-live')).toBe(model.kernelRuns);
+    expect(model.liveRunsOf('other')).toBeNull();
+  });
+});
