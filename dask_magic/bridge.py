@@ -19,12 +19,11 @@ The frontend sends ``{"version": 1, "action": "retry", "run_id": str}``,
 Anything else is refused with an error message. Valid actions go to ``on_action``, except
 those for a live run: they go to the run's loop through `dask_magic.engine.controls`.
 
-*Live mode.* A message that arrives on a thread other than the main one came on a kernel
-subshell (ipykernel 7, with a front end that sends comms on subshells): the kernel can then
-read the sidebar's and the panel's clicks while a cell runs. From the first such message on,
-the bridge is ``live`` and says so in its ``state`` messages (``"live": true``); ``cancel``,
-``retry`` and ``cancel_item`` for the running run then act at once. Without it they are
-refused while a run is live (the kernel's interrupt cancels), as before.
+*Live mode.* The front end also opens a control comm (`dask_magic._control_comm`), whose
+messages the kernel reads on a subshell while a cell runs; once it has, the bridge is
+``live`` (its ``state`` messages say ``"live": true``) and ``cancel``, ``retry`` and
+``cancel_item`` for the running run act at once. Without it, they are refused while a run
+is live (the kernel's interrupt cancels), as before.
 
 A ``run`` message whose failures did not change since the last one sent for that run carries
 ``"failures": null`` (the sidebar keeps what it has), so a long run with many failures does
@@ -46,8 +45,7 @@ from typing import Any
 import comm
 
 from ._bridge_json import cluster_to_json, run_to_json
-from .engine.controls import CANCEL, CANCEL_ITEM, RETRY, Control
-from .engine.controls import default as live_controls
+from ._control_comm import LIVE_ACTIONS, ControlChannel, post_live
 from .engine.results import ClusterInfo, RunSnapshot, RunStatus
 
 __all__ = [
@@ -67,11 +65,6 @@ TARGET_NAME = "dask_magic"
 MAX_RUNS = 20  # runs kept (and sent on open) per kernel
 MIN_INTERVAL = 0.2  # seconds between two "run" messages of one run (final state excepted)
 ACTIONS = ("retry", "close_cluster", "refresh", "cancel", "cancel_item")
-LIVE_ACTIONS = {
-    "cancel": CANCEL,
-    "retry": RETRY,
-    "cancel_item": CANCEL_ITEM,
-}
 
 ActionHandler = Callable[[str, dict], None]
 _log = logging.getLogger(__name__)
@@ -157,9 +150,8 @@ class Bridge:
         self._dirty: set[str] = set()
         self._timers: dict[str, threading.Timer] = {}
         self._closed = False
-        #: True once a message came on a subshell: clicks reach the kernel while a cell runs
-        self.live = False
         self._manager = _comm_manager(ip)
+        self.control = ControlChannel(self._manager, parse_action, PROTOCOL_VERSION)
         self._manager.register_target(TARGET_NAME, self._on_comm_open)
         opened = comm.create_comm(target_name=TARGET_NAME, data=self.state_message())
         self._attach(opened)
@@ -198,6 +190,11 @@ class Bridge:
     # -- state -------------------------------------------------------------------------
 
     @property
+    def live(self) -> bool:
+        """Whether clicks reach the kernel while a cell runs (see the control comm)."""
+        return self.control.live
+
+    @property
     def runs(self) -> list[dict]:
         """The kept runs' JSON, newest first."""
         with self._lock:
@@ -228,6 +225,7 @@ class Bridge:
         for c in comms:
             c.close()
         self._manager.unregister_target(TARGET_NAME, self._on_comm_open)
+        self.control.close()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -291,21 +289,14 @@ class Bridge:
 
     def _on_comm_open(self, c: Any, _open_msg: dict) -> None:
         """A frontend (new page, reload) opened a comm: give it the whole state."""
-        self._note_thread()
         self._attach(c)
         c.send(self.state_message())
 
-    def _note_thread(self) -> None:
-        """A message handled off the main thread came on a subshell: live mode from now on."""
-        if threading.current_thread() is not threading.main_thread():
-            self.live = True
-
     def _on_msg(self, c: Any, msg: dict) -> None:
         data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
-        self._note_thread()
         try:
             action, args = parse_action(data)
-            if self._post_live(action, args):
+            if post_live(action, args):
                 return
             self._check_allowed(action, args)
         except ActionError as error:
@@ -318,13 +309,6 @@ class Bridge:
         except Exception as error:  # the kernel must keep serving the sidebar; report it
             _log.exception("dask_magic sidebar action %s failed", action)
             c.send(_error_message(f"{action} failed: {type(error).__name__}: {error}", action))
-
-    def _post_live(self, action: str, args: dict) -> bool:
-        """An action for the running run, read while its cell runs: hand it to the run's loop."""
-        if action not in LIVE_ACTIONS or not live_controls.is_live(args["run_id"]):
-            return False
-        control = Control(LIVE_ACTIONS[action], args["run_id"], args.get("index"))
-        return live_controls.post(control)
 
     def _check_allowed(self, action: str, args: dict) -> None:
         if action in ("cancel", "cancel_item"):

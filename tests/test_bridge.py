@@ -694,7 +694,7 @@ def test_bridge_imports_only_what_it_may():
     assert set(imports) <= allowed_stdlib | {
         "comm",
         ".engine.results",
-        ".engine.controls",
+        "._control_comm",
         "._bridge_json",
     }
     helper = (ROOT / "dask_magic" / "_bridge_json.py").read_text()
@@ -714,28 +714,37 @@ def _receive_on_a_thread(c, data) -> None:
     thread.join(10)
 
 
-def test_a_message_on_another_thread_turns_live_mode_on(manager, make_bridge, actions):
+def test_a_hello_on_the_control_comm_from_another_thread_turns_live_mode_on(
+    manager, make_bridge, actions
+):
+    from dask_magic._control_comm import CONTROL_TARGET
+
     b = make_bridge()
+    control = manager.open_from_frontend(CONTROL_TARGET)
+    assert control.sent == []  # nothing on open: a reply would pin the comm to the main shell
+    control.receive({"version": 1, "action": "hello"})
+    assert not b.live and control.of_type("live")[-1]["live"] is False
+    _receive_on_a_thread(control, {"version": 1, "action": "hello"})
+    assert b.live and control.of_type("live")[-1]["live"] is True
     c = manager.open_from_frontend()
-    c.receive({"version": 1, "action": "refresh"})
-    assert not b.live and c.of_type("state")[-1]["live"] is False
-    _receive_on_a_thread(c, {"version": 1, "action": "refresh"})
-    assert b.live and c.of_type("state")[-1]["live"] is True
+    assert c.of_type("state")[-1]["live"] is True
 
 
 def test_actions_for_the_live_run_go_to_its_queue(manager, make_bridge, actions):
+    from dask_magic._control_comm import CONTROL_TARGET
     from dask_magic.engine import controls
 
     b = make_bridge()
-    c = manager.open_from_frontend()
+    control = manager.open_from_frontend(CONTROL_TARGET)
     b.update(snapshot("live"))
     controls.default.open("live")
     try:
-        _receive_on_a_thread(c, {"version": 1, "action": "retry", "run_id": "live"})
-        _receive_on_a_thread(
-            c, {"version": 1, "action": "cancel_item", "run_id": "live", "index": 4}
-        )
-        _receive_on_a_thread(c, {"version": 1, "action": "cancel", "run_id": "live"})
+        for data in (
+            {"version": 1, "action": "retry", "run_id": "live"},
+            {"version": 1, "action": "cancel_item", "run_id": "live", "index": 4},
+            {"version": 1, "action": "cancel", "run_id": "live"},
+        ):
+            _receive_on_a_thread(control, data)
         taken = controls.default.take("live")
     finally:
         controls.default.close("live")
@@ -744,7 +753,11 @@ def test_actions_for_the_live_run_go_to_its_queue(manager, make_bridge, actions)
         ("cancel_item", 4),
         ("cancel", None),
     ]
-    assert actions == [] and c.of_type("error") == []
+    assert actions == [] and control.of_type("error") == []
+    control.receive({"version": 1, "action": "cancel", "run_id": "live"})
+    control.receive({"version": 1, "action": "shutdown"})
+    errors = [e["message"] for e in control.of_type("error")]
+    assert errors == ["cancel: that run is not running", "unknown action 'shutdown'"]
 
 
 def test_cancel_of_a_run_that_has_ended_is_refused(manager, make_bridge, actions):

@@ -9,11 +9,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 import {
   Action,
   actionMessage,
+  CONTROL_TARGET,
   DEFAULT_LIMIT,
+  HELLO,
   ICluster,
   IRun,
   isLive,
   orderRuns,
+  parseControlMessage,
   parseKernelMessage,
   TARGET_NAME
 } from './protocol';
@@ -85,6 +88,10 @@ export class KernelRuns implements IDisposable {
 
   /** Ask the kernel to re-run the failed items of a run (`%parallel_retry`). */
   retry(runId: string): void {
+    if (this._live && this.hasLiveRun(runId)) {
+      this._sendLive({ action: 'retry', run_id: runId });
+      return;
+    }
     this._send({ action: 'retry', run_id: runId });
   }
 
@@ -103,9 +110,9 @@ export class KernelRuns implements IDisposable {
     return this._runs.some(run => run.run_id === runId && isLive(run));
   }
 
-  /** Send an action to the kernel as it is (the panel's buttons, in live mode). */
+  /** Send a live action (the panel's buttons, in live mode) on the control comm. */
   send(action: Action): void {
-    this._send(action);
+    this._sendLive(action);
   }
 
   /**
@@ -114,7 +121,7 @@ export class KernelRuns implements IDisposable {
    */
   async cancel(runId?: string): Promise<void> {
     if (this._live && runId !== undefined && this.hasLiveRun(runId)) {
-      this._send({ action: 'cancel', run_id: runId });
+      this._sendLive({ action: 'cancel', run_id: runId });
       return;
     }
     try {
@@ -167,16 +174,6 @@ export class KernelRuns implements IDisposable {
     this._comms.add(comm);
     comm.onMsg = msg => this._handle(msg.content.data);
     comm.onClose = () => this._onCommClose(comm);
-    // Once the comm travels on a subshell, ask again: the kernel sees the message on its
-    // subshell thread and answers that it is live.
-    void comm.subshellStarted?.then(
-      () => {
-        if (!comm.isDisposed && this._comms.has(comm)) {
-          comm.send(actionMessage({ action: 'refresh' }));
-        }
-      },
-      () => undefined
-    );
   }
 
   private _onCommClose(comm: ICommLike): void {
@@ -211,7 +208,6 @@ export class KernelRuns implements IDisposable {
         this._limit = msg.limit;
         this._runs = orderRuns(msg.runs, this._limit);
         this._cluster = msg.cluster;
-        this._live = msg.live;
         break;
       case 'run': {
         const id = msg.run.run_id;
@@ -229,7 +225,65 @@ export class KernelRuns implements IDisposable {
         break;
     }
     this._state = 'connected';
+    if (!this._controlOpened) {
+      this._controlOpened = true; // once per kernel: an older kernel closes it, and stays so
+      this._openControl();
+    }
     this._changed.emit();
+  }
+
+  /**
+   * Open the control comm; once it travels on a subshell, say hello: the kernel answers
+   * whether it read the hello off its main thread (then actions act during a run).
+   */
+  private _openControl(): void {
+    let comm: ICommLike;
+    try {
+      comm = this._kernel.createComm(CONTROL_TARGET);
+    } catch {
+      return;
+    }
+    this._control = comm;
+    comm.onMsg = msg => this._handleControl(msg.content.data);
+    comm.onClose = () => {
+      if (this._control === comm) {
+        this._control = null;
+        this._live = false;
+        this._changed.emit();
+      }
+    };
+    comm.open({});
+    void comm.subshellStarted?.then(
+      () => {
+        if (!comm.isDisposed && this._control === comm) {
+          comm.send(HELLO);
+        }
+      },
+      () => undefined
+    );
+  }
+
+  private _handleControl(data: unknown): void {
+    const msg = parseControlMessage(data);
+    if (msg === null || this._isDisposed) {
+      return;
+    }
+    if (msg.type === 'live') {
+      this._live = msg.live;
+    } else {
+      this._error = msg.message;
+    }
+    this._changed.emit();
+  }
+
+  /** A live action goes on the control comm, which the kernel reads during the run. */
+  private _sendLive(action: Action): void {
+    const comm = this._control;
+    if (comm === null || comm.isDisposed) {
+      this._send(action);
+      return;
+    }
+    comm.send(actionMessage(action));
   }
 
   private _send(action: Action): void {
@@ -245,6 +299,8 @@ export class KernelRuns implements IDisposable {
 
   private _clear(): void {
     this._live = false;
+    this._control = null;
+    this._controlOpened = false;
     this._runs = [];
     this._cluster = null;
     this._error = null;
@@ -268,6 +324,8 @@ export class KernelRuns implements IDisposable {
   private _error: string | null = null;
   private _limit = DEFAULT_LIMIT;
   private _live = false;
+  private _control: ICommLike | null = null;
+  private _controlOpened = false;
   private _needsProbe = false;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);

@@ -12,6 +12,34 @@ export const PROTOCOL_VERSION = 1;
 /** The comm target name on both sides. */
 export const TARGET_NAME = 'dask_magic';
 
+/**
+ * The control comm's target (`dask_magic/_control_comm.py`): opened by the front end, it
+ * only carries actions and their replies, so the kernel reads it on a subshell while a cell
+ * runs.
+ */
+export const CONTROL_TARGET = 'dask_magic_control';
+
+/** The control comm's answer to `hello`: whether its actions act during a run. */
+export interface ILiveMessage {
+  type: 'live';
+  live: boolean;
+}
+
+/** Parse a message on the control comm: `live`, `error`, or `null` for anything else. */
+export function parseControlMessage(data: unknown): ILiveMessage | IErrorMessage | null {
+  if (!isObject(data) || data.version !== PROTOCOL_VERSION) {
+    return null;
+  }
+  if (data.type === 'live') {
+    return { type: 'live', live: data.live === true };
+  }
+  const parsed = data.type === 'error' ? parseKernelMessage(data) : null;
+  return parsed !== null && parsed.type === 'error' ? parsed : null;
+}
+
+/** The hello the front end sends on the control comm once its subshell exists. */
+export const HELLO = { version: PROTOCOL_VERSION, action: 'hello' };
+
 /** The life cycle of a run (`RunStatus` in `dask_magic/engine/results.py`). */
 export type RunStatus = 'pending' | 'running' | 'finished' | 'failed' | 'interrupted' | 'error';
 
