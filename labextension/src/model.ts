@@ -233,7 +233,7 @@ export class KernelRuns implements IDisposable {
   }
 
   /**
-   * Open the control comm; once it travels on a subshell, say hello: the kernel answers
+   * Open the control comm once it travels on a subshell, and say hello: the kernel answers
    * whether it read the hello off its main thread (then actions act during a run).
    */
   private _openControl(): void {
@@ -252,10 +252,12 @@ export class KernelRuns implements IDisposable {
         this._changed.emit();
       }
     };
-    comm.open({});
+    // Opened only once its subshell exists: an open sent before would go to the main
+    // shell, and wait there behind a running cell while the hello overtakes it.
     void comm.subshellStarted?.then(
       () => {
         if (!comm.isDisposed && this._control === comm) {
+          comm.open({});
           comm.send(HELLO);
         }
       },

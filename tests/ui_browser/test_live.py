@@ -129,3 +129,37 @@ def test_cancel_and_retry_during_a_run_in_jupyterlab(lab, lab_kernels, page, art
     seconds = live_cancel(page, nb, artifacts, "20-lab")
     print(f"JupyterLab: click to interrupted {seconds:.2f} s")
     live_retry(page, nb, artifacts, tmp_path, "21-lab")
+
+
+def _run_nb7(page, cells, index: int) -> None:
+    cells.nth(index).locator(".jp-InputPrompt").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def test_cancel_during_a_run_in_notebook7(notebook7, page, artifacts, tmp_path):
+    cells_src = (SETUP.format(flag=str(tmp_path)), LONG, AFTER, REPORT_CANCEL)
+    write_notebook(notebook7.root, "live7.ipynb", *cells_src)
+    page.goto(notebook7.notebook7_url("notebooks/live7.ipynb"))
+    cells = page.locator(".jp-Cell")
+    cells.first.wait_for(timeout=TIMEOUT)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+        "data-status", "idle", timeout=TIMEOUT
+    )
+    _run_nb7(page, cells, 0)
+    _run_nb7(page, cells, 1)
+    expect(cells.nth(1)).to_contain_text("loaded", timeout=TIMEOUT)
+    _run_nb7(page, cells, 2)
+    panel = cells.nth(2).locator(".dm-panel").first
+    expect(panel.locator(".dm-hint")).to_contain_text("the buttons act now", timeout=TIMEOUT)
+    _wait_for(page, lambda: _done(panel) >= 66, "a third of the items")
+    clicked = time.monotonic()
+    panel.locator(".dm-cancel").click()
+    expect(panel.locator(".dm-head")).to_contain_text("interrupted", timeout=TIMEOUT)
+    print(f"Notebook 7: click to interrupted {time.monotonic() - clicked:.2f} s")
+    shot(page, artifacts, "22-notebook7-live-cancelled")
+    _run_nb7(page, cells, 3)
+    _run_nb7(page, cells, 4)
+    expect(cells.nth(4)).to_contain_text('"same_cluster": true', timeout=TIMEOUT)
+    report = _printed(cells.nth(4))
+    assert report["status"] == "interrupted" and 66 <= report["done"] < 200, report
+    assert report["in_order"] and report["after"] == 4, report

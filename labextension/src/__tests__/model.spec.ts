@@ -280,9 +280,9 @@ describe('live mode', () => {
   it('opens the control comm once connected and says hello once it is on a subshell', async () => {
     const { kernel, runs } = connected();
     const comm = control(kernel);
-    expect(comm.opened).toEqual([{}]);
-    expect(comm.sent).toEqual([]);
+    expect(comm.opened).toEqual([]); // not before its subshell exists
     await comm.startSubshell();
+    expect(comm.opened).toEqual([{}]);
     expect(comm.sent).toEqual([{ version: 1, action: 'hello' }]);
     expect(runs.live).toBe(false);
     comm.receive({ version: 1, type: 'live', live: true });
