@@ -70,7 +70,7 @@ class ControlQueue:
 
     def take(self, run_id: str) -> list[Control]:
         """Every queued action for ``run_id``, oldest first; those of other runs are dropped."""
-        taken = []
+        taken: list[Control] = []
         while True:
             try:
                 control = self._queue.get_nowait()
