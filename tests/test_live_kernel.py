@@ -48,6 +48,7 @@ def _subshell(kc) -> str:
 
 def _iopub_until(kc, predicate, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < deadline:
         try:
             m = kc.get_iopub_msg(timeout=0.5)
@@ -55,7 +56,8 @@ def _iopub_until(kc, predicate, timeout: float = 60.0) -> dict:
             continue
         if predicate(m):
             return m
-    raise AssertionError("the expected message did not come")
+        seen.append((m["msg_type"], str(m["content"])[:200]))
+    raise AssertionError(f"the expected message did not come; last seen: {seen[-5:]}")
 
 
 def _comm_data(m: dict, comm_id: str | None = None) -> dict:
@@ -78,15 +80,17 @@ def _execute(kc, code: str, wait: bool = True) -> dict:
 
 
 def _printed(kc, code: str) -> str:
-    """Run ``code``; what it printed."""
-    msg = _execute(kc, code, wait=False)
-    out = []
-    while True:
+    """Run ``code``; what it printed. A marker printed last tells the end: with subshells,
+    ipykernel may send the cell's output after its idle status."""
+    marker = f"end-{uuid.uuid4().hex}"
+    msg = _execute(kc, f"{code}\nprint({marker!r})", wait=False)
+    out = ""
+    while marker not in out:
         m = _iopub_until(kc, lambda m: m["parent_header"].get("msg_id") == msg["header"]["msg_id"])
         if m["msg_type"] == "stream":
-            out.append(m["content"]["text"])
-        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-            return "".join(out)
+            out += m["content"]["text"]
+        assert m["msg_type"] != "error", m["content"]
+    return out.split(marker)[0]
 
 
 def _control_comm(kc, subshell: str | None) -> tuple[str, bool]:
@@ -98,8 +102,12 @@ def _control_comm(kc, subshell: str | None) -> tuple[str, bool]:
     return comm_id, m["content"]["data"]["live"]
 
 
+_SEEN_RUNS: set[str] = set()
+
+
 def _start_long_run(kc, items: int) -> tuple[dict, str]:
-    """Start ``items`` items of 0.1 s; return the execute request and the run's id."""
+    """Start ``items`` items of 0.1 s; return the execute request and the run's id (messages
+    of earlier runs may still be queued: they are skipped)."""
     msg = _execute(
         kc,
         f"%%parallel_for --name r --fresh\nfor i in range({items}):\n"
@@ -109,9 +117,11 @@ def _start_long_run(kc, items: int) -> tuple[dict, str]:
 
     def running(m: dict) -> bool:
         run = _comm_data(m).get("run") or {}
-        return run.get("status") == "running" and run["counts"]["done"] >= 10
+        fresh = run.get("run_id") not in _SEEN_RUNS
+        return fresh and run.get("status") == "running" and run["counts"]["done"] >= 10
 
-    run_id = _comm_data(_iopub_until(kc, running))["run"]["run_id"]
+    run_id = _comm_data(_iopub_until(kc, running, timeout=120))["run"]["run_id"]
+    _SEEN_RUNS.add(run_id)
     return msg, run_id
 
 
@@ -152,3 +162,61 @@ def test_without_a_subshell_the_action_waits_and_the_run_goes_on(kc):
     error = _iopub_until(kc, lambda m: _comm_data(m, comm_id).get("type") == "error")
     assert "not running" in error["content"]["data"]["message"]
     assert _printed(kc, "print(r.status, r.counts.done)").split() == ["finished", "40"]
+
+
+RESOURCES = """\
+import json, psutil, threading
+_me = psutil.Process()
+print(json.dumps({"threads": threading.active_count(),
+                  "children": len(_me.children(recursive=True)),
+                  "sockets": len(_me.net_connections(kind="inet")),
+                  "listening": sum(c.status == "LISTEN" for c in _me.net_connections("inet"))}))
+"""
+
+
+def _resources(kc) -> dict:
+    import json
+
+    return json.loads(_printed(kc, RESOURCES).strip().splitlines()[-1])
+
+
+def test_twenty_cancels_in_a_row_leak_nothing(kc):
+    _execute(kc, "%load_ext dask_magic\nout = []")
+    sub = _subshell(kc)
+    comm_id, live = _control_comm(kc, sub)
+    assert live
+    for _ in range(3):  # the first run starts the cluster; the client's pools fill up
+        request, run_id = _start_long_run(kc, 400)
+        _send(kc, "comm_msg", {"comm_id": comm_id, "data": _cancel(run_id)}, sub)
+        _wait_reply(kc, request)
+    before = wait_until_settled(kc, {})
+    seconds = []
+    for _ in range(20):
+        request, run_id = _start_long_run(kc, 400)
+        sent = time.monotonic()
+        _send(kc, "comm_msg", {"comm_id": comm_id, "data": _cancel(run_id)}, sub)
+        assert _wait_reply(kc, request)["content"]["status"] == "error"  # interrupted
+        seconds.append(time.monotonic() - sent)
+    print(f"cancel to cell end: median {sorted(seconds)[10]:.2f} s, max {max(seconds):.2f} s")
+    assert _printed(kc, "print(r.status)").strip() == "interrupted"
+    after = wait_until_settled(kc, before)
+    print(f"before {before}, after {after}")
+    assert after == before
+
+
+def _cancel(run_id: str) -> dict:
+    return {"version": 1, "action": "cancel", "run_id": run_id}
+
+
+def wait_until_settled(kc, before: dict) -> dict:
+    """The kernel's threads, child processes and sockets once they are back to ``before``
+    (a worker's connections close a moment after the run ends), or the last reading."""
+    deadline = time.monotonic() + 30
+    last: dict = {}
+    while True:
+        now = _resources(kc)
+        settled = all(now[k] <= before[k] for k in before) if before else now == last
+        if settled or time.monotonic() > deadline:
+            return now
+        last = now
+        time.sleep(1.0)
