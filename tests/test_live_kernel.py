@@ -220,3 +220,34 @@ def wait_until_settled(kc, before: dict) -> dict:
             return now
         last = now
         time.sleep(1.0)
+
+
+def test_retry_on_a_subshell_reruns_the_failed_items_during_the_run(kc, tmp_path):
+    flag = tmp_path / "ok"
+    _execute(kc, f"%load_ext dask_magic\nout = []\nflag = {str(flag)!r}")
+    sub = _subshell(kc)
+    comm_id, live = _control_comm(kc, sub)
+    assert live
+    request = _execute(
+        kc,
+        "%%parallel_for --name r --fresh\nfor i in range(120):\n"
+        "    import os, time; time.sleep(0.1)\n"
+        "    if i in (4, 9) and not os.path.exists(flag):\n        raise ValueError(i)\n"
+        "    out.append(i)\n",
+        wait=False,
+    )
+
+    def two_failed(m: dict) -> bool:
+        run = _comm_data(m).get("run") or {}
+        return run.get("status") == "running" and run["counts"]["failed"] == 2
+
+    run = _comm_data(_iopub_until(kc, two_failed, timeout=120))["run"]
+    assert run["counts"]["done"] < 100, "the run was nearly over: the retry would come late"
+    flag.touch()  # the fix
+    retry = {"version": 1, "action": "retry", "run_id": run["run_id"]}
+    _send(kc, "comm_msg", {"comm_id": comm_id, "data": retry}, sub)
+    assert _wait_reply(kc, request)["content"]["status"] == "ok"
+    printed = _printed(
+        kc, "print(r.status, r.counts.done, r.counts.failed, out == list(range(120)))"
+    )
+    assert printed.split() == ["finished", "120", "0", "True"]
