@@ -96,6 +96,23 @@ def test_retry_during_a_run_reruns_failed_items_and_lands_them_in_order(fresh, l
     assert fresh.user_ns["out"] == list(range(60))
 
 
+def test_cancel_item_ends_one_queued_item_and_the_rest_runs(fresh, live_runs):
+    thread = _post_when(fresh, controls.CANCEL_ITEM, lambda run: run.counts.done >= 5, index=70)
+    run_ok(fresh, "out = []")
+    run_ok(
+        fresh,
+        "%%parallel_for --name r --fresh\n"
+        "for i in range(80):\n"
+        "    import time; time.sleep(0.05)\n"
+        "    out.append(i)\n",
+    )
+    thread.join(5)
+    run = fresh.user_ns["r"]
+    assert run.outcomes[70].status == "cancelled"
+    assert run.counts.done == 79 and run.counts.cancelled == 1
+    assert fresh.user_ns["out"] == [i for i in range(80) if i != 70]
+
+
 def _touch(folder: str) -> bool:
     import os
 
