@@ -13,8 +13,17 @@ keeps the JSON of the last runs and pushes, to every open comm:
 * ``{"version": 1, "type": "error", "message": str, "action": str | None}`` for a refused action.
 
 The frontend sends ``{"version": 1, "action": "retry", "run_id": str}``,
-``{"version": 1, "action": "close_cluster"}`` and ``{"version": 1, "action": "refresh"}``.
-Anything else is refused with an error message. Valid actions go to ``on_action``.
+``{"version": 1, "action": "close_cluster"}``, ``{"version": 1, "action": "refresh"}``,
+``{"version": 1, "action": "cancel", "run_id": str}`` and
+``{"version": 1, "action": "cancel_item", "run_id": str, "index": int}``.
+Anything else is refused with an error message. Valid actions go to ``on_action``, except
+those for a live run: they go to the run's loop through `dask_magic.engine.controls`.
+
+*Live mode.* The front end also opens a control comm (`dask_magic._control_comm`), whose
+messages the kernel reads on a subshell while a cell runs; once it has, the bridge is
+``live`` (its ``state`` messages say ``"live": true``) and ``cancel``, ``retry`` and
+``cancel_item`` for the running run act at once. Without it, they are refused while a run
+is live (the kernel's interrupt cancels), as before.
 
 A ``run`` message whose failures did not change since the last one sent for that run carries
 ``"failures": null`` (the sidebar keeps what it has), so a long run with many failures does
@@ -36,6 +45,7 @@ from typing import Any
 import comm
 
 from ._bridge_json import cluster_to_json, run_to_json
+from ._control_comm import LIVE_ACTIONS, ControlChannel, post_live
 from .engine.results import ClusterInfo, RunSnapshot, RunStatus
 
 __all__ = [
@@ -54,7 +64,7 @@ PROTOCOL_VERSION = 1
 TARGET_NAME = "dask_magic"
 MAX_RUNS = 20  # runs kept (and sent on open) per kernel
 MIN_INTERVAL = 0.2  # seconds between two "run" messages of one run (final state excepted)
-ACTIONS = ("retry", "close_cluster", "refresh")
+ACTIONS = ("retry", "close_cluster", "refresh", "cancel", "cancel_item")
 
 ActionHandler = Callable[[str, dict], None]
 _log = logging.getLogger(__name__)
@@ -84,11 +94,16 @@ def parse_action(data: Any) -> tuple[str, dict]:
     action = data.get("action")
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", None)
-    if action == "retry":
+    if action in LIVE_ACTIONS:
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
-            raise ActionError("retry needs a run_id string", action)
-        return action, {"run_id": run_id}
+            raise ActionError(f"{action} needs a run_id string", action)
+        if action != "cancel_item":
+            return action, {"run_id": run_id}
+        index = data.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ActionError("cancel_item needs an item index", action)
+        return action, {"run_id": run_id, "index": index}
     return action, {}
 
 
@@ -136,6 +151,7 @@ class Bridge:
         self._timers: dict[str, threading.Timer] = {}
         self._closed = False
         self._manager = _comm_manager(ip)
+        self.control = ControlChannel(self._manager, parse_action, PROTOCOL_VERSION)
         self._manager.register_target(TARGET_NAME, self._on_comm_open)
         opened = comm.create_comm(target_name=TARGET_NAME, data=self.state_message())
         self._attach(opened)
@@ -174,6 +190,11 @@ class Bridge:
     # -- state -------------------------------------------------------------------------
 
     @property
+    def live(self) -> bool:
+        """Whether clicks reach the kernel while a cell runs (see the control comm)."""
+        return self.control.live
+
+    @property
     def runs(self) -> list[dict]:
         """The kept runs' JSON, newest first."""
         with self._lock:
@@ -187,6 +208,7 @@ class Bridge:
                 "runs": self.runs,
                 "cluster": self._cluster,
                 "limit": self._max_runs,
+                "live": self.live,
             }
 
     def close(self) -> None:
@@ -203,6 +225,7 @@ class Bridge:
         for c in comms:
             c.close()
         self._manager.unregister_target(TARGET_NAME, self._on_comm_open)
+        self.control.close()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -273,6 +296,8 @@ class Bridge:
         data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
         try:
             action, args = parse_action(data)
+            if post_live(action, args):
+                return
             self._check_allowed(action, args)
         except ActionError as error:
             c.send(_error_message(str(error), error.action))
@@ -286,6 +311,8 @@ class Bridge:
             c.send(_error_message(f"{action} failed: {type(error).__name__}: {error}", action))
 
     def _check_allowed(self, action: str, args: dict) -> None:
+        if action in ("cancel", "cancel_item"):
+            raise ActionError("this run has ended: there is nothing to cancel", action)
         with self._lock:
             live = [r for r in self._runs.values() if r["status"] in _LIVE]
             known = args.get("run_id") in self._runs

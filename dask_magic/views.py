@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from IPython.core.error import UsageError
 
+from .engine import controls
 from .engine.results import RunObserver
 from .ui import text
 
@@ -70,10 +71,28 @@ def panel(magics: Magics) -> ProgressPanel:
     from .ui.panel import ProgressPanel  # ipywidgets is imported only when a panel is shown
 
     view = ProgressPanel(
-        on_retry=lambda: magics.retry_run(panel_run(magics, view), progress="none"),
+        on_retry=lambda: _retry(magics, view),
         on_rerun=lambda index: magics.retry_run(panel_run(magics, view), here=index),
+        on_cancel=lambda: _post_live(view, controls.CANCEL),
+        live_mode=lambda: bool(getattr(magics.bridge, "live", False)),
     )
     return view
+
+
+def _post_live(view: ProgressPanel, kind: str) -> bool:
+    """Hand a click to the panel's run while it runs (the click came on a subshell)."""
+    run_id = view.snapshot.run_id if view.snapshot is not None else None
+    if run_id is None or not controls.default.post(controls.Control(kind, run_id)):
+        if kind == controls.CANCEL:
+            print("dask-magic: the run has ended; there is nothing to cancel")
+        return False
+    return True
+
+
+def _retry(magics: Magics, view: ProgressPanel) -> None:
+    """Retry failed: at once into the live run, or as `%parallel_retry` once it has ended."""
+    if not _post_live(view, controls.RETRY):
+        magics.retry_run(panel_run(magics, view), progress="none")
 
 
 def panel_run(magics: Magics, view: ProgressPanel) -> Run:

@@ -371,6 +371,7 @@ def test_opens_comm_with_state_and_registers_target(manager, make_bridge):
         "runs": [],
         "cluster": None,
         "limit": 20,
+        "live": False,
     }
 
 
@@ -548,6 +549,10 @@ def test_set_cluster_pushes_once_per_change(manager, make_bridge):
         ({"version": 1, "action": "retry"}, "retry needs a run_id"),
         ({"version": 1, "action": "retry", "run_id": 3}, "retry needs a run_id"),
         ({"version": 1, "action": "retry", "run_id": ""}, "retry needs a run_id"),
+        ({"version": 1, "action": "cancel"}, "cancel needs a run_id"),
+        ({"version": 1, "action": "cancel_item", "run_id": "r"}, "needs an item index"),
+        ({"version": 1, "action": "cancel_item", "run_id": "r", "index": -1}, "item index"),
+        ({"version": 1, "action": "cancel_item", "run_id": "r", "index": True}, "item index"),
     ],
 )
 def test_parse_action_refuses(data, error):
@@ -687,7 +692,79 @@ def test_bridge_imports_only_what_it_may():
         "collections.abc",
         "typing",
     }
-    assert set(imports) <= allowed_stdlib | {"comm", ".engine.results", "._bridge_json"}
+    assert set(imports) <= allowed_stdlib | {
+        "comm",
+        ".engine.results",
+        "._control_comm",
+        "._bridge_json",
+    }
     helper = (ROOT / "dask_magic" / "_bridge_json.py").read_text()
     imports = re.findall(r"^(?:from|import) ([\w.]+)", helper, flags=re.M)
     assert set(imports) <= {"__future__", "math", ".engine.results"}
+
+
+# --------------------------------------------------------------------------- live mode
+
+
+def _receive_on_a_thread(c, data) -> None:
+    """As a kernel subshell delivers a comm message: on a thread that is not the main one."""
+    import threading
+
+    thread = threading.Thread(target=c.receive, args=(data,))
+    thread.start()
+    thread.join(10)
+
+
+def test_a_hello_on_the_control_comm_from_another_thread_turns_live_mode_on(
+    manager, make_bridge, actions
+):
+    from dask_magic._control_comm import CONTROL_TARGET
+
+    b = make_bridge()
+    control = manager.open_from_frontend(CONTROL_TARGET)
+    assert control.sent == []  # nothing on open: a reply would pin the comm to the main shell
+    control.receive({"version": 1, "action": "hello"})
+    assert not b.live and control.of_type("live")[-1]["live"] is False
+    _receive_on_a_thread(control, {"version": 1, "action": "hello"})
+    assert b.live and control.of_type("live")[-1]["live"] is True
+    c = manager.open_from_frontend()
+    assert c.of_type("state")[-1]["live"] is True
+
+
+def test_actions_for_the_live_run_go_to_its_queue(manager, make_bridge, actions):
+    from dask_magic._control_comm import CONTROL_TARGET
+    from dask_magic.engine import controls
+
+    b = make_bridge()
+    control = manager.open_from_frontend(CONTROL_TARGET)
+    b.update(snapshot("live"))
+    controls.default.open("live")
+    try:
+        for data in (
+            {"version": 1, "action": "retry", "run_id": "live"},
+            {"version": 1, "action": "cancel_item", "run_id": "live", "index": 4},
+            {"version": 1, "action": "cancel", "run_id": "live"},
+        ):
+            _receive_on_a_thread(control, data)
+        taken = controls.default.take("live")
+    finally:
+        controls.default.close("live")
+    assert [(t.kind, t.index) for t in taken] == [
+        ("retry", None),
+        ("cancel_item", 4),
+        ("cancel", None),
+    ]
+    assert actions == [] and control.of_type("error") == []
+    control.receive({"version": 1, "action": "cancel", "run_id": "live"})
+    control.receive({"version": 1, "action": "shutdown"})
+    errors = [e["message"] for e in control.of_type("error")]
+    assert errors == ["cancel: that run is not running", "unknown action 'shutdown'"]
+
+
+def test_cancel_of_a_run_that_has_ended_is_refused(manager, make_bridge, actions):
+    b = make_bridge()
+    c = manager.open_from_frontend()
+    b.finish(snapshot("old", RunStatus.FAILED, failed=(failure(1),), running=0))
+    _receive_on_a_thread(c, {"version": 1, "action": "cancel", "run_id": "old"})
+    assert actions == []
+    assert "has ended" in c.of_type("error")[0]["message"]

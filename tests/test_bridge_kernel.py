@@ -123,6 +123,7 @@ def test_comm_lifecycle_on_the_wire(kernel):
         "runs": [],
         "cluster": None,
         "limit": 20,
+        "live": False,  # nothing came on the control comm's subshell yet
     }
 
     # A bad action is refused on the same comm; a good one reaches on_action.

@@ -82,6 +82,12 @@ class OrderedCommit:
             if entry is not None:
                 self._commit(*entry)
 
+    def late(self) -> list[ItemOutcome]:
+        """After `flush`: items that ended again after their first outcome was committed
+        (retried while the pass ran), in item order; they still need their commit."""
+        late = sorted(self.ended)
+        return [self.ended.pop(index)[0] for index in late]
+
     def _advance(self) -> None:
         # items that need nothing but their recorded operations (no ordered part, no output)
         # are committed together: no per-item bookkeeping, appends to one list as one extend

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from . import batching, errorinfo, timeouts, worker
+from . import batching, controls, errorinfo, live_actions, timeouts, worker
 from .results import ErrorInfo, ItemOutcome
 
 #: How long the kernel waits for a completion before refreshing the progress display.
@@ -226,6 +226,7 @@ class DaskRun:
         self.unrecorded_keys: list[str] = []
         self.batch_counter = 0
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
+        self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -328,6 +329,8 @@ class DaskRun:
     def run(self) -> str:
         if self.job.timeout is not None:
             self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
+        if self.run_id is not None:
+            controls.default.open(self.run_id)
         try:
             self.submit_first_wave()
             while self.in_flight or self.held or self.quarantine:
@@ -341,6 +344,8 @@ class DaskRun:
                 if self.held and (self.probe_durations or not self.in_flight):
                     self._submit_rest()
                 self.sink.tick(self.running_items())
+                if self.run_id is not None and self._act_on_controls():
+                    return "interrupted"  # cancelled from a button: as Ctrl-C, but at once
                 if self.sink.should_stop():
                     self._cancel_all()
                     return "stopped"
@@ -354,9 +359,16 @@ class DaskRun:
             self.bundle = None
             if self.guard is not None:
                 self.guard.close()
+            if self.run_id is not None:
+                controls.default.close(self.run_id)
         if self.cancelled_elsewhere and self.client.status != "running":
             return "lost"
         return "completed"
+
+    def _act_on_controls(self) -> bool:
+        """Apply the live actions posted for this run since the last tick; True: cancelled."""
+        assert self.run_id is not None  # run() only calls this for a run with an id
+        return live_actions.act(self, controls.default.take(self.run_id))
 
     def _wait(self) -> list[Any]:
         try:

@@ -331,6 +331,7 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     if committer is not None:
         committer.flush()
         run.note = _bounding_note(committer, run)
+        _commit_late(run, state, committer.late())
     outcomes = list(run.outcomes.values())
     final = replay.last_bindings(outcomes)
     for name in state.plan.kernel_names:  # the ordered part left them in the namespace itself
@@ -351,6 +352,17 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     if run.journal is not None:
         run.journal.finish(run.outcomes, final)
     state.missing = replay.bind_final(state.ns, final)
+
+
+def _commit_late(run: Run, state: _LoopState, late: list[ItemOutcome]) -> None:
+    """Items retried during the pass (a live "Retry failed") land as a retry would land them:
+    the kernel state is rebuilt and every done item replayed in order around them."""
+    if not late:
+        return
+    late = [o for o in late if run.outcomes.get(o.index) is o]  # their latest outcome only
+    committer = _committer(run, state, [o.index for o in late], rebuild=state.restorable)
+    committer.offer(late)
+    committer.flush()
 
 
 def _bounding_note(committer: OrderedCommit, run: Run) -> str:

@@ -6,8 +6,12 @@ engine calls ``update`` at most ~10 times a second and ``finish`` once per pass.
 
 Built from stock widgets (as distributed's ``ProgressWidget`` is): HTML
 widgets for the header, the bar with counts, and the failure rows, whose expansion is a
-browser-side ``<details>`` (so it works while the kernel is busy), plus buttons that only
-do something once the run has ended (a busy kernel cannot receive clicks). The display
+browser-side ``<details>`` (so it works while the kernel is busy), plus buttons. Where the
+kernel reads clicks while a cell runs (*live mode*: the JupyterLab extension sends them on
+a kernel subshell, see `dask_magic.bridge`), Cancel and Retry failed act during the run;
+elsewhere a busy kernel reads clicks only once the cell has ended, and the panel says so.
+Each action button carries DOM classes naming its action and run (``dm-action``,
+``dm-action-cancel``, ``dm-run-<id>``), which the extension's click handler reads. The display
 carries ``text/plain`` and ``text/html`` summaries beside the widget view, replaced when a
 pass ends, for front ends without widgets.
 
@@ -28,6 +32,7 @@ import ipywidgets as w
 
 from dask_magic.engine.results import Failure, RunSnapshot, RunStatus, group_failures
 from dask_magic.ui import html, text
+from dask_magic.ui.actions import ActionButtons
 
 __all__ = ["ProgressPanel"]
 
@@ -40,6 +45,10 @@ GROUPS_SHOWN = 8
 _RUNNING_HINT = (
     "Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
     "finished items are kept. Buttons work once the run has ended."
+)
+_LIVE_HINT = (
+    "Running: the buttons act now. Cancel ends the run (finished items are kept); "
+    "Retry failed runs the failed items again while the rest runs."
 )
 _LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
@@ -177,8 +186,12 @@ class ProgressPanel:
         on_rerun: Callable[[int], Any] | None = None,
         publish: Publish | None = None,
         environ: Mapping[str, str] | None = None,
+        on_cancel: Callable[[], Any] | None = None,
+        live_mode: Callable[[], bool] | None = None,
     ) -> None:
         self._on_retry, self._on_rerun = on_retry, on_rerun
+        self._on_cancel = on_cancel
+        self._live_mode = live_mode or (lambda: False)
         self._publish = publish or _IPythonDisplay()
         self._environ = environ
         self.snapshot: RunSnapshot | None = None
@@ -200,15 +213,8 @@ class ProgressPanel:
         self.head = w.HTML(_dom_classes=["dm-head-w"])
         self.status = w.HTML(_dom_classes=["dm-status-w"])
         self.hint = w.HTML(_dom_classes=["dm-hint-w"])
-        self.retry_button = w.Button(
-            description="Retry failed",
-            icon="redo",
-            button_style="warning",
-            layout=w.Layout(display="none", width="auto", align_self="flex-start"),
-            _dom_classes=["dm-retry"],
-            tooltip="Run the failed and unfinished items again (same as %parallel_retry)",
-        )
-        self.retry_button.on_click(lambda _b: self._retry())
+        self.actions = ActionButtons(on_cancel=self._cancel, on_retry=self._retry)
+        self.retry_button, self.cancel_button = self.actions.retry, self.actions.cancel
         self.groups = w.VBox(_dom_classes=["dm-failures"])
         self.more_groups = w.Button(
             layout=w.Layout(display="none", width="auto", align_self="flex-start"),
@@ -223,7 +229,7 @@ class ProgressPanel:
                 self.head,
                 self.status,
                 self.hint,
-                self.retry_button,
+                self.actions.box,
                 self.groups,
                 self.more_groups,
                 self.output,
@@ -251,19 +257,19 @@ class ProgressPanel:
         live = snapshot.status in _LIVE
         self.head.value = html.head_html(snapshot, self._environ)
         self.status.value = html.status_html(snapshot)
-        self.hint.value = self._hint_html(snapshot, live)
-        c = snapshot.counts
-        left = c.total - c.done
-        with self.retry_button.hold_sync():
-            self.retry_button.description = f"Retry failed ({left:,})" if left else "Retry failed"
-            self.retry_button.layout.display = (
-                "none" if live or not left or self._on_retry is None else ""
-            )
+        acting = live and self._live_mode()  # clicks reach the kernel during the run
+        self.hint.value = self._hint_html(snapshot, live, acting)
+        self.actions.mark_run(snapshot.run_id)
+        self.actions.show(
+            snapshot.counts, live, acting, self._on_cancel is not None, self._on_retry is not None
+        )
         self._layouts["rerun"].display = "none" if live or self._on_rerun is None else ""
         self._render_failures(snapshot.failures)
 
-    def _hint_html(self, snapshot: RunSnapshot, live: bool) -> str:
+    def _hint_html(self, snapshot: RunSnapshot, live: bool, acting: bool = False) -> str:
         if live:
+            if acting:
+                return f'<div class="dm-hint dm-mode-live">{html.esc(_LIVE_HINT)}</div>'
             return f'<div class="dm-hint">{html.esc(_RUNNING_HINT)}</div>'
         parts = []
         if snapshot.message:
@@ -308,6 +314,12 @@ class ProgressPanel:
             self._render_failures(self.snapshot.failures, force=True)
 
     # -- buttons ---------------------------------------------------------------------------------
+    def _cancel(self) -> None:
+        """The cancel button, when its click reached the kernel as a widget message."""
+        if self._on_cancel is not None:
+            with self._button_output():
+                self._on_cancel()
+
     def _retry(self) -> None:
         """The retry button: retry the failed items, saying so in the output area."""
         callback = self._on_retry
@@ -377,6 +389,7 @@ class ProgressPanel:
                     widget.close()
             for widget in (group.header, group.rows, group.more, group.box):
                 widget.close()
+        self.actions.close()
         for child in self.widget.children:
             child.close()
         self.widget.close()

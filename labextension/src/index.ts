@@ -10,6 +10,7 @@ import {
 import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { RunsModel } from './model';
+import { installPanelClicks } from './panelclicks';
 import { RunsSidebar, SIDEBAR_ID } from './sidebar';
 import { NotebookFocus } from './tracker';
 
@@ -41,6 +42,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const model = new RunsModel({ notebooks: focus });
     const sidebar = new RunsSidebar({ model, baseUrl: document.baseURI });
     app.shell.add(sidebar, 'left', { rank: labShell ? 800 : 200 });
+    installPanelClicks(document, model);
     restorer?.add(sidebar, SIDEBAR_ID);
   }
 };

@@ -9,10 +9,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 import {
   Action,
   actionMessage,
+  CONTROL_TARGET,
   DEFAULT_LIMIT,
+  HELLO,
   ICluster,
   IRun,
+  isLive,
   orderRuns,
+  parseControlMessage,
   parseKernelMessage,
   TARGET_NAME
 } from './protocol';
@@ -65,6 +69,14 @@ export class KernelRuns implements IDisposable {
     return this._cluster;
   }
 
+  /**
+   * Whether the kernel reads this page's actions while a cell runs (it said so after a
+   * message reached it on a subshell): then cancel and retry act on the running run.
+   */
+  get live(): boolean {
+    return this._live;
+  }
+
   /** The last error the kernel reported for an action, until dismissed. */
   get error(): string | null {
     return this._error;
@@ -76,6 +88,10 @@ export class KernelRuns implements IDisposable {
 
   /** Ask the kernel to re-run the failed items of a run (`%parallel_retry`). */
   retry(runId: string): void {
+    if (this._live && this.hasLiveRun(runId)) {
+      this._sendLive({ action: 'retry', run_id: runId });
+      return;
+    }
     this._send({ action: 'retry', run_id: runId });
   }
 
@@ -89,8 +105,25 @@ export class KernelRuns implements IDisposable {
     this._send({ action: 'refresh' });
   }
 
-  /** Cancel the running cell: interrupts the kernel (the kernel cannot read comms while busy). */
-  async cancel(): Promise<void> {
+  /** Whether `runId` is a run of this kernel that is still running. */
+  hasLiveRun(runId: string): boolean {
+    return this._runs.some(run => run.run_id === runId && isLive(run));
+  }
+
+  /** Send a live action (the panel's buttons, in live mode) on the control comm. */
+  send(action: Action): void {
+    this._sendLive(action);
+  }
+
+  /**
+   * Cancel a run. In live mode the kernel's run loop cancels it at once; elsewhere the
+   * kernel cannot read comms while busy, so this interrupts it.
+   */
+  async cancel(runId?: string): Promise<void> {
+    if (this._live && runId !== undefined && this.hasLiveRun(runId)) {
+      this._sendLive({ action: 'cancel', run_id: runId });
+      return;
+    }
     try {
       await this._kernel.interrupt();
     } catch (reason) {
@@ -192,7 +225,67 @@ export class KernelRuns implements IDisposable {
         break;
     }
     this._state = 'connected';
+    if (!this._controlOpened) {
+      this._controlOpened = true; // once per kernel: an older kernel closes it, and stays so
+      this._openControl();
+    }
     this._changed.emit();
+  }
+
+  /**
+   * Open the control comm once it travels on a subshell, and say hello: the kernel answers
+   * whether it read the hello off its main thread (then actions act during a run).
+   */
+  private _openControl(): void {
+    let comm: ICommLike;
+    try {
+      comm = this._kernel.createComm(CONTROL_TARGET);
+    } catch {
+      return;
+    }
+    this._control = comm;
+    comm.onMsg = msg => this._handleControl(msg.content.data);
+    comm.onClose = () => {
+      if (this._control === comm) {
+        this._control = null;
+        this._live = false;
+        this._changed.emit();
+      }
+    };
+    // Opened only once its subshell exists: an open sent before would go to the main
+    // shell, and wait there behind a running cell while the hello overtakes it.
+    void comm.subshellStarted?.then(
+      () => {
+        if (!comm.isDisposed && this._control === comm) {
+          comm.open({});
+          comm.send(HELLO);
+        }
+      },
+      () => undefined
+    );
+  }
+
+  private _handleControl(data: unknown): void {
+    const msg = parseControlMessage(data);
+    if (msg === null || this._isDisposed) {
+      return;
+    }
+    if (msg.type === 'live') {
+      this._live = msg.live;
+    } else {
+      this._error = msg.message;
+    }
+    this._changed.emit();
+  }
+
+  /** A live action goes on the control comm, which the kernel reads during the run. */
+  private _sendLive(action: Action): void {
+    const comm = this._control;
+    if (comm === null || comm.isDisposed) {
+      this._send(action);
+      return;
+    }
+    comm.send(actionMessage(action));
   }
 
   private _send(action: Action): void {
@@ -207,6 +300,9 @@ export class KernelRuns implements IDisposable {
   }
 
   private _clear(): void {
+    this._live = false;
+    this._control = null;
+    this._controlOpened = false;
     this._runs = [];
     this._cluster = null;
     this._error = null;
@@ -229,6 +325,9 @@ export class KernelRuns implements IDisposable {
   private _cluster: ICluster | null = null;
   private _error: string | null = null;
   private _limit = DEFAULT_LIMIT;
+  private _live = false;
+  private _control: ICommLike | null = null;
+  private _controlOpened = false;
   private _needsProbe = false;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
@@ -266,6 +365,16 @@ export class RunsModel implements IDisposable {
   /** Its kernel's runs, or `null` when it has no kernel. */
   get kernelRuns(): KernelRuns | null {
     return this._current;
+  }
+
+  /** The kernel's runs that hold the running run `runId`, in live mode; else `null`. */
+  liveRunsOf(runId: string): KernelRuns | null {
+    for (const runs of this._byKernel.values()) {
+      if (runs.live && runs.hasLiveRun(runId)) {
+        return runs;
+      }
+    }
+    return null;
   }
 
   /** The run whose cell was last selected from the sidebar. */

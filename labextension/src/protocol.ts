@@ -12,6 +12,34 @@ export const PROTOCOL_VERSION = 1;
 /** The comm target name on both sides. */
 export const TARGET_NAME = 'dask_magic';
 
+/**
+ * The control comm's target (`dask_magic/_control_comm.py`): opened by the front end, it
+ * only carries actions and their replies, so the kernel reads it on a subshell while a cell
+ * runs.
+ */
+export const CONTROL_TARGET = 'dask_magic_control';
+
+/** The control comm's answer to `hello`: whether its actions act during a run. */
+export interface ILiveMessage {
+  type: 'live';
+  live: boolean;
+}
+
+/** Parse a message on the control comm: `live`, `error`, or `null` for anything else. */
+export function parseControlMessage(data: unknown): ILiveMessage | IErrorMessage | null {
+  if (!isObject(data) || data.version !== PROTOCOL_VERSION) {
+    return null;
+  }
+  if (data.type === 'live') {
+    return { type: 'live', live: data.live === true };
+  }
+  const parsed = data.type === 'error' ? parseKernelMessage(data) : null;
+  return parsed !== null && parsed.type === 'error' ? parsed : null;
+}
+
+/** The hello the front end sends on the control comm once its subshell exists. */
+export const HELLO = { version: PROTOCOL_VERSION, action: 'hello' };
+
 /** The life cycle of a run (`RunStatus` in `dask_magic/engine/results.py`). */
 export type RunStatus = 'pending' | 'running' | 'finished' | 'failed' | 'interrupted' | 'error';
 
@@ -92,6 +120,11 @@ export interface IStateMessage {
   runs: IRun[];
   cluster: ICluster | null;
   limit: number;
+  /**
+   * The kernel reads this front end's comm messages on a subshell, so actions act while a
+   * cell runs (`cancel`, `retry` and `cancel_item` for the running run).
+   */
+  live: boolean;
 }
 
 /**
@@ -121,7 +154,11 @@ export type KernelMessage = IStateMessage | IRunMessage | IClusterMessage | IErr
 
 /** What the sidebar may ask of the kernel. */
 export type Action =
-  { action: 'retry'; run_id: string } | { action: 'close_cluster' } | { action: 'refresh' };
+  | { action: 'retry'; run_id: string }
+  | { action: 'cancel'; run_id: string }
+  | { action: 'cancel_item'; run_id: string; index: number }
+  | { action: 'close_cluster' }
+  | { action: 'refresh' };
 
 export type ActionMessage = Action & { version: number };
 
@@ -144,7 +181,8 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
       }
       const runs = data.runs.map(parseRun).filter(isPresent);
       const limit = isCount(data.limit) && data.limit > 0 ? data.limit : DEFAULT_LIMIT;
-      return { type: 'state', runs, cluster: parseCluster(data.cluster), limit };
+      const live = data.live === true;
+      return { type: 'state', runs, cluster: parseCluster(data.cluster), limit, live };
     }
     case 'run': {
       const run = parseRun(data.run);
@@ -169,10 +207,21 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
 export function actionMessage(action: Action): ActionMessage {
   switch (action.action) {
     case 'retry':
+    case 'cancel':
       if (typeof action.run_id !== 'string' || action.run_id === '') {
-        throw new Error('retry needs a run id');
+        throw new Error(`${action.action} needs a run id`);
       }
-      return { version: PROTOCOL_VERSION, action: 'retry', run_id: action.run_id };
+      return { version: PROTOCOL_VERSION, action: action.action, run_id: action.run_id };
+    case 'cancel_item':
+      if (typeof action.run_id !== 'string' || action.run_id === '' || !isCount(action.index)) {
+        throw new Error('cancel_item needs a run id and an item index');
+      }
+      return {
+        version: PROTOCOL_VERSION,
+        action: 'cancel_item',
+        run_id: action.run_id,
+        index: action.index
+      };
     case 'close_cluster':
     case 'refresh':
       return { version: PROTOCOL_VERSION, action: action.action };

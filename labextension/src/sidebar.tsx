@@ -55,7 +55,8 @@ export class RunsSidebar extends ReactWidget {
       baseUrl: this._baseUrl,
       onSelectRun: (run: IRun) => model.selectRun(run),
       onRetry: (run: IRun) => runs?.retry(run.run_id),
-      onCancel: () => void runs?.cancel(),
+      onCancel: (run: IRun) => void runs?.cancel(run.run_id),
+      liveControls: runs?.live ?? false,
       onCloseCluster: () => runs?.closeCluster(),
       onDismissNotice: () => model.dismissNotice()
     };

@@ -10,6 +10,11 @@ import type { ISignal } from '@lumino/signaling';
 export interface ICommLike {
   readonly commId: string;
   readonly isDisposed: boolean;
+  /**
+   * Resolves once the comm's messages travel on a kernel subshell (JupyterLab 4.4+ with
+   * `commsOverSubshells` on and a kernel with subshells); never resolves otherwise.
+   */
+  readonly subshellStarted?: Promise<void>;
   onMsg: (msg: KernelMessage.ICommMsgMsg) => void | PromiseLike<void>;
   onClose: (msg: KernelMessage.ICommCloseMsg) => void | PromiseLike<void>;
   open(data?: JSONValue): unknown;

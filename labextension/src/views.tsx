@@ -33,6 +33,8 @@ export interface ISidebarViewProps {
   onSelectRun(run: IRun): void;
   onRetry(run: IRun): void;
   onCancel(run: IRun): void;
+  /** The kernel reads actions while a cell runs: Cancel and Retry act on the running run. */
+  liveControls?: boolean;
   onCloseCluster(): void;
   onDismissNotice(): void;
 }
@@ -168,6 +170,7 @@ function RunList(props: ISidebarViewProps): JSX.Element {
             onSelect={props.onSelectRun}
             onRetry={props.onRetry}
             onCancel={props.onCancel}
+            liveControls={props.liveControls ?? false}
           />
         ))}
       </ol>
@@ -182,9 +185,11 @@ export function RunView(props: {
   onSelect(run: IRun): void;
   onRetry(run: IRun): void;
   onCancel(run: IRun): void;
+  liveControls?: boolean;
 }): JSX.Element {
   const { run } = props;
   const live = isLive(run);
+  const acting = props.liveControls === true;
   const select = () => props.onSelect(run);
   return (
     <li
@@ -219,16 +224,24 @@ export function RunView(props: {
           <button
             className={`${CLS}-button ${CLS}-cancel`}
             onClick={() => props.onCancel(run)}
-            title="Interrupt the kernel: unfinished items are cancelled, finished ones kept"
+            title={
+              acting
+                ? 'Cancel the run now: unfinished items are cancelled, finished ones kept'
+                : 'Interrupt the kernel: unfinished items are cancelled, finished ones kept'
+            }
           >
             Cancel
           </button>
         )}
-        {!live && run.counts.failed + (run.counts.timeout ?? 0) > 0 && (
+        {(!live || acting) && run.counts.failed + (run.counts.timeout ?? 0) > 0 && (
           <button
             className={`${CLS}-button ${CLS}-retry`}
             onClick={() => props.onRetry(run)}
-            title="Run %parallel_retry for this run: re-run only the failed items"
+            title={
+              live
+                ? 'Run the failed items again now, while the rest runs'
+                : 'Run %parallel_retry for this run: re-run only the failed items'
+            }
           >
             Retry failed
           </button>

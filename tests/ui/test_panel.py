@@ -397,3 +397,28 @@ def test_a_real_10000_item_run_with_2000_failures(fresh, sent, monkeypatch):
     assert len(opens) < 100  # one group, five rows: no per-item widgets
     # a bounded number of widget changes per update (the throttle is tested above)
     assert len(updates) <= (calls["update"] + 3) * 12
+
+
+# -- live mode: buttons that act while the run runs ---------------------------------------------
+def test_live_mode_shows_cancel_and_retry_during_the_run_with_run_classes():
+    panel, _ = _panel(on_cancel=lambda: None, live_mode=lambda: True)
+    panel.update(_snapshot(Counts(10, done=4, failed=1, running=2), RunStatus.RUNNING))
+    assert "the buttons act now" in panel.hint.value and "interrupt" not in panel.hint.value
+    assert panel.cancel_button.layout.display == ""
+    assert panel.retry_button.layout.display == "" and "(1)" in panel.retry_button.description
+    for button, action in ((panel.cancel_button, "cancel"), (panel.retry_button, "retry")):
+        assert {"dm-action", f"dm-action-{action}", "dm-run-r1"} <= set(button._dom_classes)
+    panel.finish(_snapshot(Counts(10, done=9, failed=1)))
+    assert panel.cancel_button.layout.display == "none"
+    assert "the buttons act now" not in panel.hint.value
+
+
+def test_without_live_mode_the_running_text_and_buttons_are_as_before():
+    panel, _ = _panel(on_cancel=lambda: None, live_mode=lambda: False)
+    panel.update(_snapshot(Counts(10, done=4, failed=1, running=2), RunStatus.RUNNING))
+    assert panel.hint.value == (
+        '<div class="dm-hint">Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) '
+        "to cancel; finished items are kept. Buttons work once the run has ended.</div>"
+    )
+    assert panel.cancel_button.layout.display == "none"
+    assert panel.retry_button.layout.display == "none"

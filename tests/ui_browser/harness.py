@@ -85,7 +85,9 @@ def start_lab(workdir: Path, timeout: float = 60.0, app: str = "jupyterlab") -> 
         f"--{app_class}.extension_manager=readonly",
     ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=_checkout_first(workdir)
+        )
     lab = Lab(f"http://127.0.0.1:{port}", token, root, log, proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,6 +100,27 @@ def start_lab(workdir: Path, timeout: float = 60.0, app: str = "jupyterlab") -> 
             time.sleep(0.25)
     stop_lab(lab)
     raise TimeoutError(f"JupyterLab did not answer in {timeout} s:\n{log.read_text()}")
+
+
+#: The extension as this checkout builds it (``jlpm build`` writes it here).
+CHECKOUT_BUILD = Path(__file__).resolve().parents[2] / "dask_magic" / "labextension"
+
+
+def _checkout_first(workdir: Path) -> dict[str, str]:
+    """The server's environment: where this checkout has built the extension, JupyterLab
+    loads that build rather than the one installed in the environment (the first folder on
+    the Jupyter path that holds an extension of a name wins), so the tests see these sources."""
+    env = dict(os.environ)
+    if not (CHECKOUT_BUILD / "package.json").exists():
+        return env
+    labextensions = workdir / "jupyter-path" / "labextensions"
+    labextensions.mkdir(parents=True, exist_ok=True)
+    link = labextensions / "dask-magic"
+    if not link.exists():
+        link.symlink_to(CHECKOUT_BUILD, target_is_directory=True)
+    paths = [str(workdir / "jupyter-path"), env.get("JUPYTER_PATH", "")]
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if p)
+    return env
 
 
 def stop_lab(lab: Lab) -> None:

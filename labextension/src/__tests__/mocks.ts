@@ -15,12 +15,27 @@ let counter = 0;
 export class MockComm implements ICommLike {
   constructor(readonly targetName: string) {
     this.commId = `comm-${++counter}`;
+    let start: () => void = () => undefined;
+    this.subshellStarted = new Promise(resolve => {
+      start = resolve;
+    });
+    this._startSubshell = start;
   }
   readonly commId: string;
   isDisposed = false;
   opened: JSONValue[] = [];
   sent: JSONValue[] = [];
+  /** Resolved by `startSubshell`, as JupyterLab does once the comm's subshell exists. */
+  readonly subshellStarted: Promise<void>;
   onMsg: ICommLike['onMsg'] = () => undefined;
+
+  /** JupyterLab created the comm's subshell: from now on its messages travel there. */
+  async startSubshell(): Promise<void> {
+    this._startSubshell();
+    await this.subshellStarted;
+  }
+
+  private _startSubshell: () => void;
   onClose: ICommLike['onClose'] = () => undefined;
 
   open(data?: JSONValue): void {

@@ -1,5 +1,5 @@
 import { KernelRuns, RunsModel } from '../model';
-import { TARGET_NAME } from '../protocol';
+import { CONTROL_TARGET, TARGET_NAME } from '../protocol';
 import { MockFocus, MockKernel, MockNotebook } from './mocks';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -10,6 +10,9 @@ const runMsg = (overrides: Record<string, unknown>) => ({
   ...fixture.run,
   run: { ...fixture.run.run, ...overrides }
 });
+
+/** The comms the sidebar opened to the `dask_magic` target (not the control comm). */
+const probes = (kernel: MockKernel) => kernel.comms.filter(c => c.targetName === TARGET_NAME);
 
 function connected(): { kernel: MockKernel; runs: KernelRuns } {
   const kernel = new MockKernel();
@@ -23,7 +26,7 @@ describe('KernelRuns', () => {
     const kernel = new MockKernel();
     const runs = new KernelRuns({ kernel });
     expect(kernel.targets.has(TARGET_NAME)).toBe(true);
-    expect(kernel.comms).toHaveLength(1);
+    expect(probes(kernel)).toHaveLength(1);
     expect(kernel.comms[0].targetName).toBe(TARGET_NAME);
     expect(kernel.comms[0].opened).toEqual([{ version: 1, action: 'refresh' }]);
     expect(runs.state).toBe('probing');
@@ -145,13 +148,13 @@ describe('KernelRuns', () => {
     expect(runs.runs).toEqual([]);
     expect(runs.cluster).toBeNull();
     kernel.setStatus('starting');
-    expect(kernel.comms).toHaveLength(1);
+    expect(probes(kernel)).toHaveLength(1);
     kernel.setStatus('idle');
-    expect(kernel.comms).toHaveLength(2); // a new probe
+    expect(probes(kernel)).toHaveLength(2); // a new probe
     expect(runs.state).toBe('probing');
     kernel.setStatus('busy');
     kernel.setStatus('idle');
-    expect(kernel.comms).toHaveLength(2); // only once
+    expect(probes(kernel)).toHaveLength(2); // only once
   });
 
   it('stays connected while another comm is open', () => {
@@ -210,7 +213,7 @@ describe('RunsModel', () => {
 
     focus.focus(nb1);
     expect(model.kernelRuns).toBe(first); // not a new comm per switch
-    expect(k1.comms).toHaveLength(1);
+    expect(probes(k1)).toHaveLength(1);
     expect(model.kernelRuns?.runs).toHaveLength(2);
   });
 
@@ -262,5 +265,82 @@ describe('RunsModel', () => {
     expect(model.kernelRuns).toBeNull();
     model.dispose();
     expect(model.isDisposed).toBe(true);
+  });
+});
+
+describe('live mode', () => {
+  const liveRun = { ...fixture.run.run, run_id: 'run-live', status: 'running' };
+
+  function control(kernel: MockKernel) {
+    const found = kernel.comms.filter(comm => comm.targetName === CONTROL_TARGET);
+    expect(found).toHaveLength(1);
+    return found[0];
+  }
+
+  it('opens the control comm once connected and says hello once it is on a subshell', async () => {
+    const { kernel, runs } = connected();
+    const comm = control(kernel);
+    expect(comm.opened).toEqual([]); // not before its subshell exists
+    await comm.startSubshell();
+    expect(comm.opened).toEqual([{}]);
+    expect(comm.sent).toEqual([{ version: 1, action: 'hello' }]);
+    expect(runs.live).toBe(false);
+    comm.receive({ version: 1, type: 'live', live: true });
+    expect(runs.live).toBe(true);
+  });
+
+  it('sends cancel and retry of the running run on the control comm in live mode', async () => {
+    const { kernel, runs } = connected();
+    const comm = control(kernel);
+    kernel.kernelComms[0].receive(stateWith(liveRun));
+    comm.receive({ version: 1, type: 'live', live: true });
+    await runs.cancel('run-live');
+    runs.retry('run-live');
+    runs.send({ action: 'cancel', run_id: 'run-live' });
+    expect(kernel.interrupts).toBe(0);
+    expect(comm.sent).toEqual([
+      { version: 1, action: 'cancel', run_id: 'run-live' },
+      { version: 1, action: 'retry', run_id: 'run-live' },
+      { version: 1, action: 'cancel', run_id: 'run-live' }
+    ]);
+    comm.receive({ version: 1, type: 'error', message: 'cancel: that run is not running' });
+    expect(runs.error).toBe('cancel: that run is not running');
+  });
+
+  it('interrupts when the kernel is not live, or the run has ended', async () => {
+    const { kernel, runs } = connected();
+    const comm = control(kernel);
+    kernel.kernelComms[0].receive(stateWith(liveRun));
+    comm.receive({ version: 1, type: 'live', live: false });
+    await runs.cancel('run-live');
+    expect(kernel.interrupts).toBe(1);
+    comm.receive({ version: 1, type: 'live', live: true });
+    kernel.kernelComms[0].receive(stateWith({ ...liveRun, status: 'finished' }));
+    await runs.cancel('run-live');
+    expect(kernel.interrupts).toBe(2);
+    expect(comm.sent).toEqual([]);
+  });
+
+  it('an older kernel without the control target stays as before', () => {
+    const { kernel, runs } = connected();
+    control(kernel).closeFromKernel();
+    kernel.kernelComms[0].receive(stateWith(liveRun));
+    expect(control(kernel).targetName).toBe(CONTROL_TARGET); // not opened again
+    expect(runs.live).toBe(false);
+    expect(runs.state).toBe('connected');
+  });
+
+  it('finds the kernel that runs a run, only in live mode', () => {
+    const kernel = new MockKernel();
+    const focus = new MockFocus();
+    const model = new RunsModel({ notebooks: focus });
+    focus.focus(new MockNotebook('a', kernel));
+    const comm = kernel.openFromKernel(TARGET_NAME, stateWith(liveRun));
+    expect(model.liveRunsOf('run-live')).toBeNull();
+    control(kernel).receive({ version: 1, type: 'live', live: true });
+    expect(model.liveRunsOf('run-live')).toBe(model.kernelRuns);
+    expect(model.liveRunsOf('other')).toBeNull();
+    comm.receive(stateWith({ ...liveRun, status: 'interrupted' }));
+    expect(model.liveRunsOf('run-live')).toBeNull();
   });
 });

@@ -1,0 +1,59 @@
+"""What a live action (`controls.Control`) does to the pass that `execute.DaskRun` follows.
+
+Runs on the thread of the cell, between two ticks of the run's loop, so it may use the
+client and report outcomes like the loop itself. Retried items are submitted one per task
+and end like any other item: the in-order commit lands them (see `loop._land`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import controls
+from .results import ItemOutcome
+
+
+def act(dask_run: Any, taken: list[controls.Control]) -> bool:
+    """Apply ``taken`` to ``dask_run``; True when the run must end now (cancelled)."""
+    for control in taken:
+        if control.kind == controls.CANCEL:
+            dask_run._cancel_all()
+            return True
+        if control.kind == controls.RETRY:
+            retry_failed(dask_run)
+        elif control.kind == controls.CANCEL_ITEM and control.index is not None:
+            cancel_item(dask_run, control.index)
+    return False
+
+
+def retry_failed(dask_run: Any) -> list[int]:
+    """Submit this pass's failed items again, now; returns their indices."""
+    outcomes = getattr(dask_run.sink, "outcomes", {})
+    in_pass = {i for i, _ in dask_run.pairs}
+    failed = sorted(i for i, o in outcomes.items() if o.status == "failed" and i in in_pass)
+    if not failed:
+        return []
+    items = dict(dask_run.pairs)
+    dask_run.submit([[(i, items[i])] for i in failed])
+    return failed
+
+
+def cancel_item(dask_run: Any, index: int) -> bool:
+    """End item ``index`` as cancelled if it is queued or running; its batch-mates run again."""
+    for pending in (dask_run.held, dask_run.quarantine):
+        for pair in pending:
+            if pair[0] == index:
+                pending.remove(pair)
+                dask_run._add([ItemOutcome(index=index, status="cancelled")])
+                return True
+    for future, batch in list(dask_run.in_flight.items()):
+        if any(i == index for i, _ in batch):
+            dask_run.in_flight.pop(future)
+            dask_run.timed.discard(future)
+            dask_run.client.cancel([future])
+            dask_run._add([ItemOutcome(index=index, status="cancelled")])
+            mates = [pair for pair in batch if pair[0] != index]
+            if mates:
+                dask_run.submit([mates])
+            return True
+    return False
