@@ -201,7 +201,9 @@ def test_twenty_cancels_in_a_row_leak_nothing(kc):
     assert _printed(kc, "print(r.status)").strip() == "interrupted"
     after = wait_until_settled(kc, before)
     print(f"before {before}, after {after}")
-    assert after == before
+    # nothing left behind: no more threads, child processes or sockets than before (a pool
+    # may also have closed an idle connection meanwhile)
+    assert all(after[k] <= before[k] for k in before), (before, after)
 
 
 def _cancel(run_id: str) -> dict:
