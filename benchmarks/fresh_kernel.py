@@ -31,17 +31,19 @@ def magic(workers: int) -> dict[str, float]:
     )
     from dask_magic.engine import cluster
 
+    # The cell's first `get_client` (public) is the one that starts the local cluster: timing
+    # it tells the cluster's start apart from what the cell itself costs.
     started: list[float] = []
-    start_local = cluster._start_local
+    get_client = cluster.get_client
 
-    def timed_start(*args: object, **kwargs: object) -> object:  # the cluster start inside the cell
+    def timed_get_client(**kwargs: object) -> object:
         t0 = time.perf_counter()
         try:
-            return start_local(*args, **kwargs)
+            return get_client(**kwargs)  # type: ignore[arg-type]
         finally:
             started.append(time.perf_counter() - t0)
 
-    cluster._start_local = timed_start
+    cluster.get_client = timed_get_client  # type: ignore[assignment]
     with contextlib.redirect_stdout(io.StringIO()):
         t0 = time.perf_counter()
         result = ip.run_cell(cell)
@@ -54,7 +56,7 @@ def magic(workers: int) -> dict[str, float]:
     return {
         "load_s": loaded - start,
         "first_cell_s": first,
-        "cluster_start_in_cell_s": sum(started),
+        "cluster_start_in_cell_s": started[0] if started else 0.0,
         "second_cell_s": second,
         "ok": ok,
     }
