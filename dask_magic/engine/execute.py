@@ -1,4 +1,4 @@
-"""Send batches of items to Dask (or run them in the kernel) and stream their outcomes.
+"""Send batches of items to Dask and stream their outcomes: one pass of a run (`DaskRun`).
 
 `DaskRun` submits one task per batch: a call of the worker-side `run_batch` (what
 ``dask.delayed(run_batch)(...)`` would build, submitted with one ``Client.map`` so that the
@@ -9,32 +9,47 @@ one pickled blob, and the scattered big names as futures. Completions are put, o
 event loop, into a queue the kernel thread waits on with a short timeout: that keeps the
 progress display ticking while long items run and lets Ctrl-C in.
 
+The job (`jobs`), the ``--serial`` runner (`jobs.run_in_kernel`), the task itself (`tasks`)
+and the final values (`final_values`) live next door; their names are importable from here.
 Nothing here knows about IPython, widgets or namespaces: outcomes go to a `Sink`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gc
-import hashlib
-import io
-import marshal
 import operator
-import pickle
 import queue
-import signal
-import threading
-import types
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import cloudpickle
 
-from . import batching, controls, errorinfo, live_actions, timeouts, worker
-from .results import ErrorInfo, ItemOutcome
+from . import batching, controls, live_actions, timeouts
+from .final_values import fetch_final_values
+from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
+from .results import ItemOutcome
+from .tasks import (
+    deferred_interrupt,
+    infrastructure_error,
+    run_on_worker,
+    total_threads,
+    unsendable_item,
+    when_done,
+)
+
+__all__ = [
+    "DaskRun",
+    "Job",
+    "Sink",
+    "deferred_interrupt",
+    "dumps_keeping_filenames",
+    "fetch_final_values",
+    "infrastructure_error",
+    "make_job",
+    "run_in_kernel",
+    "total_threads",
+]
 
 #: How long the kernel waits for a completion before refreshing the progress display.
 TICK_SECONDS = 0.1
@@ -43,158 +58,6 @@ SALVAGE_SECONDS = 5.0
 #: A bundle up to this size rides along with every task; a bigger one is scattered once.
 INLINE_BUNDLE_BYTES = 256 * 1024
 _INDEX = operator.attrgetter("index")
-
-
-@dataclass
-class Job:
-    """What every task of a run shares."""
-
-    token: str
-    blob: bytes
-    big_env: dict[str, Any] = field(default_factory=dict)
-    retries: int = 0
-    batch: int | str = "auto"
-    key_prefix: str = "parallel_for"
-    timeout: float | None = None  # --timeout, seconds per item
-
-
-class Sink(Protocol):
-    """Receives outcomes as they arrive (implemented by `dask_magic.engine.run.Run`)."""
-
-    def add(
-        self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()
-    ) -> None: ...
-
-    def tick(self, running: int) -> None: ...
-
-    def should_stop(self) -> bool: ...
-
-
-def make_job(bundle: dict[str, Any], *, pickle: bool = True, **options: Any) -> Job:
-    """Pickle ``bundle`` once; its content hash names it, so workers unpickle it once.
-
-    With ``pickle=False`` (``--serial``) the bundle is handed to this process's worker-side
-    cache as it is: nothing travels, so names that cannot be pickled are fine.
-    """
-    if not pickle:
-        token = f"local-{uuid.uuid4().hex}"
-        worker.register_bundle(token, bundle)
-        return Job(token=token, blob=b"", **options)
-    blob = dumps_keeping_filenames(bundle)
-    token = hashlib.blake2b(blob, digest_size=16).hexdigest()
-    return Job(token=token, blob=blob, **options)
-
-
-class _FilenameKeepingPickler(cloudpickle.Pickler):
-    """cloudpickle, except that code objects keep their filename.
-
-    cloudpickle >= 3.1 renames every pickled code object's file to ``<dynamic-code>`` (for
-    deterministic payloads). Tracebacks from the workers then no longer point at the
-    notebook's cells; marshal keeps ``co_filename`` and line numbers intact.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, types.CodeType):
-            return marshal.loads, (marshal.dumps(obj),)
-        return super().reducer_override(obj)
-
-
-def dumps_keeping_filenames(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    _FilenameKeepingPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-    return buffer.getvalue()
-
-
-# -- in the kernel (--serial) -------------------------------------------------------------------
-
-
-def run_in_kernel(job: Job, pairs: Sequence[tuple[int, Any]], sink: Sink) -> str:
-    """Run the same body item by item in this process; returns how the run ended."""
-    big_env = dict(job.big_env)
-    for position, pair in enumerate(pairs):
-        try:
-            outcomes = worker.run_batch(
-                job.token,
-                job.blob,
-                big_env,
-                [pair],
-                -1,
-                None,
-                worker="kernel",
-                retries=job.retries,
-                serialize=False,
-            )
-        except KeyboardInterrupt:
-            sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in pairs[position:]])
-            return "interrupted"
-        sink.add(outcomes)  # type: ignore[arg-type]
-        sink.tick(0)
-        if sink.should_stop():
-            sink.add([ItemOutcome(index=i, status="cancelled") for i, _ in pairs[position + 1 :]])
-            return "stopped"
-    return "completed"
-
-
-# -- on the cluster ------------------------------------------------------------------------------
-
-
-def _run_on_worker(
-    token, blob, big_env, items, last_index, stash_key, retries, budget=None, timeout=None
-):
-    """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
-    from distributed import get_worker
-
-    try:
-        here = get_worker()
-    except ValueError:  # run outside a worker (a synchronous scheduler in tests)
-        here = None
-    address = None if here is None else here.address
-    batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
-    if timeout is not None and here is not None:  # the watchdog reports overruns as events
-        report = functools.partial(here.log_event, timeouts.TOPIC)
-        timeouts.arm(timeout, report, str(here.get_current_task()), address)
-    try:
-        return worker.run_batch(
-            token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
-        )
-    finally:
-        if timeout is not None:
-            timeouts.disarm()
-
-
-def total_threads(client: Any) -> int:
-    """Worker threads the scheduler knows of, from the client's cached scheduler info."""
-    info = (
-        client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
-    )
-    return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
-
-
-def _takes_n_workers(client: Any) -> bool:
-    import inspect
-
-    return "n_workers" in inspect.signature(client.scheduler_info).parameters
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it.
-
-    Inside ``Client.map`` an interrupt can land after the scheduler took the tasks but before
-    their futures exist here; nothing could cancel them then. Only the main thread can
-    change signal handlers, so elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 class DaskRun:
@@ -255,7 +118,7 @@ class DaskRun:
         self.unrecorded_keys = keys  # if Ctrl-C lands inside map(), these still get cancelled
         with deferred_interrupt():  # a Ctrl-C inside map() could leave tasks nobody tracks
             futures = self.client.map(
-                _run_on_worker,
+                run_on_worker,
                 [self.job.token] * n,
                 [self.bundle] * n,
                 [self.job.big_env] * n,
@@ -273,7 +136,7 @@ class DaskRun:
                 self.order.append(future)
                 if budget is not None:
                     self.timed.add(future)
-                _when_done(self.client, future, self.done_queue.put)
+                when_done(self.client, future, self.done_queue.put)
             self.unrecorded_keys = []
 
     def submit_first_wave(self) -> None:
@@ -308,7 +171,7 @@ class DaskRun:
                 try:
                     payloads.append(cloudpickle.dumps([pair]))
                 except Exception as exc:
-                    failed.append(_unsendable_item(pair[0], exc))
+                    failed.append(unsendable_item(pair[0], exc))
                     continue
                 kept.append([pair])
         if failed:
@@ -327,43 +190,64 @@ class DaskRun:
 
     # the loop
     def run(self) -> str:
-        if self.job.timeout is not None:
-            self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
-        if self.run_id is not None:
-            controls.default.open(self.run_id)
+        """Submit, then tick until every item has an outcome; returns how the pass ended."""
+        self._open()
         try:
             self.submit_first_wave()
             while self.in_flight or self.held or self.quarantine:
-                ready = self._wait()
-                if ready:
-                    self._collect(ready)
-                if self.guard is not None:
-                    self.guard.step(self)
-                if self.quarantine and not self.in_flight and not self.held:
-                    self.submit([[self.quarantine.pop(0)]])  # alone: nothing else can die with it
-                if self.held and (self.probe_durations or not self.in_flight):
-                    self._submit_rest()
-                self.sink.tick(self.running_items())
-                if self.run_id is not None and self._act_on_controls():
-                    return "interrupted"  # cancelled from a button: as Ctrl-C, but at once
-                if self.sink.should_stop():
-                    self._cancel_all()
-                    return "stopped"
-                if self.client.status not in ("running", "connecting", "newly-created"):
-                    self._cancel_all()
-                    return "lost"
+                ended = self._tick()
+                if ended is not None:
+                    return ended
         except KeyboardInterrupt:
             self._salvage()
             return "interrupted"
         finally:
-            self.bundle = None
-            if self.guard is not None:
-                self.guard.close()
-            if self.run_id is not None:
-                controls.default.close(self.run_id)
+            self._close()
         if self.cancelled_elsewhere and self.client.status != "running":
             return "lost"
         return "completed"
+
+    def _open(self) -> None:
+        if self.job.timeout is not None:
+            self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
+        if self.run_id is not None:
+            controls.default.open(self.run_id)
+
+    def _close(self) -> None:
+        self.bundle = None
+        if self.guard is not None:
+            self.guard.close()
+        if self.run_id is not None:
+            controls.default.close(self.run_id)
+
+    def _tick(self) -> str | None:
+        """One turn of the loop: take completions, submit what is due, report; None: go on."""
+        ready = self._wait()
+        if ready:
+            self._collect(ready)
+        if self.guard is not None:
+            self.guard.step(self)
+        self._submit_due()
+        self.sink.tick(self.running_items())
+        return self._ending()
+
+    def _submit_due(self) -> None:
+        if self.quarantine and not self.in_flight and not self.held:
+            self.submit([[self.quarantine.pop(0)]])  # alone: nothing else can die with it
+        if self.held and (self.probe_durations or not self.in_flight):
+            self._submit_rest()
+
+    def _ending(self) -> str | None:
+        """How the pass ends now (a button, the sink, a lost client), or None to go on."""
+        if self.run_id is not None and self._act_on_controls():
+            return "interrupted"  # cancelled from a button: as Ctrl-C, but at once
+        if self.sink.should_stop():
+            self._cancel_all()
+            return "stopped"
+        if self.client.status not in ("running", "connecting", "newly-created"):
+            self._cancel_all()
+            return "lost"
+        return None
 
     def _act_on_controls(self) -> bool:
         """Apply the live actions posted for this run since the last tick; True: cancelled."""
@@ -386,38 +270,53 @@ class DaskRun:
         outcomes: list[ItemOutcome] = []
         sent: list[tuple[list, bytes]] = []  # the head of outcomes, with the bytes they came as
         if finished:
-            blobs = self.client.gather(finished, errors="skip")
-            if len(blobs) != len(finished):  # some result was lost in between: fetch one by one
-                finished = [f for f in finished if f.status == "finished"]
-                blobs = [f.result() for f in finished]
-            collecting = gc.isenabled()
-            # loading 10,000 outcomes would run the collector a dozen times for nothing
-            gc.disable()
-            try:
-                for future, blob in zip(finished, blobs, strict=True):
-                    got = cloudpickle.loads(blob)
-                    batch = self.in_flight.pop(future, None)
-                    self.timed.discard(future)
-                    if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
-                        self.held += batch[len(got) :]
-                    outcomes += got
-                    sent.append((got, blob))
-            finally:
-                if collecting:
-                    gc.enable()
+            outcomes, sent = self._load_finished(finished)
+        outcomes += self._settle_unfinished(ready)
+        if len(self.probe_durations) < 2 * self.threads:
+            self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
+        if outcomes:
+            self._add(outcomes, sent)
+
+    def _load_finished(
+        self, finished: list[Any]
+    ) -> tuple[list[ItemOutcome], list[tuple[list, bytes]]]:
+        """The outcomes of finished tasks, each with the bytes it came as."""
+        outcomes: list[ItemOutcome] = []
+        sent: list[tuple[list, bytes]] = []
+        blobs = self.client.gather(finished, errors="skip")
+        if len(blobs) != len(finished):  # some result was lost in between: fetch one by one
+            finished = [f for f in finished if f.status == "finished"]
+            blobs = [f.result() for f in finished]
+        collecting = gc.isenabled()
+        # loading 10,000 outcomes would run the collector a dozen times for nothing
+        gc.disable()
+        try:
+            for future, blob in zip(finished, blobs, strict=True):
+                got = cloudpickle.loads(blob)
+                batch = self.in_flight.pop(future, None)
+                self.timed.discard(future)
+                if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
+                    self.held += batch[len(got) :]
+                outcomes += got
+                sent.append((got, blob))
+        finally:
+            if collecting:
+                gc.enable()
+        return outcomes, sent
+
+    def _settle_unfinished(self, ready: list[Any]) -> list[ItemOutcome]:
+        """Tasks that completed without a result: failed ones fail, lost results are awaited."""
+        outcomes: list[ItemOutcome] = []
         for future in ready:
             if future not in self.in_flight:
                 continue
             if future.status not in ("error", "cancelled"):
                 # a result lost with its worker before we fetched it: the scheduler computes
                 # it again, so wait for the next completion instead of calling it failed
-                _when_done(self.client, future, self.done_queue.put)
+                when_done(self.client, future, self.done_queue.put)
                 continue
             outcomes += self._failed_batch(future, self.in_flight.pop(future))
-        if len(self.probe_durations) < 2 * self.threads:
-            self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
-        if outcomes:
-            self._add(outcomes, sent)
+        return outcomes
 
     def _failed_batch(self, future: Any, batch: list[tuple[int, Any]]) -> list[ItemOutcome]:
         """A task that failed as a whole (worker died, bundle not loadable, cancelled)."""
@@ -483,88 +382,3 @@ class DaskRun:
         missing = [i for i, _ in self.pairs if i not in self.reported]
         if missing:
             self._add([ItemOutcome(index=i, status="cancelled") for i in missing])
-
-
-def _when_done(client: Any, future: Any, put: Any) -> None:
-    """Call ``put(future)`` on the client's event loop once ``future`` is no longer pending.
-
-    ``Future.add_done_callback`` does the same through distributed's callback thread: one
-    more thread hand-off per task, and its ``ThreadPoolExecutor.submit`` was the largest single
-    cost in the kernel's profile of the file loop. ``put`` here is a ``SimpleQueue.put``, which
-    never blocks the loop.
-    """
-    from distributed.client import done_callback
-
-    client.loop.add_callback(done_callback, future, put)
-
-
-def _unsendable_item(index: int, exc: BaseException) -> ItemOutcome:
-    error = ErrorInfo(
-        type_name="dask_magic.UnpicklableItem",
-        message=f"item {index} cannot be sent to a worker: {type(exc).__name__}: {exc}",
-        hint="Loop over things that can be pickled (paths, numbers, keys) and create open "
-        "files, locks or connections inside the loop body.",
-    )
-    return ItemOutcome(index=index, status="failed", error=error)
-
-
-def infrastructure_error(exc: BaseException) -> ErrorInfo:
-    """Describe a failure of the cluster rather than of the user's code."""
-    name = type(exc).__name__
-    hints = {
-        "KilledWorker": "The worker running this item died (out of memory, a crash or os._exit). "
-        "Give workers more memory (`%dask_cluster --close`, then fewer workers with "
-        "`%%parallel_for --workers N`) or make the item use less memory.",
-        "ModuleNotFoundError": "The workers cannot import a module the loop uses. Install it "
-        "on the workers, or keep it next to the notebook so dask-magic can upload it.",
-        "CancelledError": "The task was cancelled on the cluster, or the scheduler was lost.",
-    }
-    info = errorinfo.error_info(exc, kind="infrastructure", hint=hints.get(name, ""))
-    return info
-
-
-def fetch_final_values(
-    client: Any, stash_key: str, wanted: dict[str | None, dict[str, int]]
-) -> dict[str, Any]:
-    """Bring back the stashed last bindings in ``wanted`` and clear the run's stash everywhere.
-
-    One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not.
-    """
-    if not any(wanted.values()):
-        _drop_everywhere(client, stash_key)
-        return {}
-    by_worker = {addr: names for addr, names in wanted.items() if addr}
-    replies = client.run(_fetch_here, stash_key, by_worker)
-    values: dict[str, Any] = {}
-    for reply in replies.values():
-        values.update(reply)
-    return values
-
-
-def _drop_everywhere(client: Any, stash_key: str) -> None:
-    """Clear the run's stash on every worker without waiting for the round trip.
-
-    The workers' stash is bounded anyway (`stash._STASH_RUNS_KEPT`), so a lost message costs
-    nothing; ``client.run(..., wait=False)`` would still wait for the scheduler's reply.
-    """
-    if getattr(client, "asynchronous", False) or client.status != "running":
-        return
-
-    async def send() -> None:
-        try:
-            await client._run(_drop_here, stash_key, wait=False)
-        except Exception:
-            pass
-
-    client.loop.add_callback(send)
-
-
-async def _drop_here(stash_key: str) -> None:
-    worker.drop_stash(stash_key)
-
-
-def _fetch_here(
-    stash_key: str, by_worker: dict[str, dict[str, int]], dask_worker: Any = None
-) -> dict[str, Any]:
-    address: str = getattr(dask_worker, "address", "")  # no worker: no stash of its own
-    return worker.fetch_stash(stash_key, by_worker.get(address, {}))

@@ -86,27 +86,37 @@ def value_token(value: Any, ns: Mapping[str, Any], seen: set[int] | None = None)
         return "cycle"
     if isinstance(value, types.FunctionType) and _notebook_code(value):
         seen.add(id(value))
-        code = value.__code__
-        parts = _code_token(code)
-        parts.append(_safe_token((value.__defaults__, value.__kwdefaults__)))
-        for cell in value.__closure__ or ():
-            parts.append(value_token(_cell_value(cell), ns, seen))
-        for name in sorted(_names_used(code)):
-            if name in ns and name != code.co_name:  # a global it reads, or a name it calls
-                parts.append(f"{name}={value_token(ns[name], ns, seen)}")
-        return _digest(*parts)
+        return _function_token(value, ns, seen)
     if isinstance(value, type) and _notebook_code(value) and value.__module__ != "builtins":
         seen.add(id(value))
-        parts = [value.__qualname__, *(value_token(b, ns, seen) for b in value.__bases__)]
-        for name, member in sorted(vars(value).items()):
-            if isinstance(member, staticmethod | classmethod):
-                member = member.__func__
-            if isinstance(member, types.FunctionType):
-                parts.append(f"{name}={value_token(member, ns, seen)}")
-            elif not name.startswith("__"):
-                parts.append(f"{name}={_safe_token(member)}")
-        return _digest(*parts)
+        return _class_token(value, ns, seen)
     return _safe_token(value)
+
+
+def _function_token(value: types.FunctionType, ns: Mapping[str, Any], seen: set[int]) -> str:
+    """Its code, defaults, closure and the notebook names it reads or calls."""
+    code = value.__code__
+    parts = _code_token(code)
+    parts.append(_safe_token((value.__defaults__, value.__kwdefaults__)))
+    for cell in value.__closure__ or ():
+        parts.append(value_token(_cell_value(cell), ns, seen))
+    for name in sorted(_names_used(code)):
+        if name in ns and name != code.co_name:  # a global it reads, or a name it calls
+            parts.append(f"{name}={value_token(ns[name], ns, seen)}")
+    return _digest(*parts)
+
+
+def _class_token(value: type, ns: Mapping[str, Any], seen: set[int]) -> str:
+    """Its name, bases, methods (by their code) and other class attributes."""
+    parts = [value.__qualname__, *(value_token(b, ns, seen) for b in value.__bases__)]
+    for name, member in sorted(vars(value).items()):
+        if isinstance(member, staticmethod | classmethod):
+            member = member.__func__
+        if isinstance(member, types.FunctionType):
+            parts.append(f"{name}={value_token(member, ns, seen)}")
+        elif not name.startswith("__"):
+            parts.append(f"{name}={_safe_token(member)}")
+    return _digest(*parts)
 
 
 def _cell_value(cell: Any) -> Any:

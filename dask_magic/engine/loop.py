@@ -15,12 +15,11 @@ from __future__ import annotations
 import copy
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dask_magic.errors import ClusterError, PicklingError
+from dask_magic.errors import ClusterError
 
-from . import cluster, execute, preflight, replay, resume, scatter, timeouts, tracebacks
+from . import cluster, execute, loop_job, replay, resume, timeouts, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
@@ -182,7 +181,7 @@ def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool
     # every item restored: no cluster is needed (nor started) for this pass
     client = pick_client(options) if to_run else None
     run.cluster = None if client is None else cluster.cluster_info(client)  # one round trip a pass
-    job = _job(state.plan, env, client, options, run.cluster)
+    job = loop_job.loop_job(state.plan, env, client, options, run.cluster)
     run.committer = _committer(run, state, indices, rebuild)
     drive(run, job, to_run, client, lambda key: _land(run, state, client, key), restored)
 
@@ -261,67 +260,6 @@ def drive(
     finally:
         land(stash_key)
         run.end(how, message)
-
-
-def _job(
-    plan: LoopPlan, env: dict[str, Any], client: Any, options: RunOptions, info: Any
-) -> execute.Job:
-    job_options: dict[str, Any] = {
-        "retries": options.retries,
-        "batch": options.batch,
-        "timeout": options.timeout,
-    }
-    if client is None:
-        bundle = {
-            "kind": "loop",
-            "code": plan.body_code(),
-            "env": env,
-            "seed": options.seed,
-            **_ordered_facts(plan),
-        }
-        return execute.make_job(bundle, pickle=False, **job_options)
-    small: dict[str, Any] = {}
-    big: dict[str, Any] = {}
-    for name, value in env.items():
-        (big if scatter.should_scatter(value) else small)[name] = value
-    problems = preflight.unpicklable_names(small)
-    if problems:
-        raise PicklingError(_pickling_message(problems))
-    if not info.local:
-        # workers elsewhere cannot import the notebook folder's own modules: send them
-        preflight.ship_local_modules(client, preflight.local_modules(env, Path.cwd()))
-    big_futures = {
-        name: scatter.default_cache.get(client, name, value) for name, value in big.items()
-    }
-    bundle = {
-        "kind": "loop",
-        "code": plan.body_code(),
-        "env": small,
-        "seed": options.seed,
-        **_ordered_facts(plan),
-    }
-    return execute.make_job(bundle, big_env=big_futures, **job_options)
-
-
-def _ordered_facts(plan: LoopPlan) -> dict[str, Any]:
-    """What the worker needs to know of the ordered part (see `worker.Recorder.run`)."""
-    return {
-        "needs": tuple(step.needs for step in plan.steps),
-        "may_depend": frozenset(plan.may_depend),
-        "mirrored": tuple(plan.mirrored_roots),
-        "kernel": frozenset(plan.kernel_names),
-    }
-
-
-def _pickling_message(problems: list[tuple[str, str]]) -> str:
-    lines = [f"  {name}: {reason}" for name, reason in problems]
-    names = ", ".join(f"`{n}`" for n, _ in problems)
-    return (
-        f"the loop body reads {names}, which cannot be sent to the workers:\n"
-        + "\n".join(lines)
-        + "\nfix: create these inside the loop body (e.g. open the file per item), or run with "
-        "--serial to stay in the kernel"
-    )
 
 
 def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:

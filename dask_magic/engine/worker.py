@@ -21,17 +21,13 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import re
-import threading
 import time
-import types
-from collections import OrderedDict
 from typing import Any
-
-import cloudpickle
 
 from dask_magic import contract as C
 
 from . import timeouts
+from .bundles import body_for, load_bundle, make_body, register_bundle
 from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .columns import Columns, dumps, picklable_only, unpack
 from .errorinfo import error_info
@@ -40,7 +36,15 @@ from .results import ErrorInfo, ItemOutcome
 from .seeding import seed_item
 from .stash import HeldBindings, drop_stash, fetch_stash
 
-__all__ = ["Recorder", "drop_stash", "fetch_stash", "load_bundle", "register_bundle", "run_batch"]
+__all__ = [
+    "Recorder",
+    "drop_stash",
+    "fetch_stash",
+    "load_bundle",
+    "make_body",
+    "register_bundle",
+    "run_batch",
+]
 
 #: Generated code reaches the runtime only through names that cannot appear in user code
 #: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
@@ -117,42 +121,6 @@ class Recorder:
         frame_locals.pop(ITEM_NAME, None)
         frame_locals.pop(RECORDER_NAME, None)
         self.locals = frame_locals
-
-
-# -- the bundle: the body and the small names it reads, unpickled once per process -----------
-
-
-def make_body(code: types.CodeType, env: dict[str, Any]) -> types.FunctionType:
-    """Bind the compiled body to a namespace holding the names it reads."""
-    namespace = dict(env)
-    namespace["__builtins__"] = builtins
-    namespace[LOCALS_NAME] = builtins.locals
-    return types.FunctionType(code, namespace, code.co_name)
-
-
-_BUNDLES: OrderedDict[str, Any] = OrderedDict()
-_BUNDLES_LOCK = threading.Lock()
-_BUNDLES_KEPT = 8
-
-
-def load_bundle(token: str, blob: bytes) -> dict[str, Any]:
-    """Unpickle a bundle once per process (a batch of 10,000 tiny items must not pay it)."""
-    with _BUNDLES_LOCK:
-        bundle = _BUNDLES.get(token)
-        if bundle is not None:
-            _BUNDLES.move_to_end(token)
-            return bundle
-    bundle = cloudpickle.loads(blob)
-    register_bundle(token, bundle)
-    return bundle
-
-
-def register_bundle(token: str, bundle: dict[str, Any]) -> None:
-    """Put an unpickled bundle in this process's cache (``--serial`` runs in the kernel)."""
-    with _BUNDLES_LOCK:
-        _BUNDLES[token] = bundle
-        while len(_BUNDLES) > _BUNDLES_KEPT:
-            _BUNDLES.popitem(last=False)
 
 
 # -- running a batch: 10,000 tiny items pay the per-item cost 10,000 times, so one recorder and
@@ -362,7 +330,7 @@ def run_batch(
         Start no item after this many seconds (the kernel sends the unrun tail again).
     """
     _install_capture()
-    body, kind = _body_for(token, blob, big_env)
+    body, kind = body_for(token, blob, big_env)
     bundle = load_bundle(token, blob)
     ordered: dict[str, Any] = {k: bundle[k] for k in _ORDERED_KEYS if k in bundle}
     # --serial (stash_key None) changes the notebook's own objects, as the serial loop does
@@ -388,15 +356,3 @@ def _watch(bundle: dict[str, Any], body: Any, big_env: dict[str, Any], batch: li
     mirrored = set(bundle.get("mirrored", ()))
     names = [n for n in [*bundle["env"], *big_env] if n not in mirrored]
     return BatchWatch(body.__globals__, names, batch)
-
-
-def _body_for(token: str, blob: bytes, big_env: dict[str, Any]) -> tuple[Any, str]:
-    bundle = load_bundle(token, blob)
-    if bundle["kind"] != "loop":
-        return bundle["fn"], bundle["kind"]
-    if big_env:  # scattered values differ per run: bind them afresh (cheap)
-        return make_body(bundle["code"], {**bundle["env"], **big_env}), "loop"
-    body = bundle.get("_fn")
-    if body is None:
-        body = bundle["_fn"] = make_body(bundle["code"], bundle["env"])
-    return body, "loop"

@@ -1,0 +1,118 @@
+"""One Dask task of a pass, and the plumbing around it in the kernel.
+
+`run_on_worker` is the task itself (a call of `worker.run_batch`, with the ``--timeout``
+watch armed); `when_done` reports its completion on the client's event loop;
+`deferred_interrupt` keeps a Ctrl-C from landing inside ``Client.map``; and the failures of
+the cluster rather than of the user's code are described here (`infrastructure_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cloudpickle
+
+from . import errorinfo, timeouts, worker
+from .results import ErrorInfo, ItemOutcome
+
+
+def run_on_worker(
+    token, blob, big_env, items, last_index, stash_key, retries, budget=None, timeout=None
+):
+    """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
+    from distributed import get_worker
+
+    try:
+        here = get_worker()
+    except ValueError:  # run outside a worker (a synchronous scheduler in tests)
+        here = None
+    address = None if here is None else here.address
+    batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
+    if timeout is not None and here is not None:  # the watchdog reports overruns as events
+        report = functools.partial(here.log_event, timeouts.TOPIC)
+        timeouts.arm(timeout, report, str(here.get_current_task()), address)
+    try:
+        return worker.run_batch(
+            token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
+        )
+    finally:
+        if timeout is not None:
+            timeouts.disarm()
+
+
+def total_threads(client: Any) -> int:
+    """Worker threads the scheduler knows of, from the client's cached scheduler info."""
+    info = (
+        client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+    )
+    return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
+
+
+def _takes_n_workers(client: Any) -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it.
+
+    Inside ``Client.map`` an interrupt can land after the scheduler took the tasks but before
+    their futures exist here; nothing could cancel them then. Only the main thread can
+    change signal handlers, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def when_done(client: Any, future: Any, put: Any) -> None:
+    """Call ``put(future)`` on the client's event loop once ``future`` is no longer pending.
+
+    ``Future.add_done_callback`` does the same through distributed's callback thread: one
+    more thread hand-off per task, and its ``ThreadPoolExecutor.submit`` was the largest single
+    cost in the kernel's profile of the file loop. ``put`` here is a ``SimpleQueue.put``, which
+    never blocks the loop.
+    """
+    from distributed.client import done_callback
+
+    client.loop.add_callback(done_callback, future, put)
+
+
+def unsendable_item(index: int, exc: BaseException) -> ItemOutcome:
+    error = ErrorInfo(
+        type_name="dask_magic.UnpicklableItem",
+        message=f"item {index} cannot be sent to a worker: {type(exc).__name__}: {exc}",
+        hint="Loop over things that can be pickled (paths, numbers, keys) and create open "
+        "files, locks or connections inside the loop body.",
+    )
+    return ItemOutcome(index=index, status="failed", error=error)
+
+
+def infrastructure_error(exc: BaseException) -> ErrorInfo:
+    """Describe a failure of the cluster rather than of the user's code."""
+    name = type(exc).__name__
+    hints = {
+        "KilledWorker": "The worker running this item died (out of memory, a crash or os._exit). "
+        "Give workers more memory (`%dask_cluster --close`, then fewer workers with "
+        "`%%parallel_for --workers N`) or make the item use less memory.",
+        "ModuleNotFoundError": "The workers cannot import a module the loop uses. Install it "
+        "on the workers, or keep it next to the notebook so dask-magic can upload it.",
+        "CancelledError": "The task was cancelled on the cluster, or the scheduler was lost.",
+    }
+    info = errorinfo.error_info(exc, kind="infrastructure", hint=hints.get(name, ""))
+    return info
