@@ -176,6 +176,7 @@ def test_quickstart_retry_fixes_only_the_failed_files(quickstart):
         "running": 0,
         "cancelled": 0,
         "restored": 0,
+        "timeout": 0,
     }
     assert facts["n_summaries"] == 200 and facts["sensors_in_order"] and facts["same_as_serial"]
     empty = sorted(Path(p).stem for p, kind in facts["broken"].items() if kind == "empty file")
@@ -323,6 +324,7 @@ def test_retry_after_fix_retries_and_interrupt(failures):
         "running": 0,
         "cancelled": 0,
         "restored": 0,
+        "timeout": 0,
     }
     assert facts["row_ids"] == list(range(60)) and facts["unknown"] == [7, 19, 33, 48]
     assert (facts["no_retries"]["done"], facts["no_retries"]["failed"]) == (20, 10)
