@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import pytest
 from conftest import run_ok, user_names
@@ -117,6 +118,19 @@ def test_same_cluster_for_every_cell(fresh, capfd):
     assert "already in use" not in capfd.readouterr().err
 
 
+def _interrupt_once_items_are_done(shell, previous, done=2, deadline=120.0) -> None:
+    """Ctrl-C the kernel once the new run has finished ``done`` items (a fixed delay could
+    fire before the run starts on a loaded machine)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        run = magics(shell).last_run
+        if run is not previous and run is not None:
+            if sum(p.status == "done" for p in run.partial()) >= done:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+        time.sleep(0.05)
+
+
 def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
     run_ok(fresh, "import time\nitems = list(range(40))")
     cell = (
@@ -127,10 +141,11 @@ def test_interrupt_cancels_the_rest_and_keeps_finished_items(fresh):
         fresh,
         "%%parallel_for --progress none\nwarm = []\nfor x in items[:2]:\n    warm.append(x)\n",
     )
-    timer = threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+    warm_run = magics(fresh).last_run
+    watcher = threading.Thread(target=_interrupt_once_items_are_done, args=(fresh, warm_run))
+    watcher.start()
     message = usage_error(fresh, cell)
-    timer.join()
+    watcher.join()
     run = magics(fresh).last_run
     assert run.status is RunStatus.INTERRUPTED and "interrupted" in message
     counts = run.counts
