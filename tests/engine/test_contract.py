@@ -1,0 +1,55 @@
+"""The rewriter and the worker speak one contract (`dask_magic.contract`).
+
+The generated body is compiled from the rewriter's plan and run by the worker's own batch
+runner, in-process: its parameters, its helper names and every operation the worker records
+must be the ones `contract` spells, for every kind of operation a loop can produce.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from dask_magic import contract as C
+from dask_magic.engine import execute, worker
+from dask_magic.rewrite import rewrite_loop
+
+#: One loop that makes every kind of operation: a call, a store, an augmented store, an
+#: ordered step (best-so-far, run in the kernel) and output printed before that step.
+CELL = (
+    "for x in items:\n"
+    "    out.append(x * 2)\n"
+    "    seen[x] = x\n"
+    "    total += x\n"
+    "    print('item', x)\n"
+    "    best = max(best, x)\n"
+)
+ENV = {"out": [], "seen": {}, "total": 0, "best": 0}
+
+
+def _plan():
+    return rewrite_loop(CELL, filename="<cell>", line_offset=1, kinds={n: "data" for n in ENV})
+
+
+def test_the_generated_function_is_named_and_called_as_the_contract_says():
+    code = _plan().body_code()
+    assert code.co_varnames[:2] == (C.ITEM, C.RECORDER)
+    assert code.co_name == C.BODY_DISPLAY_NAME
+    names = {node.id for node in ast.walk(_plan().body) if isinstance(node, ast.Name)}
+    assert {C.ITEM, C.RECORDER} <= names  # the body unpacks the item and reports to the recorder
+    assert not {n for n in names if n.startswith("@") and not n.startswith("@dm_")}
+
+
+def test_every_operation_the_worker_records_is_a_contract_operation():
+    plan = _plan()
+    bundle = {"kind": "loop", "code": plan.body_code(), "env": dict(ENV)}
+    bundle["needs"] = tuple(step.needs for step in plan.steps)
+    job = execute.make_job(bundle)
+    pairs = [(0, 3), (1, 5)]
+    outcomes = worker.run_batch(job.token, job.blob, {}, pairs, 1, None, "w1", 0, False)
+    assert isinstance(outcomes, list)
+    kinds = {op[0] for outcome in outcomes for op in outcome.ops}
+    assert kinds <= {C.OP_CALL, C.OP_SET, C.OP_AUG, C.OP_RUN, C.OP_OUT}
+    assert {C.OP_CALL, C.OP_SET, C.OP_AUG, C.OP_RUN, C.OP_OUT} <= kinds
+    calls = [op for op in outcomes[0].ops if op[0] == C.OP_CALL]
+    assert calls[0][1:4] == ("out", (), "append")  # (kind, root, path, method, ...)
+    assert [op[1] for op in outcomes[1].ops if op[0] == C.OP_RUN] == [0]  # ordered step 0
