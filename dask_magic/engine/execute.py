@@ -32,6 +32,7 @@ from .results import ItemOutcome
 from .tasks import (
     deferred_interrupt,
     infrastructure_error,
+    interrupts_held,
     run_on_worker,
     total_threads,
     unsendable_item,
@@ -193,11 +194,14 @@ class DaskRun:
         """Submit, then tick until every item has an outcome; returns how the pass ended."""
         self._open()
         try:
-            self.submit_first_wave()
-            while self.in_flight or self.held or self.quarantine:
-                ended = self._tick()
-                if ended is not None:
-                    return ended
+            with interrupts_held() as interrupts:  # Ctrl-C is looked at once per tick
+                self.submit_first_wave()
+                while self.in_flight or self.held or self.quarantine:
+                    if interrupts:
+                        raise KeyboardInterrupt
+                    ended = self._tick()
+                    if ended is not None:
+                        return ended
         except KeyboardInterrupt:
             self._salvage()
             return "interrupted"

@@ -256,10 +256,19 @@ def drive(
         else:
             how = execute.DaskRun(client, job, pairs, run, stash_key).run()
     except Exception as exc:  # the run itself broke: keep what finished, say why
-        how, message = "lost", f"{type(exc).__name__}: {exc}"
+        how, message = "lost", _lost_message(run, exc)
     finally:
         land(stash_key)
         run.end(how, message)
+
+
+def _lost_message(run: Run, exc: Exception) -> str:
+    """What broke the pass, and where to look: most often the scheduler or a link to it went."""
+    where = f" at {run.cluster.scheduler}" if run.cluster is not None else ""
+    return (
+        f"the run lost its Dask cluster ({type(exc).__name__}: {exc}); check that the "
+        f"scheduler{where} and its workers are still running. Finished items were kept"
+    )
 
 
 def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:

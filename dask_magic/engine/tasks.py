@@ -60,22 +60,35 @@ def _takes_n_workers(client: Any) -> bool:
 
 
 @contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """Record a Ctrl-C (SIGINT) in the yielded list instead of raising it where it lands.
+
+    Raised asynchronously, a KeyboardInterrupt can land inside a finalizer (a Future's
+    ``__del__``, a garbage-collection callback), where Python only prints "Exception ignored"
+    and the run would go on as if nothing was pressed; a loop that looks at the list on each
+    tick never misses one. Only the main thread can change signal handlers, so elsewhere the
+    list stays empty and Ctrl-C behaves as usual.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) until the block is done, then raise it.
 
     Inside ``Client.map`` an interrupt can land after the scheduler took the tasks but before
-    their futures exist here; nothing could cancel them then. Only the main thread can
-    change signal handlers, so elsewhere this does nothing.
+    their futures exist here; nothing could cancel them then.
     """
-    if threading.current_thread() is not threading.main_thread():
+    with interrupts_held() as received:
         yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
 
