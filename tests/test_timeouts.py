@@ -30,8 +30,16 @@ for i in range(41):
 SLOW_LINE = 6  # the %%parallel_for line is line 1
 
 
+@pytest.fixture
+def two_workers(two_worker_cluster):
+    """The module's cluster with both workers in place: an earlier test's restart may still
+    be bringing one back on a loaded machine, and each test counts the workers it ends with."""
+    two_worker_cluster.wait_for_workers(2, timeout=120)
+    return two_worker_cluster
+
+
 @pytest.fixture(scope="module")
-def two_workers():
+def two_worker_cluster():
     """Two single-threaded worker processes under nannies, on loopback, and a Client."""
     from distributed import Client, LocalCluster
 
