@@ -30,14 +30,7 @@ def loop_job(
         "timeout": options.timeout,
     }
     if client is None:
-        bundle = {
-            "kind": "loop",
-            "code": plan.body_code(),
-            "env": env,
-            "seed": options.seed,
-            **_ordered_facts(plan),
-        }
-        return make_job(bundle, pickle=False, **job_options)
+        return make_job(_bundle(plan, env, options.seed), pickle=False, **job_options)
     small: dict[str, Any] = {}
     big: dict[str, Any] = {}
     for name, value in env.items():
@@ -51,14 +44,13 @@ def loop_job(
     big_futures = {
         name: scatter.default_cache.get(client, name, value) for name, value in big.items()
     }
-    bundle = {
-        "kind": "loop",
-        "code": plan.body_code(),
-        "env": small,
-        "seed": options.seed,
-        **_ordered_facts(plan),
-    }
-    return make_job(bundle, big_env=big_futures, **job_options)
+    return make_job(_bundle(plan, small, options.seed), big_env=big_futures, **job_options)
+
+
+def _bundle(plan: LoopPlan, env: dict[str, Any], seed: Any) -> dict[str, Any]:
+    """What the worker (or the kernel, for --serial) needs to run the body over items."""
+    code = plan.body_code()
+    return {"kind": "loop", "code": code, "env": env, "seed": seed, **_ordered_facts(plan)}
 
 
 def _ordered_facts(plan: LoopPlan) -> dict[str, Any]:
