@@ -117,6 +117,23 @@ def test_retries_try_a_timed_out_item_again(fresh, two_workers, tmp_path):
     assert len(worker_pids(two_workers)) == 2
 
 
+@pytest.mark.timeout(150)
+def test_a_restarted_worker_the_local_cluster_drops_is_started_again(fresh, two_workers, tmp_path):
+    """A LocalCluster closes for good a worker whose name is not registered again
+    ``lost-worker-timeout`` after its removal: a restart slower than that (on a loaded machine,
+    or a worker restarted twice in a row) would leave it a worker short. Here the check is made
+    shorter than any process start, so the cluster drops the restarted worker every time."""
+    import dask
+
+    attempts_setup(fresh, tmp_path / "attempts.txt")
+    fresh.user_ns["c"] = two_workers
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}):
+        run = run_ok(fresh, SLOW_CELL.format(where="--client c", extra=""))
+    check_timed_out_run(run, fresh)
+    assert len(worker_pids(two_workers)) == 2
+    assert sorted(two_workers.cluster.workers) == sorted(two_workers.cluster.worker_spec)
+
+
 @pytest.mark.timeout(200)
 def test_timeout_on_a_command_line_cluster_with_nannies(fresh, tmp_path):
     attempts = tmp_path / "attempts.txt"

@@ -25,7 +25,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import batching, controls, live_actions, timeouts
+from . import batching, controls, live_actions, timeouts, worker_healing
 from .final_values import fetch_final_values
 from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
 from .results import ItemOutcome
@@ -214,6 +214,7 @@ class DaskRun:
     def _open(self) -> None:
         if self.job.timeout is not None:
             self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
+            self.guard.on_restart = lambda: worker_healing.heal_later(self.client)
         if self.run_id is not None:
             controls.default.open(self.run_id)
 

@@ -197,6 +197,9 @@ class TimeoutGuard:
     strikes: dict[int, int] = field(default_factory=dict)  # times found on a blocked worker
     restarting: set[str] = field(default_factory=set)  # addresses of workers being restarted
     backstop: bool = True
+    #: called as each restart starts (the kernel's `worker_healing`: kept out of this
+    #: module, which the workers import without dask)
+    on_restart: Callable[[], object] | None = None
     #: monotonic times at which overruns were handled (for measurements)
     handled_at: list[float] = field(default_factory=list)
 
@@ -289,6 +292,8 @@ class TimeoutGuard:
         def restart() -> None:
             try:
                 workers = len(self.client.nthreads())
+                if self.on_restart is not None:  # first: a dropped worker holds up the restart
+                    self.on_restart()
                 self.client.restart_workers([address], raise_for_error=False)
                 # it may return before the new process has registered: wait for it (bounded),
                 # so that a pass ends with the cluster as big as it found it
