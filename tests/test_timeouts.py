@@ -134,6 +134,72 @@ def test_a_restarted_worker_the_local_cluster_drops_is_started_again(fresh, two_
     assert sorted(two_workers.cluster.workers) == sorted(two_workers.cluster.worker_spec)
 
 
+LAST_HANGS = """%%parallel_for --client c --timeout 2s --progress none
+out = []
+for i in range(8):
+    time.sleep(0.3)  # items this long are sent one per task
+    y = i * 2
+    if i == 7:
+        time.sleep(60)
+    out.append(y)
+"""
+
+
+@pytest.fixture(scope="module")
+def one_worker_cluster():
+    """One single-threaded worker process under a nanny: whatever a run leaves on a worker
+    is on the one that a timeout restarts."""
+    from distributed import Client, LocalCluster
+
+    made = LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+    client = Client(made, set_as_default=False)
+    yield client
+    client.close()
+    made.close()
+
+
+@pytest.fixture
+def one_worker(one_worker_cluster):
+    one_worker_cluster.wait_for_workers(1, timeout=120)
+    return one_worker_cluster
+
+
+@pytest.mark.timeout(150)
+def test_the_names_an_item_left_on_a_restarted_worker_reach_the_notebook(fresh, one_worker):
+    """The last bindings stay on the worker that made them until the run ends; a restart for
+    a timeout ends that process, so they are taken from it first."""
+    run_ok(fresh, "import time")
+    fresh.user_ns["c"] = one_worker
+    before = worker_pids(one_worker)
+    run = run_ok(fresh, LAST_HANGS)
+    assert (run.counts.done, run.counts.timeout) == (7, 1)
+    assert set(before.values()).isdisjoint(worker_pids(one_worker).values())  # restarted
+    assert run.outcomes[6].worker in before  # the last done item ran on the first process
+    # the serial loop over the done items: the last of them bound these
+    assert (fresh.user_ns["y"], fresh.user_ns["i"]) == (12, 6)
+    assert fresh.user_ns["out"] == [0, 2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.timeout(150)
+def test_a_big_input_that_only_a_restarted_worker_held_is_sent_again(fresh, one_worker):
+    """A big value the body reads is scattered once; its only copy ends with the restart,
+    and the tasks that need it are sent again with a fresh copy, not cancelled."""
+    run_ok(fresh, "import time\nimport numpy as np\nbig = np.arange(2_000_000.0)")  # 16 MB
+    fresh.user_ns["c"] = one_worker
+    run = run_ok(
+        fresh,
+        "%%parallel_for --client c --timeout 2s --retries 1 --progress none\n"
+        "out = []\n"
+        "for i in range(8):\n"
+        "    time.sleep(0.3)\n"
+        "    if i == 3:\n"
+        "        time.sleep(60)\n"
+        "    out.append(big[i] * 10)\n",
+    )
+    assert (run.counts.done, run.counts.timeout, run.counts.cancelled) == (7, 1, 0)
+    assert fresh.user_ns["out"] == [i * 10.0 for i in range(8) if i != 3]
+
+
 @pytest.mark.timeout(200)
 def test_timeout_on_a_command_line_cluster_with_nannies(fresh, tmp_path):
     attempts = tmp_path / "attempts.txt"

@@ -25,8 +25,8 @@ from typing import Any
 
 import cloudpickle
 
-from . import batching, controls, live_actions, timeouts, worker_healing
-from .final_values import fetch_final_values
+from . import batching, controls, live_actions, lost_inputs, timeouts, worker_healing
+from .final_values import fetch_final_values, salvage_stash
 from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
 from .results import ItemOutcome
 from .tasks import (
@@ -91,6 +91,7 @@ class DaskRun:
         self.batch_counter = 0
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
         self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
+        self.inputs = lost_inputs.LostInputs()  # scattered inputs lost with a worker are sent again
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -138,6 +139,7 @@ class DaskRun:
                 if budget is not None:
                     self.timed.add(future)
                 when_done(self.client, future, self.done_queue.put)
+            self.inputs.note(futures)
             self.unrecorded_keys = []
 
     def submit_first_wave(self) -> None:
@@ -214,9 +216,15 @@ class DaskRun:
     def _open(self) -> None:
         if self.job.timeout is not None:
             self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
-            self.guard.on_restart = lambda: worker_healing.heal_later(self.client)
+            self.guard.on_restart = self._before_restart
         if self.run_id is not None:
             controls.default.open(self.run_id)
+
+    def _before_restart(self, address: str, answers: bool) -> None:
+        """On a restart's thread: the cluster heals a worker it drops; the stash is taken."""
+        worker_healing.heal_later(self.client)
+        if answers:
+            salvage_stash(self.client, self.stash_key, address)
 
     def _close(self) -> None:
         self.bundle = None
@@ -325,6 +333,9 @@ class DaskRun:
 
     def _failed_batch(self, future: Any, batch: list[tuple[int, Any]]) -> list[ItemOutcome]:
         """A task that failed as a whole (worker died, bundle not loadable, cancelled)."""
+        if future.status == "cancelled" and self.inputs.send_again(self, future):
+            self.submit([batch])
+            return []
         if future.status == "cancelled":  # not by us: _cancel_all forgets futures first
             self.cancelled_elsewhere = True
             return [ItemOutcome(index=i, status="cancelled") for i, _ in batch]

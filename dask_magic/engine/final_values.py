@@ -1,14 +1,25 @@
 """Bring the stashed last bindings of a run back from the workers, and clear the stash.
 
-`fetch_final_values` runs in the kernel; `_fetch_here` and `_drop_here` run on the workers
-(through ``client.run``), so this module imports no Dask.
+`fetch_final_values` runs in the kernel; `_fetch_here`, `_take_here` and `_drop_here` run on
+the workers (through ``client.run``), so this module imports no Dask.
+
+A worker that ``--timeout`` restarts takes its stash with it: `salvage_stash` takes the
+pass's bindings from it first, while it still answers, and `fetch_final_values` looks there
+for that worker's names.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from . import worker
+from . import stash, worker
+
+#: How long a worker about to be restarted may take to hand over its stash.
+SALVAGE_SECONDS = 10.0
+#: ``{stash_key: {worker address: {name: (index, value)}}}``, taken before restarts.
+_salvaged: dict[str, dict[str, dict[str, tuple[int, Any]]]] = {}
+_salvaged_lock = threading.Lock()
 
 
 def fetch_final_values(
@@ -18,15 +29,36 @@ def fetch_final_values(
 
     One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not.
     """
+    with _salvaged_lock:
+        salvaged = _salvaged.pop(stash_key, {})
     if not any(wanted.values()):
         _drop_everywhere(client, stash_key)
         return {}
-    by_worker = {addr: names for addr, names in wanted.items() if addr}
-    replies = client.run(_fetch_here, stash_key, by_worker)
     values: dict[str, Any] = {}
+    for addr, names in wanted.items():
+        taken = salvaged.get(addr or "", {})
+        values.update({n: taken[n][1] for n, i in names.items() if taken.get(n, (None,))[0] == i})
+    by_worker = {addr: names for addr, names in wanted.items() if addr and addr not in salvaged}
+    replies = client.run(_fetch_here, stash_key, by_worker)
     for reply in replies.values():
         values.update(reply)
     return values
+
+
+def salvage_stash(client: Any, stash_key: str, address: str) -> None:
+    """Take the pass's stashed bindings from the worker at ``address`` before its restart.
+
+    A worker blocked in C code does not answer within `SALVAGE_SECONDS`: its names are then
+    reported as lost, as those of a worker that died are.
+    """
+    try:
+        replies = client.sync(
+            client._run, _take_here, stash_key, workers=[address], callback_timeout=SALVAGE_SECONDS
+        )
+    except Exception:  # blocked, gone already, or the client is closing
+        return
+    with _salvaged_lock:
+        _salvaged.setdefault(stash_key, {}).update(replies)
 
 
 def _drop_everywhere(client: Any, stash_key: str) -> None:
@@ -45,6 +77,10 @@ def _drop_everywhere(client: Any, stash_key: str) -> None:
             pass
 
     client.loop.add_callback(send)
+
+
+def _take_here(stash_key: str) -> dict[str, tuple[int, Any]]:
+    return stash.take_stash(stash_key)
 
 
 async def _drop_here(stash_key: str) -> None:

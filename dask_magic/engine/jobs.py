@@ -34,6 +34,8 @@ class Job:
     batch: int | str = "auto"
     key_prefix: str = "parallel_for"
     timeout: float | None = None  # --timeout, seconds per item
+    #: the notebook's objects behind ``big_env``, to scatter again if their data is lost
+    big_values: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class Sink(Protocol):

@@ -44,7 +44,9 @@ def loop_job(
     big_futures = {
         name: scatter.default_cache.get(client, name, value) for name, value in big.items()
     }
-    return make_job(_bundle(plan, small, options.seed), big_env=big_futures, **job_options)
+    return make_job(
+        _bundle(plan, small, options.seed), big_env=big_futures, big_values=big, **job_options
+    )
 
 
 def _bundle(plan: LoopPlan, env: dict[str, Any], seed: Any) -> dict[str, Any]:

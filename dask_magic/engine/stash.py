@@ -49,6 +49,21 @@ def fetch_stash(key: str, wanted: dict[str, int]) -> dict[str, Any]:
     return found
 
 
+def take_stash(key: str) -> dict[str, tuple[int, Any]]:
+    """Every binding of this run's stash that can travel, as ``{name: (index, value)}``; the
+    stash is dropped (its process is about to end)."""
+    with _STASH_LOCK:
+        run = _STASH.pop(key, {})
+    found = {}
+    for name, (index, value) in run.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:  # as in `fetch_stash`: the name keeps its previous value
+            continue
+        found[name] = (index, value)
+    return found
+
+
 def drop_stash(key: str) -> None:
     with _STASH_LOCK:
         _STASH.pop(key, None)

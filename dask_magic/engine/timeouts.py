@@ -197,9 +197,9 @@ class TimeoutGuard:
     strikes: dict[int, int] = field(default_factory=dict)  # times found on a blocked worker
     restarting: set[str] = field(default_factory=set)  # addresses of workers being restarted
     backstop: bool = True
-    #: called as each restart starts (the kernel's `worker_healing`: kept out of this
-    #: module, which the workers import without dask)
-    on_restart: Callable[[], object] | None = None
+    #: called as each restart starts, with the worker's address and whether it still answers
+    #: (the kernel's side: kept out of this module, which the workers import without dask)
+    on_restart: Callable[[str, bool], object] | None = None
     #: monotonic times at which overruns were handled (for measurements)
     handled_at: list[float] = field(default_factory=list)
 
@@ -245,9 +245,9 @@ class TimeoutGuard:
         # let go of the finished tasks first: the scheduler would compute again every result
         # it still holds on the worker that is about to go
         run.order = [f for f in run.order if f in run.in_flight]
-        self._restart(message["worker"])
+        index = message.get("index")  # None: found by the backstop, the worker does not answer
+        self._restart(message["worker"], answers=index is not None)
         self.handled_at.append(time.monotonic())
-        index = message.get("index")
         if index is None:
             self._blocked(run, batch, message)
             return
@@ -283,7 +283,7 @@ class TimeoutGuard:
         if again:
             run.submit(again)
 
-    def _restart(self, address: str) -> None:
+    def _restart(self, address: str, answers: bool) -> None:
         """Restart the worker through its nanny, without holding up the pass."""
         if address in self.restarting:
             return
@@ -292,8 +292,8 @@ class TimeoutGuard:
         def restart() -> None:
             try:
                 workers = len(self.client.nthreads())
-                if self.on_restart is not None:  # first: a dropped worker holds up the restart
-                    self.on_restart()
+                if self.on_restart is not None:  # first: the restart ends the worker's state
+                    self.on_restart(address, answers)
                 self.client.restart_workers([address], raise_for_error=False)
                 # it may return before the new process has registered: wait for it (bounded),
                 # so that a pass ends with the cluster as big as it found it
