@@ -104,22 +104,33 @@ class _Inside:
 
         self.mode = "off"
         self.seconds: dict[str, list[float]] = {}
+        self.by_call: dict[tuple[str, str], list[float]] = {}  # (mode, call): seconds per round
+        self.depth = 0
         for name in self.CALLS:
-            setattr(resume.PassJournal, name, self._timed(getattr(resume.PassJournal, name)))
+            method = getattr(resume.PassJournal, name)
+            setattr(resume.PassJournal, name, self._timed(name, method))
 
-    def _timed(self, method):
+    def _timed(self, name, method):
         def timed(*args, **kwargs):
+            if self.depth:  # `flush` called by `record` or `finish`: counted there
+                return method(*args, **kwargs)
+            self.depth += 1
             start = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds.setdefault(self.mode, [0.0])[-1] += time.perf_counter() - start
+                self.depth -= 1
+                spent = time.perf_counter() - start
+                self.seconds.setdefault(self.mode, [0.0])[-1] += spent
+                self.by_call.setdefault((self.mode, name), [0.0])[-1] += spent
 
         return timed
 
     def start(self, mode: str) -> None:
         self.mode = mode
         self.seconds.setdefault(mode, []).append(0.0)
+        for name in self.CALLS:
+            self.by_call.setdefault((mode, name), []).append(0.0)
 
 
 INSIDE: _Inside | None = None
@@ -172,7 +183,11 @@ def main() -> None:
         print("  inside the journal's calls in the kernel (median per round):")
         for mode in MODES[1:]:
             inside = statistics.median(INSIDE.seconds[mode])
-            print(f"    {mode:8} {inside:7.3f} s  ({inside / n * 1e6:.2f} µs/item)")
+            calls = ", ".join(
+                f"{name} {statistics.median(INSIDE.by_call[(mode, name)]) / n * 1e6:.2f}"
+                for name in INSIDE.CALLS
+            )
+            print(f"    {mode:8} {inside:7.3f} s  ({inside / n * 1e6:.2f} µs/item: {calls})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The journal: an embedded SQLite store of finished items, so that a dead kernel loses nothing.
 
-One row per *batch* of items (a task's outcomes as the worker sent them, stored as they
-came: nothing is pickled again per item), with the batch's item keys beside it (see
+One row per *batch* of items (a task's outcomes as the worker sent them, compressed but
+not pickled again: `journal_pack`), with the batch's item keys beside it (see
 `dask_magic.engine.journal_keys`) and the positions of its failed items (so ``--why`` can
 say "failed before"). An ``overrides`` row replaces one item's bound values (the last
 values of a run, fetched from the workers after it) or strikes it out (its ordered part
@@ -23,7 +23,6 @@ nothing of runs, plans or IPython.
 
 from __future__ import annotations
 
-import pickle
 import sqlite3
 import sys
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal_folder import pick_folder, usable
+from .journal_pack import pack_blob, pack_keys, unpack_blob, unpack_keys
 from .journal_sql import chunks, damaged, transaction, writer
 
 __all__ = ["FILENAME", "Batch", "Journal", "RunInfo", "pick_folder"]
@@ -243,7 +243,7 @@ class Journal:
                 args = (run_key,)
             found = []
             for row_id, run, env, blob in db.execute(query + " ORDER BY rowid", args):
-                item_keys, failed = pickle.loads(blob)
+                item_keys, failed = unpack_keys(blob)
                 found.append(Batch(row_id, run, env, item_keys, failed))
             return found
 
@@ -258,7 +258,7 @@ class Journal:
             for chunk in chunks(list(dict.fromkeys(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT id, blob FROM batches WHERE id IN ({marks})"
-                blobs.update(db.execute(query, chunk))
+                blobs.update((i, unpack_blob(blob)) for i, blob in db.execute(query, chunk))
                 query = f"SELECT batch, pos, bound FROM overrides WHERE batch IN ({marks})"
                 for batch, pos, bound in db.execute(query, chunk):
                     overrides[(batch, pos)] = bound
@@ -275,13 +275,14 @@ class Journal:
     ) -> bool:
         """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
         their runs (with their ``labels`` and cells' ``sources``, by run key), in one
-        transaction; False if it failed."""
+        transaction; False if it failed. Packing (`journal_pack`) happens here, on the
+        writer thread where `behind` sends it."""
         now = self.clock()
         rows = []
         for b in batches:
-            keys = pickle.dumps((b.keys, b.failed), protocol=5)
-            size = len(keys) + len(b.blob)
-            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, b.blob))
+            keys, blob = pack_keys(b.keys, b.failed), pack_blob(b.blob)
+            size = len(keys) + len(blob)
+            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, blob))
         changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
         labels, sources = labels or {}, sources or {}
         runs = {

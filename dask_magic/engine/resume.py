@@ -18,15 +18,13 @@ Nothing here knows about IPython; storage problems never stop the run (see `jour
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import itertools
 import operator
 import pickle
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -34,6 +32,7 @@ import cloudpickle
 from . import journal_keys as keys
 from . import journal_why
 from .journal import Batch, Journal
+from .journal_batches import collector_off, keys_of, load_outcomes, positions
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
 
@@ -129,6 +128,8 @@ class PassJournal:
         self.older: list[str] = []  # batches a --fresh run writes anew
         self._last_flush = clock()
         self._unpicklable_said = False
+        # batch ids: one random prefix per run and a counter (a uuid per batch cost more)
+        self._batch_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
 
     # -- before a pass ------------------------------------------------------------------------
     def split(self, indices: Sequence[int]) -> tuple[list[ItemOutcome], list[int]]:
@@ -146,13 +147,13 @@ class PassJournal:
         if not self.read:
             self.older = [batch.id for batch in stored]
             return [], list(indices)
-        with _collector_off():
+        with collector_off():
             return self._restore(indices, stored)
 
     def _restore(
         self, indices: Sequence[int], stored: Sequence[Batch]
     ) -> tuple[list[ItemOutcome], list[int]]:
-        where, failed = _positions(stored)
+        where, failed = positions(stored)
         if not where:  # nothing stored for this code and these inputs: a new run
             self._note_failed(indices, failed)
             return [], list(indices)
@@ -185,7 +186,7 @@ class PassJournal:
         used: set[tuple[str, int]] = set()
         for index, (batch, pos) in sorted(hits.items()):
             if batch not in loaded:
-                loaded[batch] = _outcomes(blobs.get(batch))
+                loaded[batch] = load_outcomes(blobs.get(batch))
             outcomes = loaded[batch]
             stored = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
             if stored is None:
@@ -254,7 +255,7 @@ class PassJournal:
             self.flush()
 
     def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
-        batch = uuid.uuid4().hex
+        batch = next(self._batch_ids)
         indices = list(map(_INDEX, outcomes))  # map and C getters: a fraction of a µs per item
         statuses = list(map(_STATUS, outcomes))
         failed: list[int] = []
@@ -263,7 +264,7 @@ class PassJournal:
         for pos in failed:
             if statuses[pos] != "failed":  # not an end: nothing to say about it later
                 self.overrides[(batch, pos)] = None
-        item_keys = list(map(self.keys.__getitem__, indices))
+        item_keys = keys_of(self.keys, indices)
         self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
         self.kept.append((batch, indices))
         self.kept_indices.update(indices)
@@ -354,47 +355,3 @@ class PassJournal:
     def explain_all(self, indices: Sequence[int]) -> dict[int, str]:
         """`explain` for many items with one read of the journal."""
         return journal_why.explain_all(self, indices)
-
-
-def _positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
-    """Where each item key's latest done outcome is, and the keys whose items failed (and
-    never did since)."""
-    where: dict[str, tuple[str, int]] = {}
-    failed: set[str] = set()
-    for batch in stored:
-        if not batch.failed:  # the usual case, at C speed
-            where.update(zip(batch.keys, _places(batch.id, len(batch.keys)), strict=True))
-            failed.difference_update(batch.keys)
-            continue
-        bad = set(batch.failed)
-        for pos, key in enumerate(batch.keys):
-            if pos in bad:
-                failed.add(key)
-            else:
-                where[key] = (batch.id, pos)
-                failed.discard(key)
-    return where, failed - set(where)
-
-
-@contextlib.contextmanager
-def _collector_off() -> Iterator[None]:
-    """Loading many outcomes would run the garbage collector many times for nothing."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _places(batch: str, n: int) -> zip:
-    """``(batch, 0), (batch, 1), ...``: where the items of a batch are kept."""
-    return zip(itertools.repeat(batch, n), range(n), strict=True)
-
-
-def _outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
-    try:
-        return None if blob is None else list(cloudpickle.loads(blob))
-    except Exception:  # written by another version, or damaged: those items run again
-        return None
