@@ -307,3 +307,31 @@ def test_items_that_are_objects_drawn_on_are_not_journaled_and_why_says_so(fresh
         assert run.counts.restored == 0
         assert [len(ax.lines) for ax in fresh.user_ns["axes"].flat] == [1, 1, 1, 1]
     run_ok(fresh, "plt.close('all')")
+
+
+BIG_CELL = """%%parallel_for --progress none
+out = []
+for i in items:
+    out.append(int(big[i]))
+"""
+
+
+def test_a_big_value_is_fingerprinted_once_per_pass(fresh):
+    """The journal's key and the scatter share one fingerprint of a value read by the body."""
+    from dask_magic.engine import scatter
+
+    run_ok(fresh, "import numpy as np\nbig = np.arange(1_000_000)\nitems = list(range(4))")
+    before = scatter.COUNTS["fingerprint"]
+    run_ok(fresh, BIG_CELL)  # keys, then the scatter of `big`: one fingerprint
+    assert scatter.COUNTS["fingerprint"] - before == 1
+    assert fresh.user_ns["out"] == [0, 1, 2, 3]
+    # changed in place: the next pass hashes it again, sees it and runs every item
+    run_ok(fresh, "big[0] = 7")
+    before = scatter.COUNTS["fingerprint"]
+    run = run_ok(fresh, BIG_CELL)
+    assert scatter.COUNTS["fingerprint"] - before == 1
+    assert fresh.user_ns["out"] == [7, 1, 2, 3] and run.restored == 0
+    # unchanged: every item restored, and the one fingerprint is the key's
+    before = scatter.COUNTS["fingerprint"]
+    run = run_ok(fresh, BIG_CELL)
+    assert scatter.COUNTS["fingerprint"] - before == 1 and run.restored == 4
