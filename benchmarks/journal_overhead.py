@@ -137,7 +137,7 @@ INSIDE: _Inside | None = None
 
 
 def _round(shell, cell: str) -> tuple[dict[str, float], int]:
-    """One round of every mode, in a new journal folder; the journal file's size."""
+    """One round of every mode, in a new journal folder; the journal's size (with its WAL)."""
     folder = tempfile.mkdtemp(prefix="dm-journal-")
     seconds: dict[str, float] = {}
     for mode in MODES:
@@ -145,7 +145,8 @@ def _round(shell, cell: str) -> tuple[dict[str, float], int]:
         if INSIDE is not None:
             INSIDE.start(mode)
         seconds[mode] = _timed(shell, cell.format(flags="--fresh" if mode == "fresh" else ""))
-    return seconds, os.path.getsize(os.path.join(folder, "journal.sqlite"))
+    files = [os.path.join(folder, "journal.sqlite" + end) for end in ("", "-wal")]
+    return seconds, sum(os.path.getsize(f) for f in files if os.path.exists(f))
 
 
 def main() -> None:

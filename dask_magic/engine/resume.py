@@ -121,6 +121,7 @@ class PassJournal:
         self.at_risk: set[int] = set()
         self.reasons: dict[int, str] = {}
         self.buffer: list[Batch] = []
+        self.buffered = 0  # items in `buffer`
         self.overrides: dict[tuple[str, int], bytes | None] = {}
         # (batch, its indices) as kept: no object per item, which the collector would walk
         self.kept: list[tuple[str, list[int]]] = []
@@ -248,10 +249,7 @@ class PassJournal:
         pickled = self._pickle_rest(rest) if rest else None
         if pickled is not None:
             self._keep(rest, pickled)
-        if (
-            sum(len(b.keys) for b in self.buffer) >= FLUSH_ITEMS
-            or self.clock() - self._last_flush >= FLUSH_SECONDS
-        ):
+        if self.buffered >= FLUSH_ITEMS or self.clock() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
@@ -266,6 +264,7 @@ class PassJournal:
                 self.overrides[(batch, pos)] = None
         item_keys = keys_of(self.keys, indices)
         self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
+        self.buffered += len(item_keys)
         self.kept.append((batch, indices))
         self.kept_indices.update(indices)
 
@@ -314,7 +313,7 @@ class PassJournal:
         self._last_flush = self.clock()
         if self.store is None or not (self.buffer or self.overrides):
             return
-        batches, self.buffer = self.buffer, []
+        batches, self.buffer, self.buffered = self.buffer, [], 0
         overrides, self.overrides = self.overrides, {}
         names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
         self.store.behind(self.store.put, batches, overrides, names, sources)
