@@ -163,6 +163,7 @@ def test_editing_a_local_module_runs_the_items_again(fresh, tmp_path, monkeypatc
         run = run_ok(fresh, LOCAL_CELL)
         assert log.read_text().split() == ["0", "1", "2", "3"] and run.counts.restored == 0
         assert fresh.user_ns["out"] == [0, 3, 6, 9]
+        assert run.explain(0) == "code changed (module jhelpers.py)"
     finally:
         sys.modules.pop("jhelpers", None)
 
@@ -182,7 +183,11 @@ def test_why_says_why_each_item_runs(shell, capfd):
     assert run.explain(4) == "new"
     run_ok(shell, "scale = 5")
     run = run_ok(shell, CELL.format(flags=""))
-    assert run.explain(0) == "input changed (a value it reads from the notebook)"
+    assert run.explain(0) == "input changed (a value it reads from the notebook: scale)"
+    # a notebook function the body reaches through another one: that one is named
+    run_ok(shell, "def helper(x):\n    return x * 4")
+    run = run_ok(shell, CELL.format(flags=""))
+    assert run.explain(0) == "code changed (notebook function helper)"
     run = run_ok(shell, CELL.format(flags="").replace("* scale", "* scale * 1"))
     assert run.explain(0) == "code changed"
     run = run_ok(shell, CELL.format(flags="--fresh"))

@@ -23,6 +23,7 @@ nothing of runs, plans or IPython.
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import sys
 import threading
@@ -35,40 +36,13 @@ from typing import Any
 
 from .journal_folder import pick_folder, usable
 from .journal_pack import pack_blob, pack_keys, unpack_blob, unpack_keys
-from .journal_sql import chunks, damaged, transaction, writer
+from .journal_sql import SCHEMA, chunks, damaged, transaction, writer
 
 __all__ = ["FILENAME", "Batch", "Journal", "RunInfo", "pick_folder"]
 
 FILENAME = "journal.sqlite"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
 BUSY_TIMEOUT = 10.0
-
-_SCHEMA = """
-DROP TABLE IF EXISTS items;
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    run_key TEXT NOT NULL,
-    env_key TEXT NOT NULL,
-    items INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    used REAL NOT NULL,
-    keys BLOB NOT NULL,
-    blob BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS batches_run ON batches (run_key, env_key);
-CREATE TABLE IF NOT EXISTS overrides (
-    batch TEXT NOT NULL,
-    pos INTEGER NOT NULL,
-    bound BLOB,
-    PRIMARY KEY (batch, pos)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_key TEXT PRIMARY KEY,
-    label TEXT NOT NULL,
-    used REAL NOT NULL,
-    source TEXT NOT NULL DEFAULT ''
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -177,7 +151,7 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
-            db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")  # one commit, not one per table
+            db.executescript(f"BEGIN;{SCHEMA}COMMIT;")  # one commit, not one per table
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if "source" not in columns:  # a journal written before runs kept their cell
                 db.execute("ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''")
@@ -272,10 +246,12 @@ class Journal:
         overrides: Mapping[tuple[str, int], bytes | None] | None = None,
         labels: Mapping[str, str] | None = None,
         sources: Mapping[str, str] | None = None,
+        envs: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
     ) -> bool:
         """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
-        their runs (with their ``labels`` and cells' ``sources``, by run key), in one
-        transaction; False if it failed. Packing (`journal_pack`) happens here, on the
+        their runs (with their ``labels`` and cells' ``sources``, by run key), with what
+        their env keys counted (``envs``: `journal_keys.env_parts`), in one transaction;
+        False if it failed. Packing (`journal_pack`) happens here, on the
         writer thread where `behind` sends it."""
         now = self.clock()
         rows = []
@@ -285,6 +261,9 @@ class Journal:
             rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, blob))
         changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
         labels, sources = labels or {}, sources or {}
+        env_rows = [
+            (env, pickle.dumps(list(parts), protocol=5)) for env, parts in (envs or {}).items()
+        ]
         runs = {
             (run, labels.get(run, ""), now, sources.get(run, "")) for run in {r[1] for r in rows}
         }
@@ -293,6 +272,7 @@ class Journal:
             with transaction(db):
                 db.executemany("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?)", rows)
                 db.executemany("INSERT OR REPLACE INTO overrides VALUES (?,?,?)", changes)
+                db.executemany("INSERT OR IGNORE INTO envs VALUES (?,?)", env_rows)
                 db.executemany(
                     "INSERT INTO runs (run_key, label, used, source) VALUES (?,?,?,?) "
                     "ON CONFLICT(run_key) DO UPDATE SET used=excluded.used, "
@@ -304,6 +284,19 @@ class Journal:
             return True
 
         return bool(rows or changes) and self._do(write, False)
+
+    def env_parts(self, env_keys: Iterable[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """What each of these env keys counted, where the journal has it (``--why``)."""
+
+        def read(db: sqlite3.Connection) -> dict[str, list[tuple[str, str, str]]]:
+            found: dict[str, list[tuple[str, str, str]]] = {}
+            for chunk in chunks(sorted(set(env_keys)), 500):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT env_key, parts FROM envs WHERE env_key IN ({marks})"
+                found.update((env, pickle.loads(parts)) for env, parts in db.execute(query, chunk))
+            return found
+
+        return self._do(read, {})
 
     def behind(self, action: Callable[..., Any], *args: Any) -> None:
         """``action(*args)`` (`put`, `drop`) on the writer thread: the run goes on while
@@ -383,6 +376,7 @@ class Journal:
                     db.execute("DELETE FROM runs WHERE run_key=?", (run_key,))
                     total -= size
                     dropped.append(run_key)
+                db.execute("DELETE FROM envs WHERE env_key NOT IN (SELECT env_key FROM batches)")
             return dropped
 
         return self._do(drop, [])
@@ -392,7 +386,7 @@ class Journal:
 
         def drop(db: sqlite3.Connection) -> None:
             with transaction(db):
-                for table in ("batches", "overrides", "runs"):
+                for table in ("batches", "overrides", "envs", "runs"):
                     db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
 

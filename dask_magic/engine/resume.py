@@ -116,6 +116,7 @@ class PassJournal:
         self.seed = seed
         self.run_key = keys.run_key(plan, seed) if self.store else ""
         self.env_key = ""
+        self.env_parts: list[keys.Part] = []  # what the env key counted (``--why``)
         self.keys: list[str] = []  # the item key of each index
         self.restored: set[int] = set()
         self.at_risk: set[int] = set()
@@ -139,6 +140,7 @@ class PassJournal:
             return [], list(indices)
         try:
             self.env_key = keys.env_key(self.plan, self.ns)
+            self.env_parts = keys.env_parts(self.plan, self.ns)
             self.keys = keys.item_keys(self.items)
         except Exception as exc:
             self.store.warn(f"the journal keys could not be computed ({exc!r}); run without it")
@@ -316,7 +318,8 @@ class PassJournal:
         batches, self.buffer, self.buffered = self.buffer, [], 0
         overrides, self.overrides = self.overrides, {}
         names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
-        self.store.behind(self.store.put, batches, overrides, names, sources)
+        envs = {self.env_key: self.env_parts}
+        self.store.behind(self.store.put, batches, overrides, names, sources, envs)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
