@@ -6,14 +6,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import cloudpickle
 
-from .journal import Batch
+from .journal import Batch, Journal
 from .results import ItemOutcome
 
-__all__ = ["collector_off", "keys_of", "load_outcomes", "positions"]
+__all__ = ["collector_off", "keys_of", "load_outcomes", "positions", "put_kept"]
 
 
 def positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
@@ -66,3 +67,19 @@ def load_outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
         return None if blob is None else list(cloudpickle.loads(blob))
     except Exception:  # written by another version, or damaged: those items run again
         return None
+
+
+def put_kept(
+    store: Journal,
+    kept: tuple[list[str], str, str, list[tuple[str, list[int], list[int], bytes]]],
+    *rest: Mapping[Any, Any],
+) -> bool:
+    """`Journal.put` of the batches a pass kept, on the writer thread: ``kept`` is the item
+    keys by index, the run and env keys, and each batch's id, indices, failed positions and
+    blob; their keys are looked up here, off the kernel's thread."""
+    item_keys, run_key, env_key, batches = kept
+    rows = [
+        Batch(batch, run_key, env_key, keys_of(item_keys, indices), failed, blob)
+        for batch, indices, failed, blob in batches
+    ]
+    return store.put(rows, *rest)

@@ -32,7 +32,7 @@ import cloudpickle
 from . import journal_keys as keys
 from . import journal_why
 from .journal import Batch, Journal
-from .journal_batches import collector_off, keys_of, load_outcomes, positions
+from .journal_batches import collector_off, load_outcomes, positions, put_kept
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
 
@@ -121,12 +121,13 @@ class PassJournal:
         self.restored: set[int] = set()
         self.at_risk: set[int] = set()
         self.reasons: dict[int, str] = {}
-        self.buffer: list[Batch] = []
+        # (batch, indices, failed positions, blob): the writer thread looks up their keys
+        self.buffer: list[tuple[str, list[int], list[int], bytes]] = []
         self.buffered = 0  # items in `buffer`
         self.overrides: dict[tuple[str, int], bytes | None] = {}
         # (batch, its indices) as kept: no object per item, which the collector would walk
         self.kept: list[tuple[str, list[int]]] = []
-        self.kept_indices: set[int] = set()
+        self.forgotten: set[int] = set()  # kept, then struck out (`forget`)
         self.older: list[str] = []  # batches a --fresh run writes anew
         self._last_flush = clock()
         self._unpicklable_said = False
@@ -264,11 +265,9 @@ class PassJournal:
         for pos in failed:
             if statuses[pos] != "failed":  # not an end: nothing to say about it later
                 self.overrides[(batch, pos)] = None
-        item_keys = keys_of(self.keys, indices)
-        self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
-        self.buffered += len(item_keys)
+        self.buffer.append((batch, indices, failed, blob))
+        self.buffered += len(indices)
         self.kept.append((batch, indices))
-        self.kept_indices.update(indices)
 
     def _pickle_rest(self, outcomes: list[ItemOutcome]) -> bytes | None:
         """Outcomes that did not come as bytes: the done ones pickled (a failed one only
@@ -300,26 +299,35 @@ class PassJournal:
         place = self._place(index)
         if self.store is not None and place is not None:
             self.overrides[place] = None
-            self.kept_indices.discard(index)
+            self.forgotten.add(index)
 
     def _place(self, index: int) -> tuple[str, int] | None:
-        """Where item ``index`` was last kept: ``(batch, position)``."""
-        if index in self.kept_indices:
+        """Where item ``index`` was last kept: ``(batch, position)`` (a scan from the latest
+        batch: the items whose values are final usually come last)."""
+        if index not in self.forgotten:
             for batch, indices in reversed(self.kept):
                 if index in indices:
                     return batch, indices.index(index)
         return None
+
+    def _all_kept(self) -> bool:
+        """Whether every item of the run was kept (and not struck out)."""
+        kept: set[int] = set()
+        for _, indices in self.kept:
+            kept.update(indices)
+        return len(kept - self.forgotten) == len(self.items)
 
     def flush(self) -> None:
         """Write the kept batches (and overrides) in one transaction."""
         self._last_flush = self.clock()
         if self.store is None or not (self.buffer or self.overrides):
             return
-        batches, self.buffer, self.buffered = self.buffer, [], 0
+        kept, self.buffer, self.buffered = self.buffer, [], 0
         overrides, self.overrides = self.overrides, {}
         names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
         envs = {self.env_key: self.env_parts}
-        self.store.behind(self.store.put, batches, overrides, names, sources, envs)
+        batches = (self.keys, self.run_key, self.env_key, kept)
+        self.store.behind(put_kept, self.store, batches, overrides, names, sources, envs)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
@@ -328,7 +336,7 @@ class PassJournal:
         """Write what is left with the last values that came back, and apply the size cap."""
         if self.store is None or not self.keys:
             return
-        for index in sorted({i for i, _ in final.values()} & self.kept_indices):
+        for index in sorted({i for i, _ in final.values()} - self.forgotten):
             outcome = outcomes.get(index)
             if outcome is None or outcome.status != "done":
                 continue
@@ -343,7 +351,7 @@ class PassJournal:
                 self.forget(index)
         self.flush()
         self.store.settle()  # the cell ends with everything written
-        if self.older and len(self.kept_indices) == len(self.items):
+        if self.older and self._all_kept():
             self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
             self.older = []
         if self.store.size() > max_size():
