@@ -340,3 +340,24 @@ def test_a_big_value_is_fingerprinted_once_per_pass(fresh):
     before = scatter.COUNTS["fingerprint"]
     run = run_ok(fresh, BIG_CELL)
     assert scatter.COUNTS["fingerprint"] - before == 1 and run.restored == 4
+
+
+def test_the_size_cap_evicts_the_older_loops_behind_the_cell(fresh):
+    import dask.config
+
+    from dask_magic.engine.journal_setup import shared_journal
+
+    run_ok(fresh, "items = list(range(50))")
+    loop = "%%parallel_for --progress none\nout{n} = []\nfor x in items:\n"
+    loop += "    out{n}.append(x * {n})\n"
+    run_ok(fresh, loop.format(n=1))
+    store = shared_journal()
+    assert store is not None
+    store.settle()
+    (first,) = store.runs()
+    with dask.config.set({"dask-magic.journal.max-size": first.size + 1}):
+        run = run_ok(fresh, loop.format(n=2))  # both do not fit: the older one goes
+        store.settle()  # the cap ran on the writer thread, after the cell
+    assert run.counts.done == 50 and fresh.user_ns["out2"][-1] == 98
+    (kept,) = store.runs()
+    assert kept.run_key != first.run_key and kept.items == 50

@@ -14,7 +14,7 @@ import cloudpickle
 from .journal import Batch, Journal
 from .results import ItemOutcome
 
-__all__ = ["collector_off", "keys_of", "load_outcomes", "positions", "put_kept"]
+__all__ = ["cap_size", "collector_off", "keys_of", "load_outcomes", "positions", "put_kept"]
 
 
 def positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
@@ -83,3 +83,9 @@ def put_kept(
         for batch, indices, failed, blob in batches
     ]
     return store.put(rows, *rest)
+
+
+def cap_size(store: Journal, limit: int, keep: str) -> list[str]:
+    """The size cap (on the writer thread): the oldest runs but ``keep`` evicted until the
+    journal fits in ``limit`` bytes; the run keys evicted."""
+    return store.evict(limit, keep=keep) if store.size() > limit else []

@@ -32,7 +32,7 @@ import cloudpickle
 from . import journal_keys as keys
 from . import journal_why
 from .journal import Batch, Journal
-from .journal_batches import collector_off, load_outcomes, positions, put_kept
+from .journal_batches import cap_size, collector_off, load_outcomes, positions, put_kept
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
 
@@ -333,7 +333,8 @@ class PassJournal:
     def finish(
         self, outcomes: Mapping[int, ItemOutcome], final: Mapping[str, tuple[int, Any]]
     ) -> None:
-        """Write what is left with the last values that came back, and apply the size cap."""
+        """Write what is left with the last values that came back; apply the size cap on the
+        writer thread (the cell does not wait for it)."""
         if self.store is None or not self.keys:
             return
         for index in sorted({i for i, _ in final.values()} - self.forgotten):
@@ -354,8 +355,8 @@ class PassJournal:
         if self.older and self._all_kept():
             self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
             self.older = []
-        if self.store.size() > max_size():
-            self.store.evict(max_size(), keep=self.run_key)
+        # the size cap, behind the cell too (the next run's writes wait for it)
+        self.store.behind(cap_size, self.store, max_size(), self.run_key)
 
     # -- why an item runs -----------------------------------------------------------------------
     def explain(self, index: int) -> str:
