@@ -188,24 +188,26 @@ class PassJournal:
         found: dict[int, ItemOutcome] = {}
         lost: dict[int, frozenset[str]] = {}
         used: set[tuple[str, int]] = set()
-        for index, (batch, pos) in sorted(hits.items()):
+        nothing_lost: frozenset[str] = frozenset()
+        for index, place in sorted(hits.items()):  # ``place``: the tuple `positions` made
+            batch, pos = place
             if batch not in loaded:
                 loaded[batch] = load_outcomes(blobs.get(batch))
             outcomes = loaded[batch]
-            stored = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
-            if stored is None:
+            outcome = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
+            if outcome is None:
                 continue
             bound: dict[str, Any] = {}
-            lost[index] = frozenset()
-            if (batch, pos) in overrides:
-                override = overrides[(batch, pos)]
+            lost[index] = nothing_lost
+            if overrides and place in overrides:
+                override = overrides[place]
                 if override is None:  # struck out
                     continue
                 bound, lost[index] = pickle.loads(override)
-            outcome = stored
-            if (batch, pos) in used:  # the same item twice in this run: each its own copy
+            if place in used:  # the same item twice in this run: each its own copy
                 outcome = copy.deepcopy(outcome)
-            used.add((batch, pos))
+            else:
+                used.add(place)
             outcome.index, outcome.status, outcome.worker = index, "done", "journal"
             if bound:
                 outcome.bound = bound
