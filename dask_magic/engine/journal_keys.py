@@ -16,6 +16,9 @@ An item's key joins four parts; a hit means the serial loop would compute the sa
 * the **file key**: for an item that names an existing file (a ``str`` or ``Path``, alone or
   in a tuple), its size and modification time.
 
+Beside the env key, `env_parts` lists the same things flat, one token each (what ``--why``
+compares to name the module, notebook function or value that changed).
+
 The namespace is any mapping; nothing here knows about IPython.
 """
 
