@@ -361,3 +361,24 @@ def test_the_size_cap_evicts_the_older_loops_behind_the_cell(fresh):
     assert run.counts.done == 50 and fresh.user_ns["out2"][-1] == 98
     (kept,) = store.runs()
     assert kept.run_key != first.run_key and kept.items == 50
+
+
+def test_a_fresh_run_replaces_the_rows_it_wrote_again(fresh):
+    from dask_magic.engine.journal_setup import shared_journal
+
+    run_ok(fresh, "items = list(range(30))")
+    cell = (
+        "%%parallel_for --progress none {flags}\nout = []\nfor x in items:\n    out.append(x + 1)\n"
+    )
+    run_ok(fresh, cell.format(flags=""))
+    store = shared_journal()
+    assert store is not None
+    store.settle()
+    before = {batch.id for batch in store.listing()}
+    run = run_ok(fresh, cell.format(flags="--fresh"))
+    store.settle()
+    after = store.listing()
+    assert run.counts.restored == 0 and fresh.user_ns["out"] == list(range(1, 31))
+    assert before and not before & {batch.id for batch in after}  # the older rows dropped
+    assert sorted(key for batch in after for key in batch.keys) == sorted(map(repr, range(30)))
+    assert run_ok(fresh, cell.format(flags="")).counts.restored == 30
