@@ -163,6 +163,7 @@ def test_editing_a_local_module_runs_the_items_again(fresh, tmp_path, monkeypatc
         run = run_ok(fresh, LOCAL_CELL)
         assert log.read_text().split() == ["0", "1", "2", "3"] and run.counts.restored == 0
         assert fresh.user_ns["out"] == [0, 3, 6, 9]
+        assert run.explain(0) == "code changed (module jhelpers.py)"
     finally:
         sys.modules.pop("jhelpers", None)
 
@@ -182,7 +183,11 @@ def test_why_says_why_each_item_runs(shell, capfd):
     assert run.explain(4) == "new"
     run_ok(shell, "scale = 5")
     run = run_ok(shell, CELL.format(flags=""))
-    assert run.explain(0) == "input changed (a value it reads from the notebook)"
+    assert run.explain(0) == "input changed (a value it reads from the notebook: scale)"
+    # a notebook function the body reaches through another one: that one is named
+    run_ok(shell, "def helper(x):\n    return x * 4")
+    run = run_ok(shell, CELL.format(flags=""))
+    assert run.explain(0) == "code changed (notebook function helper)"
     run = run_ok(shell, CELL.format(flags="").replace("* scale", "* scale * 1"))
     assert run.explain(0) == "code changed"
     run = run_ok(shell, CELL.format(flags="--fresh"))
@@ -307,3 +312,73 @@ def test_items_that_are_objects_drawn_on_are_not_journaled_and_why_says_so(fresh
         assert run.counts.restored == 0
         assert [len(ax.lines) for ax in fresh.user_ns["axes"].flat] == [1, 1, 1, 1]
     run_ok(fresh, "plt.close('all')")
+
+
+BIG_CELL = """%%parallel_for --progress none
+out = []
+for i in items:
+    out.append(int(big[i]))
+"""
+
+
+def test_a_big_value_is_fingerprinted_once_per_pass(fresh):
+    """The journal's key and the scatter share one fingerprint of a value read by the body."""
+    from dask_magic.engine import scatter
+
+    run_ok(fresh, "import numpy as np\nbig = np.arange(1_000_000)\nitems = list(range(4))")
+    before = scatter.COUNTS["fingerprint"]
+    run_ok(fresh, BIG_CELL)  # keys, then the scatter of `big`: one fingerprint
+    assert scatter.COUNTS["fingerprint"] - before == 1
+    assert fresh.user_ns["out"] == [0, 1, 2, 3]
+    # changed in place: the next pass hashes it again, sees it and runs every item
+    run_ok(fresh, "big[0] = 7")
+    before = scatter.COUNTS["fingerprint"]
+    run = run_ok(fresh, BIG_CELL)
+    assert scatter.COUNTS["fingerprint"] - before == 1
+    assert fresh.user_ns["out"] == [7, 1, 2, 3] and run.restored == 0
+    # unchanged: every item restored, and the one fingerprint is the key's
+    before = scatter.COUNTS["fingerprint"]
+    run = run_ok(fresh, BIG_CELL)
+    assert scatter.COUNTS["fingerprint"] - before == 1 and run.restored == 4
+
+
+def test_the_size_cap_evicts_the_older_loops_behind_the_cell(fresh):
+    import dask.config
+
+    from dask_magic.engine.journal_setup import shared_journal
+
+    run_ok(fresh, "items = list(range(50))")
+    loop = "%%parallel_for --progress none\nout{n} = []\nfor x in items:\n"
+    loop += "    out{n}.append(x * {n})\n"
+    run_ok(fresh, loop.format(n=1))
+    store = shared_journal()
+    assert store is not None
+    store.settle()
+    (first,) = store.runs()
+    with dask.config.set({"dask-magic.journal.max-size": first.size + 1}):
+        run = run_ok(fresh, loop.format(n=2))  # both do not fit: the older one goes
+        store.settle()  # the cap ran on the writer thread, after the cell
+    assert run.counts.done == 50 and fresh.user_ns["out2"][-1] == 98
+    (kept,) = store.runs()
+    assert kept.run_key != first.run_key and kept.items == 50
+
+
+def test_a_fresh_run_replaces_the_rows_it_wrote_again(fresh):
+    from dask_magic.engine.journal_setup import shared_journal
+
+    run_ok(fresh, "items = list(range(30))")
+    cell = (
+        "%%parallel_for --progress none {flags}\nout = []\nfor x in items:\n    out.append(x + 1)\n"
+    )
+    run_ok(fresh, cell.format(flags=""))
+    store = shared_journal()
+    assert store is not None
+    store.settle()
+    before = {batch.id for batch in store.listing()}
+    run = run_ok(fresh, cell.format(flags="--fresh"))
+    store.settle()
+    after = store.listing()
+    assert run.counts.restored == 0 and fresh.user_ns["out"] == list(range(1, 31))
+    assert before and not before & {batch.id for batch in after}  # the older rows dropped
+    assert sorted(key for batch in after for key in batch.keys) == sorted(map(repr, range(30)))
+    assert run_ok(fresh, cell.format(flags="")).counts.restored == 30

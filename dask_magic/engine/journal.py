@@ -1,7 +1,7 @@
 """The journal: an embedded SQLite store of finished items, so that a dead kernel loses nothing.
 
-One row per *batch* of items (a task's outcomes as the worker sent them, stored as they
-came: nothing is pickled again per item), with the batch's item keys beside it (see
+One row per *batch* of items (a task's outcomes as the worker sent them, compressed but
+not pickled again: `journal_pack`), with the batch's item keys beside it (see
 `dask_magic.engine.journal_keys`) and the positions of its failed items (so ``--why`` can
 say "failed before"). An ``overrides`` row replaces one item's bound values (the last
 values of a run, fetched from the workers after it) or strikes it out (its ordered part
@@ -35,40 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from .journal_folder import pick_folder, usable
-from .journal_sql import chunks, damaged, transaction, writer
+from .journal_pack import pack_blob, pack_keys, unpack_blob, unpack_keys
+from .journal_sql import SCHEMA, chunks, damaged, transaction, writer
 
 __all__ = ["FILENAME", "Batch", "Journal", "RunInfo", "pick_folder"]
 
 FILENAME = "journal.sqlite"
 #: seconds a writer waits for another kernel's transaction before giving up on one write
 BUSY_TIMEOUT = 10.0
-
-_SCHEMA = """
-DROP TABLE IF EXISTS items;
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    run_key TEXT NOT NULL,
-    env_key TEXT NOT NULL,
-    items INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    used REAL NOT NULL,
-    keys BLOB NOT NULL,
-    blob BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS batches_run ON batches (run_key, env_key);
-CREATE TABLE IF NOT EXISTS overrides (
-    batch TEXT NOT NULL,
-    pos INTEGER NOT NULL,
-    bound BLOB,
-    PRIMARY KEY (batch, pos)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_key TEXT PRIMARY KEY,
-    label TEXT NOT NULL,
-    used REAL NOT NULL,
-    source TEXT NOT NULL DEFAULT ''
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -177,7 +151,7 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
-            db.executescript(_SCHEMA)
+            db.executescript(f"BEGIN;{SCHEMA}COMMIT;")  # one commit, not one per table
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if "source" not in columns:  # a journal written before runs kept their cell
                 db.execute("ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''")
@@ -243,7 +217,7 @@ class Journal:
                 args = (run_key,)
             found = []
             for row_id, run, env, blob in db.execute(query + " ORDER BY rowid", args):
-                item_keys, failed = pickle.loads(blob)
+                item_keys, failed = unpack_keys(blob)
                 found.append(Batch(row_id, run, env, item_keys, failed))
             return found
 
@@ -258,7 +232,7 @@ class Journal:
             for chunk in chunks(list(dict.fromkeys(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT id, blob FROM batches WHERE id IN ({marks})"
-                blobs.update(db.execute(query, chunk))
+                blobs.update((i, unpack_blob(blob)) for i, blob in db.execute(query, chunk))
                 query = f"SELECT batch, pos, bound FROM overrides WHERE batch IN ({marks})"
                 for batch, pos, bound in db.execute(query, chunk):
                     overrides[(batch, pos)] = bound
@@ -272,18 +246,24 @@ class Journal:
         overrides: Mapping[tuple[str, int], bytes | None] | None = None,
         labels: Mapping[str, str] | None = None,
         sources: Mapping[str, str] | None = None,
+        envs: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
     ) -> bool:
         """Write ``batches`` and ``overrides`` (``None``: the item is struck out) and touch
-        their runs (with their ``labels`` and cells' ``sources``, by run key), in one
-        transaction; False if it failed."""
+        their runs (with their ``labels`` and cells' ``sources``, by run key), with what
+        their env keys counted (``envs``: `journal_keys.env_parts`), in one transaction;
+        False if it failed. Packing (`journal_pack`) happens here, on the
+        writer thread where `behind` sends it."""
         now = self.clock()
         rows = []
         for b in batches:
-            keys = pickle.dumps((b.keys, b.failed), protocol=5)
-            size = len(keys) + len(b.blob)
-            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, b.blob))
+            keys, blob = pack_keys(b.keys, b.failed), pack_blob(b.blob)
+            size = len(keys) + len(blob)
+            rows.append((b.id, b.run_key, b.env_key, len(b.keys), size, now, keys, blob))
         changes = [(batch, pos, bound) for (batch, pos), bound in (overrides or {}).items()]
         labels, sources = labels or {}, sources or {}
+        env_rows = [
+            (env, pickle.dumps(list(parts), protocol=5)) for env, parts in (envs or {}).items()
+        ]
         runs = {
             (run, labels.get(run, ""), now, sources.get(run, "")) for run in {r[1] for r in rows}
         }
@@ -292,6 +272,7 @@ class Journal:
             with transaction(db):
                 db.executemany("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?)", rows)
                 db.executemany("INSERT OR REPLACE INTO overrides VALUES (?,?,?)", changes)
+                db.executemany("INSERT OR IGNORE INTO envs VALUES (?,?)", env_rows)
                 db.executemany(
                     "INSERT INTO runs (run_key, label, used, source) VALUES (?,?,?,?) "
                     "ON CONFLICT(run_key) DO UPDATE SET used=excluded.used, "
@@ -303,6 +284,19 @@ class Journal:
             return True
 
         return bool(rows or changes) and self._do(write, False)
+
+    def env_parts(self, env_keys: Iterable[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """What each of these env keys counted, where the journal has it (``--why``)."""
+
+        def read(db: sqlite3.Connection) -> dict[str, list[tuple[str, str, str]]]:
+            found: dict[str, list[tuple[str, str, str]]] = {}
+            for chunk in chunks(sorted(set(env_keys)), 500):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT env_key, parts FROM envs WHERE env_key IN ({marks})"
+                found.update((env, pickle.loads(parts)) for env, parts in db.execute(query, chunk))
+            return found
+
+        return self._do(read, {})
 
     def behind(self, action: Callable[..., Any], *args: Any) -> None:
         """``action(*args)`` (`put`, `drop`) on the writer thread: the run goes on while
@@ -382,6 +376,7 @@ class Journal:
                     db.execute("DELETE FROM runs WHERE run_key=?", (run_key,))
                     total -= size
                     dropped.append(run_key)
+                db.execute("DELETE FROM envs WHERE env_key NOT IN (SELECT env_key FROM batches)")
             return dropped
 
         return self._do(drop, [])
@@ -391,7 +386,7 @@ class Journal:
 
         def drop(db: sqlite3.Connection) -> None:
             with transaction(db):
-                for table in ("batches", "overrides", "runs"):
+                for table in ("batches", "overrides", "envs", "runs"):
                     db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
 

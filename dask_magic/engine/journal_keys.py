@@ -16,6 +16,9 @@ An item's key joins four parts; a hit means the serial loop would compute the sa
 * the **file key**: for an item that names an existing file (a ``str`` or ``Path``, alone or
   in a tuple), its size and modification time.
 
+Beside the env key, `env_parts` lists the same things flat, one token each (what ``--why``
+compares to name the module, notebook function or value that changed).
+
 The namespace is any mapping; nothing here knows about IPython.
 """
 
@@ -136,20 +139,27 @@ def _safe_token(value: Any) -> str:
         return os.urandom(8).hex()
 
 
-def _module_sources(env: Mapping[str, Any]) -> list[str]:
-    """A digest of the source files of each local module the values in ``env`` use."""
+def module_digests(env: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(name, file, digest)``: the source files of each local module the values in ``env``
+    use (``file``: ``helpers.py``, or a package's folder ``tools/``)."""
     parts = []
     for module in preflight.local_modules(dict(env), Path.cwd()):
         path = Path(getattr(module, "__file__", "") or "")
-        files = sorted(path.parent.rglob("*.py")) if hasattr(module, "__path__") else [path]
+        package = hasattr(module, "__path__")
+        files = sorted(path.parent.rglob("*.py")) if package else [path]
         digest = hashlib.sha256()
         for file in files:
             try:
                 digest.update(file.read_bytes())
             except OSError:
                 digest.update(os.urandom(8))  # unreadable: never a hit
-        parts.append(f"module {module.__name__}={digest.hexdigest()[:32]}")
+        shown = f"{path.parent.name}/" if package else path.name
+        parts.append((module.__name__, shown, digest.hexdigest()[:32]))
     return parts
+
+
+def _module_sources(env: Mapping[str, Any]) -> list[str]:
+    return [f"module {name}={digest}" for name, _, digest in module_digests(env)]
 
 
 def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
@@ -166,6 +176,90 @@ def env_key(plan: Any, ns: Mapping[str, Any]) -> str:
             read[name] = ns[name]
         parts.append(f"{name}={value_token(ns[name], ns) if name in ns else '<unbound>'}")
     return _digest(*parts, *_module_sources(read))
+
+
+#: ``(kind, name, token)``: one thing an env key counted (see `env_parts`)
+Part = tuple[str, str, str]
+
+
+def env_parts(plan: Any, ns: Mapping[str, Any]) -> list[Part]:
+    """What `env_key` counts, flat, one part per thing (what ``--why`` compares).
+
+    ``("function", "g", ...)`` and ``("class", "C", ...)`` by their own code only (what they
+    call and the notebook values they read are parts of their own, so the part that differs
+    is the one edited), ``("value", "scale", ...)``, ``("module", "helpers.py", ...)``.
+    """
+    skip: set[str] = set()
+    for attr in _NOT_READ_ATTRS:
+        skip.update(getattr(plan, attr, ()))
+    parts: dict[tuple[str, str], str] = {}
+    read = {}
+    seen: set[int] = set()
+    for name in plan.free_names():
+        if name in skip:
+            continue
+        if name not in ns:
+            parts[("value", name)] = "<unbound>"
+            continue
+        read[name] = ns[name]
+        _add_part(name, ns[name], ns, parts, seen)
+    for _, shown, digest in module_digests(read):
+        parts[("module", shown)] = digest
+    return sorted((kind, name, token) for (kind, name), token in parts.items())
+
+
+def _add_part(
+    name: str, value: Any, ns: Mapping[str, Any], parts: dict[tuple[str, str], str], seen: set[int]
+) -> None:
+    is_function = isinstance(value, types.FunctionType) and _notebook_code(value)
+    is_class = isinstance(value, type) and _notebook_code(value) and value.__module__ != "builtins"
+    if not (is_function or is_class):
+        parts[("value", name)] = _safe_token(value)
+        return
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    kind = "function" if is_function else "class"
+    label = value.__qualname__
+    if (kind, label) in parts:  # another one of the same name (two lambdas)
+        label = f"{label} ({name}, {len(parts)})"
+    if is_function:
+        parts[(kind, label)] = _function_part(value, ns, parts, seen)
+    else:
+        parts[(kind, label)] = _class_part(value, ns, parts, seen)
+
+
+def _function_part(
+    value: types.FunctionType, ns: Mapping[str, Any], parts: dict, seen: set[int]
+) -> str:
+    code = value.__code__
+    own = _code_token(code)
+    own.append(_safe_token((value.__defaults__, value.__kwdefaults__)))
+    for cell in value.__closure__ or ():
+        inner = _cell_value(cell)
+        if isinstance(inner, types.FunctionType | type):
+            _add_part(getattr(inner, "__qualname__", "?"), inner, ns, parts, seen)
+        else:  # a value it closed over belongs to its own code
+            own.append(_safe_token(inner))
+    for name in sorted(_names_used(code)):
+        if name in ns and name != code.co_name:
+            _add_part(name, ns[name], ns, parts, seen)
+    return _digest(*own)
+
+
+def _class_part(value: type, ns: Mapping[str, Any], parts: dict, seen: set[int]) -> str:
+    own = [value.__qualname__, *(base.__qualname__ for base in value.__bases__)]
+    for base in value.__bases__:
+        if _notebook_code(base) and base.__module__ != "builtins":
+            _add_part(base.__qualname__, base, ns, parts, seen)
+    for name, member in sorted(vars(value).items()):
+        if isinstance(member, staticmethod | classmethod):
+            member = member.__func__
+        if isinstance(member, types.FunctionType):
+            _add_part(member.__qualname__, member, ns, parts, seen)
+        elif not name.startswith("__"):
+            own.append(f"{name}={_safe_token(member)}")
+    return _digest(*own)
 
 
 def file_key(item: Any) -> str:

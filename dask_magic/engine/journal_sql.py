@@ -8,6 +8,40 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+#: ``batches``: one row per batch (`journal_pack`); ``overrides``: one item's last bound
+#: values, or None (struck out); ``envs``: what each env key counted, by part (``--why``
+#: names what changed); ``runs``: each loop's label, cell and last use.
+SCHEMA = """
+DROP TABLE IF EXISTS items;
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    run_key TEXT NOT NULL,
+    env_key TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    used REAL NOT NULL,
+    keys BLOB NOT NULL,
+    blob BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_run ON batches (run_key, env_key);
+CREATE TABLE IF NOT EXISTS overrides (
+    batch TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    bound BLOB,
+    PRIMARY KEY (batch, pos)
+);
+CREATE TABLE IF NOT EXISTS envs (
+    env_key TEXT PRIMARY KEY,
+    parts BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    used REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
+);
+"""
+
 
 class transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): one batched commit."""

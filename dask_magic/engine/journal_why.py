@@ -1,14 +1,16 @@
 """``--why`` and ``run.explain(i)``: why an item of a journaled run runs, in a few words.
 
 Compares the item's key with the rows the journal holds for the same item token: none
-("new"), none with this code ("code changed"), none with these notebook values ("input
-changed (a value it reads from the notebook)"), none with this file ("input changed (the
-file it names)"), else it "failed before".
+("new"), none with this code ("code changed"), none with these notebook values, none with
+this file ("input changed (the file it names)"), else it "failed before". For the notebook
+values, the parts the env key counted then and now (`journal_keys.env_parts`) name what
+differs: "code changed (module helpers.py)", "code changed (notebook function g)", "input
+changed (a value it reads from the notebook: scale)".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import journal_keys as keys
@@ -51,12 +53,47 @@ def explain_all(run_journal: Any, indices: Sequence[int]) -> dict[int, str]:
             token = keys.item_token(key)
             if token in wanted:
                 seen.setdefault(token, []).append((batch.run_key, batch.env_key, key))
+    before = _parts_before(run_journal, seen.values())
     for i in rest:
         history = seen.get(keys.item_token(run_journal.keys[i]), [])
-        reasons[i] = run_journal.reasons[i] = _reason(
-            history, run_journal.run_key, run_journal.env_key, run_journal.keys[i]
-        )
+        reason = _reason(history, run_journal.run_key, run_journal.env_key, run_journal.keys[i])
+        if reason == _INPUT_CHANGED:
+            old = before.get(_latest_env(history, run_journal.run_key))
+            reason = _what_changed(old, run_journal.env_parts) if old is not None else reason
+        reasons[i] = run_journal.reasons[i] = reason
     return reasons
+
+
+_INPUT_CHANGED = "input changed (a value it reads from the notebook)"
+_CODE_KINDS = {"module": "module", "function": "notebook function", "class": "notebook class"}
+
+
+def _latest_env(history: Sequence[tuple[str, str, str]], run_key: str) -> str:
+    """The env key of the latest row with this code (rows come oldest first)."""
+    return next((env for run, env, _ in reversed(history) if run == run_key), "")
+
+
+def _parts_before(run_journal: Any, histories: Iterable[list[tuple[str, str, str]]]) -> dict:
+    """What the env keys of the latest rows with this code counted (one read)."""
+    wanted = {_latest_env(h, run_journal.run_key) for h in histories} - {"", run_journal.env_key}
+    return run_journal.store.env_parts(wanted) if wanted else {}
+
+
+def _what_changed(old: Sequence[keys.Part], new: Sequence[keys.Part]) -> str:
+    """The parts that differ, code first: modules, notebook functions and classes, values."""
+    then = {(kind, name): token for kind, name, token in old}
+    now = {(kind, name): token for kind, name, token in new}
+    changed = sorted(part for part in then.keys() | now.keys() if then.get(part) != now.get(part))
+    code = [f"{_CODE_KINDS[kind]} {name}" for kind, name in changed if kind in _CODE_KINDS]
+    if code:
+        return f"code changed ({_few(code)})"
+    values = [name for kind, name in changed if kind == "value"]
+    return f"{_INPUT_CHANGED[:-1]}: {_few(values)})" if values else _INPUT_CHANGED
+
+
+def _few(names: Sequence[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _known(run_journal: Any, index: int) -> bool:
@@ -80,7 +117,7 @@ def _reason(history: Sequence[tuple[str, str, str]], run_key: str, env_key: str,
         return "code changed"
     same_env = [h for h in same_code if h[1] == env_key]
     if not same_env:
-        return "input changed (a value it reads from the notebook)"
+        return _INPUT_CHANGED
     if key not in {h[2] for h in same_env}:
         return "input changed (the file it names)"
     return "failed before"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask_magic.errors import ClusterError
 
-from . import cluster, execute, loop_job, replay, resume, timeouts, tracebacks
+from . import cluster, execute, loop_job, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
 from .results import ItemOutcome
 from .run import Run
@@ -175,13 +175,14 @@ def _retry(run: Run, state: _LoopState, **overrides: Any) -> Run:
 def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool = False) -> None:
     options = state.options
     env = {name: state.ns[name] for name in state.plan.free_names() if name in state.ns}
-    restored, to_run = run.journal.split(indices) if run.journal else ([], indices)
-    if options.why and to_run:
-        resume.print_why(run, to_run)
-    # every item restored: no cluster is needed (nor started) for this pass
-    client = pick_client(options) if to_run else None
-    run.cluster = None if client is None else cluster.cluster_info(client)  # one round trip a pass
-    job = loop_job.loop_job(state.plan, env, client, options, run.cluster)
+    with scatter.one_fingerprint_per_value():  # the journal keys and the scatter share them
+        restored, to_run = run.journal.split(indices) if run.journal else ([], indices)
+        if options.why and to_run:
+            resume.print_why(run, to_run)
+        # every item restored: no cluster is needed (nor started) for this pass
+        client = pick_client(options) if to_run else None
+        run.cluster = None if client is None else cluster.cluster_info(client)  # a round trip
+        job = loop_job.loop_job(state.plan, env, client, options, run.cluster)
     run.committer = _committer(run, state, indices, rebuild)
     drive(run, job, to_run, client, lambda key: _land(run, state, client, key), restored)
 

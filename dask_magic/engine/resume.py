@@ -18,15 +18,13 @@ Nothing here knows about IPython; storage problems never stop the run (see `jour
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import itertools
 import operator
 import pickle
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -34,6 +32,7 @@ import cloudpickle
 from . import journal_keys as keys
 from . import journal_why
 from .journal import Batch, Journal
+from .journal_batches import cap_size, collector_off, load_outcomes, positions, put_kept
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
 from .results import STASHED, ItemOutcome
 
@@ -117,18 +116,23 @@ class PassJournal:
         self.seed = seed
         self.run_key = keys.run_key(plan, seed) if self.store else ""
         self.env_key = ""
+        self.env_parts: list[keys.Part] = []  # what the env key counted (``--why``)
         self.keys: list[str] = []  # the item key of each index
         self.restored: set[int] = set()
         self.at_risk: set[int] = set()
         self.reasons: dict[int, str] = {}
-        self.buffer: list[Batch] = []
+        # (batch, indices, failed positions, blob): the writer thread looks up their keys
+        self.buffer: list[tuple[str, list[int], list[int], bytes]] = []
+        self.buffered = 0  # items in `buffer`
         self.overrides: dict[tuple[str, int], bytes | None] = {}
         # (batch, its indices) as kept: no object per item, which the collector would walk
         self.kept: list[tuple[str, list[int]]] = []
-        self.kept_indices: set[int] = set()
+        self.forgotten: set[int] = set()  # kept, then struck out (`forget`)
         self.older: list[str] = []  # batches a --fresh run writes anew
         self._last_flush = clock()
         self._unpicklable_said = False
+        # batch ids: one random prefix per run and a counter (a uuid per batch cost more)
+        self._batch_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
 
     # -- before a pass ------------------------------------------------------------------------
     def split(self, indices: Sequence[int]) -> tuple[list[ItemOutcome], list[int]]:
@@ -137,6 +141,7 @@ class PassJournal:
             return [], list(indices)
         try:
             self.env_key = keys.env_key(self.plan, self.ns)
+            self.env_parts = keys.env_parts(self.plan, self.ns)
             self.keys = keys.item_keys(self.items)
         except Exception as exc:
             self.store.warn(f"the journal keys could not be computed ({exc!r}); run without it")
@@ -146,13 +151,13 @@ class PassJournal:
         if not self.read:
             self.older = [batch.id for batch in stored]
             return [], list(indices)
-        with _collector_off():
+        with collector_off():
             return self._restore(indices, stored)
 
     def _restore(
         self, indices: Sequence[int], stored: Sequence[Batch]
     ) -> tuple[list[ItemOutcome], list[int]]:
-        where, failed = _positions(stored)
+        where, failed = positions(stored)
         if not where:  # nothing stored for this code and these inputs: a new run
             self._note_failed(indices, failed)
             return [], list(indices)
@@ -183,24 +188,26 @@ class PassJournal:
         found: dict[int, ItemOutcome] = {}
         lost: dict[int, frozenset[str]] = {}
         used: set[tuple[str, int]] = set()
-        for index, (batch, pos) in sorted(hits.items()):
+        nothing_lost: frozenset[str] = frozenset()
+        for index, place in sorted(hits.items()):  # ``place``: the tuple `positions` made
+            batch, pos = place
             if batch not in loaded:
-                loaded[batch] = _outcomes(blobs.get(batch))
+                loaded[batch] = load_outcomes(blobs.get(batch))
             outcomes = loaded[batch]
-            stored = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
-            if stored is None:
+            outcome = outcomes[pos] if outcomes is not None and pos < len(outcomes) else None
+            if outcome is None:
                 continue
             bound: dict[str, Any] = {}
-            lost[index] = frozenset()
-            if (batch, pos) in overrides:
-                override = overrides[(batch, pos)]
+            lost[index] = nothing_lost
+            if overrides and place in overrides:
+                override = overrides[place]
                 if override is None:  # struck out
                     continue
                 bound, lost[index] = pickle.loads(override)
-            outcome = stored
-            if (batch, pos) in used:  # the same item twice in this run: each its own copy
+            if place in used:  # the same item twice in this run: each its own copy
                 outcome = copy.deepcopy(outcome)
-            used.add((batch, pos))
+            else:
+                used.add(place)
             outcome.index, outcome.status, outcome.worker = index, "done", "journal"
             if bound:
                 outcome.bound = bound
@@ -247,14 +254,11 @@ class PassJournal:
         pickled = self._pickle_rest(rest) if rest else None
         if pickled is not None:
             self._keep(rest, pickled)
-        if (
-            sum(len(b.keys) for b in self.buffer) >= FLUSH_ITEMS
-            or self.clock() - self._last_flush >= FLUSH_SECONDS
-        ):
+        if self.buffered >= FLUSH_ITEMS or self.clock() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
-        batch = uuid.uuid4().hex
+        batch = next(self._batch_ids)
         indices = list(map(_INDEX, outcomes))  # map and C getters: a fraction of a µs per item
         statuses = list(map(_STATUS, outcomes))
         failed: list[int] = []
@@ -263,10 +267,9 @@ class PassJournal:
         for pos in failed:
             if statuses[pos] != "failed":  # not an end: nothing to say about it later
                 self.overrides[(batch, pos)] = None
-        item_keys = list(map(self.keys.__getitem__, indices))
-        self.buffer.append(Batch(batch, self.run_key, self.env_key, item_keys, failed, blob))
+        self.buffer.append((batch, indices, failed, blob))
+        self.buffered += len(indices)
         self.kept.append((batch, indices))
-        self.kept_indices.update(indices)
 
     def _pickle_rest(self, outcomes: list[ItemOutcome]) -> bytes | None:
         """Outcomes that did not come as bytes: the done ones pickled (a failed one only
@@ -298,34 +301,45 @@ class PassJournal:
         place = self._place(index)
         if self.store is not None and place is not None:
             self.overrides[place] = None
-            self.kept_indices.discard(index)
+            self.forgotten.add(index)
 
     def _place(self, index: int) -> tuple[str, int] | None:
-        """Where item ``index`` was last kept: ``(batch, position)``."""
-        if index in self.kept_indices:
+        """Where item ``index`` was last kept: ``(batch, position)`` (a scan from the latest
+        batch: the items whose values are final usually come last)."""
+        if index not in self.forgotten:
             for batch, indices in reversed(self.kept):
                 if index in indices:
                     return batch, indices.index(index)
         return None
+
+    def _all_kept(self) -> bool:
+        """Whether every item of the run was kept (and not struck out)."""
+        kept: set[int] = set()
+        for _, indices in self.kept:
+            kept.update(indices)
+        return len(kept - self.forgotten) == len(self.items)
 
     def flush(self) -> None:
         """Write the kept batches (and overrides) in one transaction."""
         self._last_flush = self.clock()
         if self.store is None or not (self.buffer or self.overrides):
             return
-        batches, self.buffer = self.buffer, []
+        kept, self.buffer, self.buffered = self.buffer, [], 0
         overrides, self.overrides = self.overrides, {}
         names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
-        self.store.behind(self.store.put, batches, overrides, names, sources)
+        envs = {self.env_key: self.env_parts}
+        batches = (self.keys, self.run_key, self.env_key, kept)
+        self.store.behind(put_kept, self.store, batches, overrides, names, sources, envs)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
         self, outcomes: Mapping[int, ItemOutcome], final: Mapping[str, tuple[int, Any]]
     ) -> None:
-        """Write what is left with the last values that came back, and apply the size cap."""
+        """Write what is left with the last values that came back; apply the size cap on the
+        writer thread (the cell does not wait for it)."""
         if self.store is None or not self.keys:
             return
-        for index in sorted({i for i, _ in final.values()} & self.kept_indices):
+        for index in sorted({i for i, _ in final.values()} - self.forgotten):
             outcome = outcomes.get(index)
             if outcome is None or outcome.status != "done":
                 continue
@@ -340,11 +354,11 @@ class PassJournal:
                 self.forget(index)
         self.flush()
         self.store.settle()  # the cell ends with everything written
-        if self.older and len(self.kept_indices) == len(self.items):
+        if self.older and self._all_kept():
             self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
             self.older = []
-        if self.store.size() > max_size():
-            self.store.evict(max_size(), keep=self.run_key)
+        # the size cap, behind the cell too (the next run's writes wait for it)
+        self.store.behind(cap_size, self.store, max_size(), self.run_key)
 
     # -- why an item runs -----------------------------------------------------------------------
     def explain(self, index: int) -> str:
@@ -354,47 +368,3 @@ class PassJournal:
     def explain_all(self, indices: Sequence[int]) -> dict[int, str]:
         """`explain` for many items with one read of the journal."""
         return journal_why.explain_all(self, indices)
-
-
-def _positions(stored: Sequence[Batch]) -> tuple[dict[str, tuple[str, int]], set[str]]:
-    """Where each item key's latest done outcome is, and the keys whose items failed (and
-    never did since)."""
-    where: dict[str, tuple[str, int]] = {}
-    failed: set[str] = set()
-    for batch in stored:
-        if not batch.failed:  # the usual case, at C speed
-            where.update(zip(batch.keys, _places(batch.id, len(batch.keys)), strict=True))
-            failed.difference_update(batch.keys)
-            continue
-        bad = set(batch.failed)
-        for pos, key in enumerate(batch.keys):
-            if pos in bad:
-                failed.add(key)
-            else:
-                where[key] = (batch.id, pos)
-                failed.discard(key)
-    return where, failed - set(where)
-
-
-@contextlib.contextmanager
-def _collector_off() -> Iterator[None]:
-    """Loading many outcomes would run the garbage collector many times for nothing."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _places(batch: str, n: int) -> zip:
-    """``(batch, 0), (batch, 1), ...``: where the items of a batch are kept."""
-    return zip(itertools.repeat(batch, n), range(n), strict=True)
-
-
-def _outcomes(blob: bytes | None) -> list[ItemOutcome | None] | None:
-    try:
-        return None if blob is None else list(cloudpickle.loads(blob))
-    except Exception:  # written by another version, or damaged: those items run again
-        return None

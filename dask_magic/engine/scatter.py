@@ -6,15 +6,21 @@ pickling its own copy. Re-running the cell re-uses that future as long as the ob
 same object *and* its content is unchanged; an in-place change (``arr[0] = 1``) is noticed by a
 content fingerprint and the object is scattered anew.
 
+A pass fingerprints each value once: inside `one_fingerprint_per_value` (the pass's
+journal keys, then its scatter), `fingerprint` remembers what it computed for each object.
+
 This module decides and caches; it does not decide which names the body reads, and it never
 scatters modules, functions or classes (they travel inside the pickled body).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
 import types
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +36,7 @@ __all__ = [
     "ScatterCache",
     "default_cache",
     "fingerprint",
+    "one_fingerprint_per_value",
     "scatter_threshold",
     "should_scatter",
 ]
@@ -70,7 +77,42 @@ def should_scatter(obj: Any, threshold: int | None = None) -> bool:
     return size > limit
 
 
+#: how many fingerprints this process computed (``COUNTS["fingerprint"]``): what a test of
+#: "once per value" reads
+COUNTS: Counter[str] = Counter()
+# id(obj) -> (obj, its fingerprint) while a pass fingerprints; the object is held so that
+# its id is not re-used by another one before the pass ends
+_PASS_MEMO: contextvars.ContextVar[dict[int, tuple[Any, str | None]] | None] = (
+    contextvars.ContextVar("dask_magic_fingerprints", default=None)
+)
+
+
+@contextlib.contextmanager
+def one_fingerprint_per_value() -> Iterator[None]:
+    """While a pass builds its journal keys and its job: each value is fingerprinted once.
+
+    Only for that stretch, when no code of the notebook runs between the two; afterwards an
+    in-place change must be seen, so every later `fingerprint` hashes again.
+    """
+    token = _PASS_MEMO.set({}) if _PASS_MEMO.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _PASS_MEMO.reset(token)
+
+
 def fingerprint(obj: Any) -> str | None:
+    """A content hash of ``obj`` (once per object inside `one_fingerprint_per_value`)."""
+    memo = _PASS_MEMO.get()
+    if memo is None:
+        return _fingerprint(obj)
+    if id(obj) not in memo:
+        memo[id(obj)] = (obj, _fingerprint(obj))
+    return memo[id(obj)][1]
+
+
+def _fingerprint(obj: Any) -> str | None:
     """A content hash of ``obj``, or None when it cannot be computed (then never re-used).
 
     The object is pickled with protocol 5 into a sink that hashes in-band bytes as they are
@@ -80,6 +122,7 @@ def fingerprint(obj: Any) -> str | None:
     fallback; `dask.base.tokenize` costs the same as SHA-1 there, and ten times more on a big
     dict or list, which it normalises element by element in Python).
     """
+    COUNTS["fingerprint"] += 1
     digests: list[str] = []
     sink = _HashingFile(digests)
     try:

@@ -167,3 +167,27 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len(found) == 1000
     db = sqlite3.connect(tmp_path / FILENAME)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_packed_rows_read_back_and_rows_of_older_versions_too(tmp_path):
+    import pickle
+
+    store, said = _journal(tmp_path)
+    outcomes = pickle.dumps([("call", "out", (), "append", (i,), {}) for i in range(2000)])
+    keys = [repr(i) for i in range(2000)]
+    batch = Batch("big", "r1", "e", keys, [3], outcomes)
+    assert store.put([batch])
+    (listed,) = store.listing("r1", "e")
+    assert (listed.keys, listed.failed) == (keys, [3])
+    assert _get(store, ["big"]) == {"big": outcomes}
+    assert store.size() < len(outcomes) / 2  # stored compressed
+    # a row as an older version wrote it: keys pickled as a list, outcomes raw
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        old_keys = pickle.dumps((["a", "b"], []), protocol=5)
+        row = ("old", "r1", "e", 2, 10, 0.0, old_keys, outcomes)
+        db.execute("INSERT INTO batches VALUES (?,?,?,?,?,?,?,?)", row)
+    assert [b.keys for b in store.listing("r1", "e")] == [keys, ["a", "b"]]
+    assert _get(store, ["old"]) == {"old": outcomes}
+    assert store.put([Batch("none", "r1", "e", [], [])])  # a batch of no items
+    assert [b.keys for b in store.listing("r1", "e")][-1] == []
+    assert not said

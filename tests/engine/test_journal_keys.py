@@ -85,3 +85,53 @@ def test_a_big_value_counts_by_its_content_fingerprint():
     assert token.startswith("f:") and keys.value_token(list(big), {}) == token
     big[150_000] = -1
     assert keys.value_token(big, {}) != token
+
+
+def _changed(before: str, after: str, loop: str = "for x in xs:\n    y = g(x) + K().m(x)\n") -> str:
+    """What ``--why`` says when the notebook ``before`` becomes ``after``."""
+    from dask_magic.engine.journal_why import _what_changed
+
+    plan = rewrite_loop(loop)
+    return _what_changed(keys.env_parts(plan, _ns(before)), keys.env_parts(plan, _ns(after)))
+
+
+NOTEBOOK = (
+    "xs = [1, 2]\nscale = 2\nclass K:\n    step = 1\n    def m(self, x):\n        return x\n"
+    "def helper(x):\n    return x * scale\ndef g(x):\n    return helper(x) + 1\n"
+)
+
+
+def test_the_env_parts_name_what_changed():
+    assert _changed(NOTEBOOK, NOTEBOOK + "# a comment\n").startswith("input changed")  # nothing
+    # the part edited is named, not the function that calls it
+    edit = NOTEBOOK.replace("x * scale", "x * scale * 3")
+    assert _changed(NOTEBOOK, edit) == "code changed (notebook function helper)"
+    # a value a function reads is a value, not a code change of the function
+    edit = NOTEBOOK.replace("scale = 2", "scale = 3")
+    assert _changed(NOTEBOOK, edit) == "input changed (a value it reads from the notebook: scale)"
+    edit = NOTEBOOK.replace("return x\n", "return -x\n")
+    assert _changed(NOTEBOOK, edit) == "code changed (notebook function K.m)"
+    edit = NOTEBOOK.replace("step = 1", "step = 2")
+    assert _changed(NOTEBOOK, edit).startswith("code changed (notebook class K")
+    many = NOTEBOOK.replace("xs = [1, 2]", "xs = [1]").replace("scale = 2", "scale = 3")
+    many = many.replace("+ 1", "+ 0")
+    assert _changed(NOTEBOOK, many) == "code changed (notebook function g)"  # code first
+
+
+def test_a_local_module_is_a_part_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "jparts.py").write_text("def m(x):\n    return x\n")
+    plan = rewrite_loop("for x in xs:\n    y = jparts.m(x)\n")
+    try:
+        import jparts
+
+        ns = {"jparts": jparts, "xs": [1]}
+        before = keys.env_parts(plan, ns)
+        assert ("module", "jparts.py") in {(kind, name) for kind, name, _ in before}
+        (tmp_path / "jparts.py").write_text("def m(x):\n    return -x\n")
+        from dask_magic.engine.journal_why import _what_changed
+
+        assert _what_changed(before, keys.env_parts(plan, ns)) == "code changed (module jparts.py)"
+    finally:
+        sys.modules.pop("jparts", None)
