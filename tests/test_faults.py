@@ -78,6 +78,39 @@ def test_item_calling_os_exit_is_an_infrastructure_failure(fresh):
     assert fresh.user_ns["out"] == [x for x in range(12) if x != 5]
 
 
+@pytest.mark.timeout(150)
+def test_workers_a_local_cluster_drops_while_they_die_are_started_again(fresh):
+    """A LocalCluster closes for good a worker whose name is not registered again
+    ``lost-worker-timeout`` after it went; an item that kills every worker it runs on makes
+    that likely (and, with every worker dropped, the run would wait forever). Here the check
+    is shorter than any process start, so the cluster drops each worker the item kills."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    run_ok(fresh, "import os\nitems = list(range(12))")
+    with (
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as made,
+        Client(made, set_as_default=False) as client,
+    ):
+        fresh.user_ns["c"] = client
+        run = run_ok(
+            fresh,
+            "%%parallel_for --client c --progress none\nout = []\nfor x in items:\n"
+            "    if x == 5:\n        os._exit(1)\n    out.append(x)\n",
+        )
+        assert (run.counts.failed, run.counts.done) == (1, 11)
+        assert fresh.user_ns["out"] == [x for x in range(12) if x != 5]
+        client.wait_for_workers(2, timeout=60)
+        wait_until(
+            lambda: sorted(made.workers) == sorted(made.worker_spec),
+            timeout=60,
+            what="the spec's workers",
+        )
+
+
 def test_item_over_the_memory_limit(fresh):
     from distributed import Client, LocalCluster
 

@@ -16,6 +16,7 @@ Nothing here knows about IPython, widgets or namespaces: outcomes go to a `Sink`
 
 from __future__ import annotations
 
+import functools
 import gc
 import operator
 import queue
@@ -216,15 +217,10 @@ class DaskRun:
     def _open(self) -> None:
         if self.job.timeout is not None:
             self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
-            self.guard.on_restart = self._before_restart
+            self.guard.on_restart = functools.partial(salvage_stash, self.client, self.stash_key)
         if self.run_id is not None:
             controls.default.open(self.run_id)
-
-    def _before_restart(self, address: str, answers: bool) -> None:
-        """On a restart's thread: the cluster heals a worker it drops; the stash is taken."""
-        worker_healing.heal_later(self.client)
-        if answers:
-            salvage_stash(self.client, self.stash_key, address)
+        worker_healing.watch(self.client)  # workers a LocalCluster drops are started again
 
     def _close(self) -> None:
         self.bundle = None

@@ -45,12 +45,15 @@ def fetch_final_values(
     return values
 
 
-def salvage_stash(client: Any, stash_key: str, address: str) -> None:
+def salvage_stash(client: Any, stash_key: str, address: str, answers: bool = True) -> None:
     """Take the pass's stashed bindings from the worker at ``address`` before its restart.
 
-    A worker blocked in C code does not answer within `SALVAGE_SECONDS`: its names are then
-    reported as lost, as those of a worker that died are.
+    A worker that does not answer (``answers`` False: blocked in C code, found by the
+    backstop) is not asked, and one that does not reply within `SALVAGE_SECONDS` is given up
+    on: their names are then reported as lost, as those of a worker that died are.
     """
+    if not answers:
+        return
     try:
         replies = client.sync(
             client._run, _take_here, stash_key, workers=[address], callback_timeout=SALVAGE_SECONDS

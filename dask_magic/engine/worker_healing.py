@@ -1,42 +1,56 @@
-"""Bring back a worker that a LocalCluster dropped after restarting it twice in a row.
+"""Bring back a worker that a LocalCluster dropped while its nanny was bringing it back.
 
 distributed's `SpecCluster` (what `LocalCluster` is) answers every worker removal with a check
 ``distributed.deploy.lost-worker-timeout`` (15 s) later: if no worker of that name is
-registered at that moment, it closes the worker's nanny for good. A restart is a removal, so a
-worker that ``--timeout`` restarts again while that check is pending, and that is still
-starting when it runs, is lost: the cluster stays a worker short for the rest of the session.
+registered at that moment, it closes the worker's nanny for good. A worker that dies or is
+restarted again while that check is pending (an item that kills its worker on every try, a
+``--timeout`` restart, a slow start on a loaded machine) is lost: the cluster would stay a
+worker short for the rest of the session, and with every worker lost a run would wait forever.
 
-After each restart, `heal_later` looks once the check has run, and asks the cluster (its own
-``scale``, to the size of its spec) to start again every worker of its spec that it no longer
-runs. A cluster that is not a SpecCluster (a scheduler started elsewhere, whose nannies
+`watch` looks after each SpecCluster a run uses: once a second, on the cluster's own event
+loop (the kernel's thread may be waiting on the cluster just then), it asks the cluster (its
+own ``scale``, to the size of its spec) to start again every worker of its spec that it no
+longer runs. A cluster that is not a SpecCluster (a scheduler started elsewhere, whose nannies
 restart their workers themselves) is left alone.
 """
 
 from __future__ import annotations
 
-import threading
+import weakref
 from typing import Any
 
-import dask.config
-from dask.utils import parse_timedelta
 from distributed.core import Status
 from distributed.deploy.spec import SpecCluster
+from tornado.ioloop import PeriodicCallback
 
-#: Seconds past the cluster's own check, for a removal that reached it late.
-MARGIN = 5.0
+#: How often a watched cluster is looked at, in seconds.
+WATCH_INTERVAL = 1.0
+_watched: weakref.WeakSet = weakref.WeakSet()
 
 
-def heal_later(client: Any) -> threading.Timer | None:
-    """Heal the client's cluster once the lost-worker check of a removal now has run."""
+def watch(client: Any) -> bool:
+    """Look after the client's SpecCluster from now on (once per cluster); True if watched."""
     cluster = getattr(client, "cluster", None)
-    if not isinstance(cluster, SpecCluster):
-        return None
-    check = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout"), "s")
-    timer = threading.Timer(check + MARGIN, heal, args=(cluster,))
-    timer.name = "dask-magic-heal"
-    timer.daemon = True
-    timer.start()
-    return timer
+    if not isinstance(cluster, SpecCluster) or cluster.loop is None:
+        return False
+    if cluster not in _watched:
+        _watched.add(cluster)
+        cluster.loop.add_callback(_start_looking, weakref.ref(cluster))
+    return True
+
+
+def _start_looking(ref: weakref.ref) -> None:
+    """On the cluster's loop: a periodic look that ends with the cluster."""
+
+    def look() -> None:
+        cluster = ref()
+        if cluster is None or cluster.status in (Status.closing, Status.closed):
+            looking.stop()
+        elif len(cluster.workers) < len(cluster.worker_spec):
+            heal(cluster)
+
+    looking = PeriodicCallback(look, WATCH_INTERVAL * 1000)
+    looking.start()
 
 
 def heal(cluster: SpecCluster) -> bool:
