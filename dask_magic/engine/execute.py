@@ -91,6 +91,7 @@ class DaskRun:
         self.batch_counter = 0
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
         self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
+        self.started_at: dict[Any, float] = {}  # in-flight task -> when it began to run
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -233,7 +234,7 @@ class DaskRun:
         if self.guard is not None:
             self.guard.step(self)
         self._submit_due()
-        self.sink.tick(self.running_items())
+        self.sink.tick(self.running_items(), live_actions.running_now(self))
         return self._ending()
 
     def _submit_due(self) -> None:

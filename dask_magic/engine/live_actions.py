@@ -7,10 +7,36 @@ and end like any other item: the in-order commit lands them (see `loop._land`).
 
 from __future__ import annotations
 
+import time
+from itertools import islice
 from typing import Any
 
 from . import controls
 from .results import ItemOutcome
+
+#: Rows of the panel's "Running" list (each with its Cancel item), longest-running first.
+RUNNING_ROWS = 5
+
+
+def running_now(dask_run: Any, limit: int = RUNNING_ROWS) -> list[tuple[int, float]]:
+    """(index, seconds running) of the items running now, longest first, at most ``limit``.
+
+    A task counts as started when it enters the window of the first ``threads`` tasks in
+    flight (as `DaskRun.running_items` counts them), seen once per tick. A task that runs
+    its share of items under a time budget shows its first item: the one it runs first.
+    """
+    now = time.monotonic()
+    in_flight, started = dask_run.in_flight, dask_run.started_at
+    for future in [f for f in started if f not in in_flight]:
+        del started[future]
+    window = islice((f for f in dask_run.order if f in in_flight), dask_run.threads)
+    rows: list[tuple[int, float]] = []
+    for future in window:
+        since = started.setdefault(future, now)
+        batch = in_flight[future][: 1 if future in dask_run.timed else limit]
+        rows += [(i, now - since) for i, _ in batch if i not in dask_run.reported]
+    rows.sort(key=lambda row: -row[1])  # stable: equal times stay in item order
+    return rows[:limit]
 
 
 def act(dask_run: Any, taken: list[controls.Control]) -> bool:
