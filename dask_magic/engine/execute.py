@@ -92,6 +92,7 @@ class DaskRun:
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
         self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
         self.started_at: dict[Any, float] = {}  # in-flight task -> when it began to run
+        self.restarts: list[Any] = []  # worker restarts of Cancel item (`live_actions`)
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -223,6 +224,7 @@ class DaskRun:
         self.bundle = None
         if self.guard is not None:
             self.guard.close()
+        live_actions.settle(self)
         if self.run_id is not None:
             controls.default.close(self.run_id)
 

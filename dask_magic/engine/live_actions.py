@@ -12,7 +12,7 @@ import time
 from itertools import islice
 from typing import Any
 
-from . import controls
+from . import controls, timeouts
 from .results import ItemOutcome
 
 #: Rows of the panel's "Running" list (each with its Cancel item), longest-running first.
@@ -113,7 +113,8 @@ def _processing_on(key: str, dask_scheduler: Any = None) -> str | None:
 
 
 def _restart(dask_run: Any, address: str) -> None:
-    """Restart ``address`` through its nanny, without holding up the run's loop."""
+    """Restart ``address`` through its nanny without holding up the run's loop; the pass
+    waits for it at its end (`settle`), so it ends with the cluster as big as it found it."""
     from . import worker_healing
 
     client = dask_run.client
@@ -123,9 +124,25 @@ def _restart(dask_run: Any, address: str) -> None:
 
     def restart() -> None:
         try:
+            workers = len(client.nthreads())
             worker_healing.heal_later(client)  # first: a dropped worker holds up the restart
             client.restart_workers([address], raise_for_error=False)
+            deadline = time.monotonic() + timeouts.RESTART_SECONDS
+            while time.monotonic() < deadline:  # it may return before the new one registered
+                now = client.nthreads()
+                if address not in now and len(now) >= workers:
+                    return
+                time.sleep(0.2)
         except Exception:  # gone already, or the scheduler is closing: nothing to restart
             pass
 
-    threading.Thread(target=restart, name="dask-magic-cancel-item", daemon=True).start()
+    thread = threading.Thread(target=restart, name="dask-magic-cancel-item", daemon=True)
+    thread.start()
+    dask_run.restarts.append(thread)
+
+
+def settle(dask_run: Any) -> None:
+    """At the end of a pass: wait (bounded) for the restarts its Cancel item clicks started."""
+    for thread in dask_run.restarts:
+        thread.join(timeout=timeouts.RESTART_SECONDS)
+    dask_run.restarts.clear()

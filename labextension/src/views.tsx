@@ -13,7 +13,7 @@ import {
   formatRate,
   runTitle,
   safeHttpUrl,
-  statusLabel
+  runBadge
 } from './format';
 import { ICluster, IFailureGroup, IFailureItem, IRun, isLive } from './protocol';
 import { RunningItems } from './running';
@@ -217,8 +217,8 @@ export function RunView(props: {
         }}
       >
         <span className={`${CLS}-runTitle`}>{runTitle(run.name, run.run_id)}</span>
-        <span className={`${CLS}-status ${CLS}-status-${run.status}`}>
-          {statusLabel(run.status)}
+        <span className={`${CLS}-status ${CLS}-status-${runBadge(run).style}`}>
+          {runBadge(run).label}
         </span>
       </div>
       <Bar run={run} />

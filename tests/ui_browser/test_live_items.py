@@ -34,7 +34,8 @@ for i in range(12):
 REPORT_SLOW = """\
 print(json.dumps({"status": str(slow.status), "done": slow.counts.done,
                   "cancelled": slow.counts.cancelled, "failed": slow.counts.failed,
-                  "in_order": out == [i for i in range(12) if i != 5], "message": slow.message}))
+                  "in_order": out == [i for i in range(12) if i != 5], "message": slow.message,
+                  "workers": slow.cluster.workers}))
 """
 
 ONE_SLOW_SIDEBAR = ONE_SLOW.replace("slow", "slow2").replace("out.", "out3.")
@@ -118,7 +119,7 @@ def panel_cancel_item(page, nb, artifacts) -> tuple[float, str]:
     assert report["status"] == "failed" and report["in_order"], report
     assert (report["done"], report["cancelled"], report["failed"]) == (11, 1, 0), report
     assert "1 item was cancelled during the run" in report["message"], report
-    return seconds, status_during
+    return seconds, status_during, report["workers"]
 
 
 def _sidebar_run(page, name: str):
@@ -127,7 +128,7 @@ def _sidebar_run(page, name: str):
     return run
 
 
-def sidebar_cancel_item(page, nb, artifacts) -> None:
+def sidebar_cancel_item(page, nb, artifacts, workers: int) -> None:
     run_cell(page, nb, 4)
     run = _sidebar_run(page, "slow2")
     row = run.locator(".jp-DaskMagic-runningItem[data-index='5']")
@@ -141,6 +142,9 @@ def sidebar_cancel_item(page, nb, artifacts) -> None:
     wait_idle(page)
     report = _report(page, nb, 5)
     assert report["in_order"] and (report["done"], report["cancelled"]) == (11, 1), report
+    # the worker restarted for the first Cancel item was back before that run ended
+    assert report["workers"] == workers, report
+    expect(run.locator(".jp-DaskMagic-status")).to_have_text("1 cancelled")
 
 
 def sidebar_retry(page, nb, artifacts, flag) -> None:
@@ -184,13 +188,13 @@ def test_cancel_item_and_the_sidebar_buttons_during_a_run(
     for index in (0, 1):
         run_cell(page, nb, index)
         wait_idle(page)
-    seconds, status_during = panel_cancel_item(page, nb, artifacts)
+    seconds, status_during, workers = panel_cancel_item(page, nb, artifacts)
     print(f"JupyterLab: Cancel item click to cancelled {seconds:.2f} s")
     print(f"status bar during the run: {status_during!r}")
     tab = page.locator(".jp-SideBar.jp-mod-left li[data-id='dask-magic-sidebar']")
     tab.click()
     expect(page.locator(SIDEBAR)).to_be_visible()
-    sidebar_cancel_item(page, nb, artifacts)
+    sidebar_cancel_item(page, nb, artifacts, workers)
     sidebar_retry(page, nb, artifacts, tmp_path)
     sidebar_cancel(page, nb, artifacts)
     assert not page.page_errors, page.page_errors

@@ -101,6 +101,15 @@ describe('SidebarView', () => {
     expect(parseRun({ ...fixture.run.run, running: undefined })?.running).toEqual([]);
   });
 
+  it('badges a run whose only unfinished items were cancelled one by one as cancelled', () => {
+    const first = props().runs[0];
+    const counts = { ...first.counts, failed: 0, timeout: 0, cancelled: 1 };
+    const html = render(props({ runs: [{ ...first, status: 'failed', counts }] }));
+    expect(html).toContain('jp-DaskMagic-status-interrupted">1 cancelled<');
+    const failed = render(props({ runs: [{ ...first, status: 'failed' }] }));
+    expect(failed).toContain('jp-DaskMagic-status-failed">failed<');
+  });
+
   it('counts timed-out items and offers Retry for them', () => {
     const first = props().runs[0];
     const raw = {
