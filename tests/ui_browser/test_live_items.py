@@ -198,3 +198,39 @@ def test_cancel_item_and_the_sidebar_buttons_during_a_run(
     sidebar_retry(page, nb, artifacts, tmp_path)
     sidebar_cancel(page, nb, artifacts)
     assert not page.page_errors, page.page_errors
+
+
+def test_cancel_item_during_a_run_in_notebook7(notebook7, page, artifacts, tmp_path):
+    from .test_live import _run_nb7
+
+    write_notebook(notebook7.root, "items7.ipynb", SETUP.format(flag=str(tmp_path)), *CELLS[1:3])
+    page.goto(notebook7.notebook7_url("notebooks/items7.ipynb"))
+    cells = page.locator(".jp-Cell")
+    cells.first.wait_for(timeout=TIMEOUT)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+        "data-status", "idle", timeout=TIMEOUT
+    )
+    for attempt in range(3):  # the first Shift+Enter can land before the kernel is ready
+        try:
+            _run_nb7(page, cells, 0, timeout=30_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+    _run_nb7(page, cells, 1)
+    expect(cells.nth(1)).to_contain_text("loaded", timeout=TIMEOUT)
+    _run_nb7(page, cells, 2, wait=False)
+    panel = cells.nth(2).locator(".dm-panel").first
+    button = panel.locator(".dm-cancel-item.dm-item-5")
+    expect(button).to_be_visible(timeout=TIMEOUT)
+    _wait_for(page, lambda: _done(panel) >= 6, "the other items to run past item 5")
+    clicked = time.monotonic()
+    button.click()
+    expect(panel.locator(".dm-status")).to_have_attribute("data-cancelled", "1", timeout=TIMEOUT)
+    print(f"Notebook 7: Cancel item click to cancelled {time.monotonic() - clicked:.2f} s")
+    expect(panel.locator(".dm-head")).to_contain_text("finished, 1 cancelled", timeout=TIMEOUT)
+    shot(page, artifacts, "35-notebook7-item-cancelled")
+    _run_nb7(page, cells, 3)
+    expect(cells.nth(3)).to_contain_text('"in_order": true', timeout=TIMEOUT)
+    report = _printed(cells.nth(3))
+    assert (report["done"], report["cancelled"], report["failed"]) == (11, 1, 0), report
