@@ -7,6 +7,7 @@ and end like any other item: the in-order commit lands them (see `loop._land`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from itertools import islice
@@ -123,6 +124,7 @@ def _restart(dask_run: Any, address: str) -> None:
     dask_run.order = [f for f in dask_run.order if f in dask_run.in_flight]
 
     def restart() -> None:
+        _quiet_nanny(+1)
         try:
             workers = len(client.nthreads())
             worker_healing.heal_later(client)  # first: a dropped worker holds up the restart
@@ -135,10 +137,38 @@ def _restart(dask_run: Any, address: str) -> None:
                 time.sleep(0.2)
         except Exception:  # gone already, or the scheduler is closing: nothing to restart
             pass
+        finally:
+            _quiet_nanny(-1)
 
     thread = threading.Thread(target=restart, name="dask-magic-cancel-item", daemon=True)
     thread.start()
     dask_run.restarts.append(thread)
+
+
+class _RestartNotes(logging.Filter):
+    """Drops the nanny's warnings about a restart that a Cancel item click asked for (a local
+    cluster's nannies log into the cell's output): the user asked for it, nothing is wrong."""
+
+    NOTES = ("Restarting worker", "Worker process still alive")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTES)
+
+
+_NOTES = _RestartNotes()
+_quiet = {"restarts": 0}
+_quiet_lock = threading.Lock()
+
+
+def _quiet_nanny(change: int) -> None:
+    """Count restarts under way; the filter is on while there is one."""
+    with _quiet_lock:
+        _quiet["restarts"] += change
+        nanny = logging.getLogger("distributed.nanny")
+        if _quiet["restarts"] > 0:
+            nanny.addFilter(_NOTES)
+        else:
+            nanny.removeFilter(_NOTES)
 
 
 def settle(dask_run: Any) -> None:

@@ -211,7 +211,11 @@ def head_html(snapshot: RunSnapshot, environ: Mapping[str, str] | None = None) -
     name = f" <code>{esc(snapshot.name)}</code>" if snapshot.name else ""
     status = snapshot.status
     word = esc(status_word(snapshot, _STATUS_WORDS))
-    badge = f'<span class="dm-badge dm-badge-{esc(status.value)}">{word}</span>'
+    # only items cancelled one by one kept the run from finishing: no failure, an interruption
+    c = snapshot.counts
+    cancelled_only = status is RunStatus.FAILED and c.cancelled and not (c.failed or c.timeout)
+    style = RunStatus.INTERRUPTED.value if cancelled_only else status.value
+    badge = f'<span class="dm-badge dm-badge-{esc(style)}">{word}</span>'
     return (
         f'<div class="dm-head"><span class="dm-title">parallel_for</span>{name} {badge} '
         f"{cluster_html(snapshot.cluster, environ)}</div>"

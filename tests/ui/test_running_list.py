@@ -73,6 +73,7 @@ def test_after_a_cancel_item_the_labels_say_what_the_buttons_do():
     assert panel.retry_button.description == "Run the rest (1)"
     assert "Run the rest" in panel.hint.value and "Fix the cause" not in panel.hint.value
     assert "finished, 1 cancelled" in panel.head.value and "failures" not in panel.head.value
+    assert "dm-badge-interrupted" in panel.head.value and "dm-badge-failed" not in panel.head.value
     final = published[-1][0]
     assert final["text/plain"].startswith("parallel_for finished, 1 cancelled")
     assert "finished, 1 cancelled" in final["text/html"] and message in final["text/html"]
