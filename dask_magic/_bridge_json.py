@@ -113,6 +113,10 @@ def run_to_json(snapshot: RunSnapshot) -> dict:
         "cell_id": snapshot.cell_id,
         "message": _text(snapshot.message, 2_000),
         "retry_of": snapshot.retry_of,
+        "running": [
+            {"index": r.index, "item": _text(r.item_repr, 500), "elapsed": _number(r.elapsed)}
+            for r in snapshot.running_items
+        ],
         "failures": {
             "total": len(snapshot.failures),
             "groups": _groups_to_json(snapshot.failures),

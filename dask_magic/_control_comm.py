@@ -17,6 +17,7 @@ and ``cancel_item`` for a running run here; they are posted to the run's loop
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from .engine.controls import CANCEL, CANCEL_ITEM, RETRY, Control
@@ -33,11 +34,47 @@ def post_live(action: str, args: dict) -> bool:
     return live_controls.post(Control(LIVE_ACTIONS[action], args["run_id"], args.get("index")))
 
 
+#: While a live-mode run runs, the kernel says "busy" again at least this often (seconds) ...
+BUSY_EVERY = 1.0
+#: ... and this long after a message on the control comm (its own idle has gone out by then).
+BUSY_AFTER_MESSAGE = 0.15
+
+
+class BusyStatus:
+    """Says "busy" again on IOPub while a cell runs in live mode.
+
+    JupyterLab shows the kernel's status from every status message on IOPub, whatever request
+    it ends: the "idle" that closes a request handled on a subshell (a click sent on the
+    control comm, a subshell made for a comm) makes the status bar read "Idle" while the cell
+    runs on. Called from the run's loop on the main thread only: whatever the main thread
+    runs ends with its own "idle", published after this "busy", so the status never stays busy.
+    """
+
+    def __init__(self, kernel: Any) -> None:
+        self._publish = getattr(kernel, "_publish_status", None)
+        self._last = 0.0
+
+    def during_run(self, message_at: float) -> None:
+        """``message_at``: when the control comm last handled a message (monotonic)."""
+        if self._publish is None or threading.current_thread() is not threading.main_thread():
+            return
+        now = time.monotonic()
+        after_message = message_at > self._last and now - message_at >= BUSY_AFTER_MESSAGE
+        if not after_message and now - self._last < BUSY_EVERY:
+            return
+        self._last = now
+        try:
+            self._publish("busy", "shell")
+        except Exception:  # a kernel without that private helper's signature: no status
+            self._publish = None
+
+
 class ControlChannel:
     """Registers the control target; ``live`` once a hello came on a subshell thread."""
 
     def __init__(self, manager: Any, parse: Any, version: int) -> None:
         self.live = False
+        self.message_at = 0.0  # when a message was last handled (monotonic)
         self._manager = manager
         self._parse = parse  # `bridge.parse_action`, which knows the protocol
         self._version = version
@@ -65,6 +102,7 @@ class ControlChannel:
             self._comms.pop(c.comm_id, None)
 
     def _on_msg(self, c: Any, msg: dict) -> None:
+        self.message_at = time.monotonic()
         data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
         if isinstance(data, dict) and data.get("action") == "hello":
             on_subshell = threading.current_thread() is not threading.main_thread()

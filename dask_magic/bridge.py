@@ -45,7 +45,7 @@ from typing import Any
 import comm
 
 from ._bridge_json import cluster_to_json, run_to_json
-from ._control_comm import LIVE_ACTIONS, ControlChannel, post_live
+from ._control_comm import LIVE_ACTIONS, BusyStatus, ControlChannel, post_live
 from .engine.results import ClusterInfo, RunSnapshot, RunStatus
 
 __all__ = [
@@ -152,6 +152,7 @@ class Bridge:
         self._closed = False
         self._manager = _comm_manager(ip)
         self.control = ControlChannel(self._manager, parse_action, PROTOCOL_VERSION)
+        self._busy = BusyStatus(getattr(ip, "kernel", None))
         self._manager.register_target(TARGET_NAME, self._on_comm_open)
         opened = comm.create_comm(target_name=TARGET_NAME, data=self.state_message())
         self._attach(opened)
@@ -161,6 +162,8 @@ class Bridge:
     def update(self, snapshot: RunSnapshot) -> None:
         """A run changed; sent at once, or within `min_interval` if one was sent just now."""
         data = run_to_json(snapshot)
+        if self.control.live and snapshot.status is RunStatus.RUNNING:
+            self._busy.during_run(self.control.message_at)
         with self._lock:
             run_id = snapshot.run_id
             new = run_id not in self._runs

@@ -257,3 +257,44 @@ def test_retry_on_a_subshell_reruns_the_failed_items_during_the_run(kc, tmp_path
         kc, "print(r.status, r.counts.done, r.counts.failed, out == list(range(120)))"
     )
     assert printed.split() == ["finished", "120", "0", "True"]
+
+
+def test_cancel_item_on_a_subshell_ends_that_item_and_the_run_goes_on(kc):
+    _execute(kc, "%load_ext dask_magic\nout = []")
+    sub = _subshell(kc)
+    comm_id, live = _control_comm(kc, sub)
+    assert live
+    request = _execute(
+        kc,
+        "%%parallel_for --name r --fresh\nfor i in range(12):\n"
+        "    import time; time.sleep(600 if i == 5 else 0.5)\n    out.append(i)\n",
+        wait=False,
+    )
+
+    def five_runs(m: dict) -> bool:
+        run = _comm_data(m).get("run") or {}
+        rows = {r["index"]: r for r in run.get("running", [])}
+        return run.get("status") == "running" and (rows.get(5) or {}).get("elapsed", 0) >= 1
+
+    run = _comm_data(_iopub_until(kc, five_runs, timeout=120))["run"]
+    assert run["running"][0]["item"] == "5"  # the longest-running item comes first
+    sent = time.monotonic()
+    cancel_item = {"version": 1, "action": "cancel_item", "run_id": run["run_id"], "index": 5}
+    _send(kc, "comm_msg", {"comm_id": comm_id, "data": cancel_item}, sub)
+
+    def cancelled(m: dict) -> bool:
+        counts = (_comm_data(m).get("run") or {}).get("counts") or {}
+        return counts.get("cancelled") == 1
+
+    _iopub_until(kc, cancelled, timeout=60)
+    print(f"cancel_item to the item ending cancelled: {time.monotonic() - sent:.2f} s")
+    assert _wait_reply(kc, request)["content"]["status"] == "ok"  # the rest ran to the end
+    printed = _printed(
+        kc,
+        "print(r.status, r.counts.done, r.counts.cancelled, r.counts.failed)\n"
+        "print(out == [i for i in range(12) if i != 5])\nprint(r.message)",
+    )
+    counts, in_order, message = printed.strip().splitlines()
+    assert counts.split() == ["failed", "11", "1", "0"] and in_order == "True"
+    assert "1 item was cancelled during the run" in message
+    assert "without it" in message

@@ -93,6 +93,8 @@ class DaskRun:
         self.guard: timeouts.TimeoutGuard | None = None  # --timeout's side of the pass
         self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
         self.inputs = lost_inputs.LostInputs()  # scattered inputs lost with a worker are sent again
+        self.started_at: dict[Any, float] = {}  # in-flight task -> when it began to run
+        self.restarts: list[Any] = []  # worker restarts of Cancel item (`live_actions`)
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -226,6 +228,7 @@ class DaskRun:
         self.bundle = None
         if self.guard is not None:
             self.guard.close()
+        live_actions.settle(self)
         if self.run_id is not None:
             controls.default.close(self.run_id)
 
@@ -237,7 +240,7 @@ class DaskRun:
         if self.guard is not None:
             self.guard.step(self)
         self._submit_due()
-        self.sink.tick(self.running_items())
+        self.sink.tick(self.running_items(), live_actions.running_now(self))
         return self._ending()
 
     def _submit_due(self) -> None:

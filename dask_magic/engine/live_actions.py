@@ -7,10 +7,38 @@ and end like any other item: the in-order commit lands them (see `loop._land`).
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from itertools import islice
 from typing import Any
 
-from . import controls
+from . import controls, timeouts
 from .results import ItemOutcome
+
+#: Rows of the panel's "Running" list (each with its Cancel item), longest-running first.
+RUNNING_ROWS = 5
+
+
+def running_now(dask_run: Any, limit: int = RUNNING_ROWS) -> list[tuple[int, float]]:
+    """(index, seconds running) of the items running now, longest first, at most ``limit``.
+
+    A task counts as started when it enters the window of the first ``threads`` tasks in
+    flight (as `DaskRun.running_items` counts them), seen once per tick. A task shows its
+    first item: a task of several items reports them all at its end, so which one runs is
+    not known; long items, the ones worth cancelling, are sent one per task.
+    """
+    now = time.monotonic()
+    in_flight, started = dask_run.in_flight, dask_run.started_at
+    for future in [f for f in started if f not in in_flight]:
+        del started[future]
+    window = islice((f for f in dask_run.order if f in in_flight), dask_run.threads)
+    rows: list[tuple[int, float]] = []
+    for future in window:
+        since = started.setdefault(future, now)
+        rows += [(i, now - since) for i, _ in in_flight[future][:1] if i not in dask_run.reported]
+    rows.sort(key=lambda row: -row[1])  # stable: equal times stay in item order
+    return rows[:limit]
 
 
 def act(dask_run: Any, taken: list[controls.Control]) -> bool:
@@ -48,12 +76,96 @@ def cancel_item(dask_run: Any, index: int) -> bool:
                 return True
     for future, batch in list(dask_run.in_flight.items()):
         if any(i == index for i, _ in batch):
+            worker = _running_on(dask_run.client, str(future.key))
             dask_run.in_flight.pop(future)
             dask_run.timed.discard(future)
             dask_run.client.cancel([future])
+            if worker is not None:
+                _restart(dask_run, worker)
             dask_run._add([ItemOutcome(index=index, status="cancelled")])
             mates = [pair for pair in batch if pair[0] != index]
             if mates:
                 dask_run.submit([mates])
             return True
     return False
+
+
+def _running_on(client: Any, key: str) -> str | None:
+    """The worker (under a nanny) that runs task ``key`` now, or None.
+
+    Cancelling a running task frees its slot on the scheduler but not the worker's thread:
+    Python code stops only with its process, so that worker must be restarted (as
+    ``--timeout`` does), or it would sit on the cancelled item and take more tasks meanwhile.
+    A worker without a nanny would not come back: it is left alone.
+    """
+    try:
+        return client.run_on_scheduler(_processing_on, key)
+    except Exception:  # e.g. a scheduler that cannot import dask_magic: nothing restarted
+        return None
+
+
+def _processing_on(key: str, dask_scheduler: Any = None) -> str | None:
+    """On the scheduler: the address of the worker running ``key``, if it has a nanny."""
+    task = dask_scheduler.tasks.get(key)
+    worker = getattr(task, "processing_on", None)
+    if worker is None or not getattr(worker, "nanny", None):
+        return None
+    return worker.address
+
+
+def _restart(dask_run: Any, address: str) -> None:
+    """Restart ``address`` through its nanny without holding up the run's loop; the pass
+    waits for it at its end (`settle`), so it ends with the cluster as big as it found it."""
+    from .final_values import salvage_stash
+
+    client = dask_run.client
+    # let go of finished tasks first: the scheduler would compute again every result it
+    # still holds on the worker that is about to go
+    dask_run.order = [f for f in dask_run.order if f in dask_run.in_flight]
+
+    def restart() -> None:
+        _quiet_nanny(+1)
+        try:
+            salvage_stash(client, dask_run.stash_key, address)  # its items' last bindings
+            timeouts.restart_and_wait(client, address)
+        except Exception:  # gone already, or the scheduler is closing: nothing to restart
+            pass
+        finally:
+            _quiet_nanny(-1)
+
+    thread = threading.Thread(target=restart, name="dask-magic-cancel-item", daemon=True)
+    thread.start()
+    dask_run.restarts.append(thread)
+
+
+class _RestartNotes(logging.Filter):
+    """Drops the nanny's warnings about a restart that a Cancel item click asked for (a local
+    cluster's nannies log into the cell's output): the user asked for it, nothing is wrong."""
+
+    NOTES = ("Restarting worker", "Worker process still alive")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTES)
+
+
+_NOTES = _RestartNotes()
+_quiet = {"restarts": 0}
+_quiet_lock = threading.Lock()
+
+
+def _quiet_nanny(change: int) -> None:
+    """Count restarts under way; the filter is on while there is one."""
+    with _quiet_lock:
+        _quiet["restarts"] += change
+        nanny = logging.getLogger("distributed.nanny")
+        if _quiet["restarts"] > 0:
+            nanny.addFilter(_NOTES)
+        else:
+            nanny.removeFilter(_NOTES)
+
+
+def settle(dask_run: Any) -> None:
+    """At the end of a pass: wait (bounded) for the restarts its Cancel item clicks started."""
+    for thread in dask_run.restarts:
+        thread.join(timeout=timeouts.RESTART_SECONDS)
+    dask_run.restarts.clear()

@@ -166,6 +166,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class RunningItem:
+    """An item running now, as the panel's "Running" list shows it (with its Cancel item)."""
+
+    index: int
+    item_repr: str  # short, safe repr of the loop value
+    elapsed: float  # seconds since its task started (to the loop's tick)
+
+
+@dataclass(frozen=True)
 class ClusterInfo:
     """The cluster a run used, for the panel's header and the sidebar."""
 
@@ -198,6 +207,7 @@ class RunSnapshot:
     failures: tuple[Failure, ...] = ()
     message: str = ""  # why the run stopped, for INTERRUPTED and ERROR
     retry_of: str | None = None  # run_id this run retried
+    running_items: tuple[RunningItem, ...] = ()  # the longest-running few, longest first
 
 
 def group_failures(

@@ -22,9 +22,11 @@ from .results import (
     Failure,
     ItemOutcome,
     PartialResult,
+    RunningItem,
     RunSnapshot,
     RunStatus,
 )
+from .tracebacks import short_repr
 
 #: Observers are told at most this often while a run is live.
 UPDATE_INTERVAL = 0.1
@@ -75,6 +77,7 @@ class Run:
         self._failures: dict[int, tuple[ItemOutcome, Failure]] = {}
         self._tally = {"done": 0, "failed": 0, "timeout": 0, "cancelled": 0}
         self._running = 0
+        self._running_now: tuple[tuple[int, float], ...] = ()
         self._pass_start = self._started = self._ended = 0.0
         self._pass_finished = 0
         self._last_emit = 0.0
@@ -145,8 +148,10 @@ class Run:
             self.journal.forget(index)
         self._failures.pop(index, None)
 
-    def tick(self, running: int) -> None:
+    def tick(self, running: int, running_now: Sequence[tuple[int, float]] = ()) -> None:
+        """``running_now``: (index, seconds running) of the longest-running items, longest first."""
         self._running = running
+        self._running_now = tuple(running_now)
         self._emit()
 
     def should_stop(self) -> bool:
@@ -173,6 +178,7 @@ class Run:
     def end(self, how: str, message: str = "") -> None:
         """Close the pass: ``how`` is the executor's verdict (completed, interrupted, ...)."""
         self._running = 0
+        self._running_now = ()
         self._ended = self._clock()
         if how == "interrupted":
             self.status = RunStatus.INTERRUPTED
@@ -191,6 +197,13 @@ class Run:
         if how == "interrupted":
             kept = self._tally["done"] + self._tally["failed"] + self._tally["timeout"]
             return f"interrupted: {kept} finished items kept, {self._tally['cancelled']} cancelled"
+        cancelled = self._tally["cancelled"]
+        if how == "completed" and cancelled:
+            which = "1 item was" if cancelled == 1 else f"{cancelled} items were"
+            return (
+                f"{which} cancelled during the run: the notebook holds the serial loop's "
+                f"result without {'it' if cancelled == 1 else 'them'}"
+            )
         if how == "lost":
             return "lost the connection to the Dask scheduler; finished items were kept"
         if how == "stopped" and self.on_error == "raise":
@@ -309,6 +322,16 @@ class Run:
             cluster=self.cluster,
             failures=tuple(self.failures),
             message=self.message,
+            running_items=self._running_items(),
+        )
+
+    def _running_items(self) -> tuple[RunningItem, ...]:
+        if self.status is not RunStatus.RUNNING:
+            return ()
+        return tuple(
+            RunningItem(index, short_repr(self.items[index]), elapsed)
+            for index, elapsed in self._running_now
+            if 0 <= index < len(self.items) and index not in self.outcomes
         )
 
     # -- observers --------------------------------------------------------------------------------

@@ -291,18 +291,9 @@ class TimeoutGuard:
 
         def restart() -> None:
             try:
-                workers = len(self.client.nthreads())
                 if self.on_restart is not None:  # first: the restart ends the worker's state
                     self.on_restart(address, answers)
-                self.client.restart_workers([address], raise_for_error=False)
-                # it may return before the new process has registered: wait for it (bounded),
-                # so that a pass ends with the cluster as big as it found it
-                deadline = time.monotonic() + RESTART_SECONDS
-                while time.monotonic() < deadline:
-                    now = self.client.nthreads()
-                    if address not in now and len(now) >= workers:
-                        break
-                    time.sleep(0.2)
+                restart_and_wait(self.client, address)
             except Exception:  # gone already, or the scheduler is closing: nothing to restart
                 pass
             finally:  # a worker started again at a fixed address can be restarted again
@@ -328,6 +319,20 @@ class TimeoutGuard:
             for address, key, silent in found
             if address not in self.restarting  # its other tasks go elsewhere once it is gone
         ]
+
+
+def restart_and_wait(client: Any, address: str) -> None:
+    """Restart the worker at ``address`` through its nanny, and wait (bounded) for the new
+    process: the restart may return before it has registered, and a pass ends with the
+    cluster as big as it found it."""
+    workers = len(client.nthreads())
+    client.restart_workers([address], raise_for_error=False)
+    deadline = time.monotonic() + RESTART_SECONDS
+    while time.monotonic() < deadline:
+        now = client.nthreads()
+        if address not in now and len(now) >= workers:
+            return
+        time.sleep(0.2)
 
 
 def _silent_tasks(keys: list[str], limit: float, dask_scheduler: Any = None) -> list[list]:

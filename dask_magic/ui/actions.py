@@ -1,5 +1,5 @@
-"""The panel's run-wide buttons, Cancel run and Retry failed, and what marks them for the
-JupyterLab extension.
+"""The panel's run-wide buttons, Cancel run and Retry failed, what marks them for the
+JupyterLab extension, their labels and the hint that says what they do now.
 
 Each button carries DOM classes naming its action and its run (``dm-action``,
 ``dm-action-cancel`` / ``dm-action-retry``, ``dm-run-<id>``). In live mode the extension's
@@ -13,7 +13,57 @@ from collections.abc import Callable
 
 import ipywidgets as w
 
-from dask_magic.engine.results import Counts
+from dask_magic.engine.results import Counts, RunSnapshot
+from dask_magic.ui import html
+
+_RUNNING_HINT = (
+    "Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
+    "finished items are kept. Buttons work once the run has ended."
+)
+_LIVE_HINT = (
+    "Running: the buttons act now. Cancel run ends the run (finished items are kept); "
+    "Cancel item ends one running item; Retry failed runs the failed items again while "
+    "the rest runs."
+)
+
+
+def retry_label(counts: Counts, live: bool) -> str:
+    """What the retry button does, with counts: failed items apart from cancelled/unfinished.
+
+    During a live run it retries the failed items only; after the run it runs every item
+    that did not end done (`Run.retry`), which after a cancel may be no failure at all.
+    """
+    failures = counts.failed if live else counts.failed + counts.timeout
+    rest = 0 if live else counts.total - counts.done - failures
+    if failures and rest:
+        return f"Retry failed ({failures:,}) and the rest ({rest:,})"
+    if rest:
+        return f"Run the rest ({rest:,})"
+    return f"Retry failed ({failures:,})" if failures else "Retry failed"
+
+
+def hint_html(snapshot: RunSnapshot, live: bool, acting: bool) -> str:
+    """The line under the buttons: how to act during a run, what to do after it."""
+    if live:
+        if acting:
+            return f'<div class="dm-hint dm-mode-live">{html.esc(_LIVE_HINT)}</div>'
+        return f'<div class="dm-hint">{html.esc(_RUNNING_HINT)}</div>'
+    parts = []
+    if snapshot.message:
+        parts.append(f'<div class="dm-message">{html.esc(snapshot.message)}</div>')
+    c = snapshot.counts
+    if c.total - c.done and not (c.failed or c.timeout):
+        parts.append(
+            '<div class="dm-hint">Click <b>Run the rest</b> (or run '
+            "<code>%parallel_retry</code>) to run the cancelled and unfinished items.</div>"
+        )
+    elif c.total - c.done:
+        parts.append(
+            '<div class="dm-hint">Fix the cause, then click <b>Retry failed</b> (or run '
+            "<code>%parallel_retry</code>). <b>Re-run here</b> runs one item in this kernel "
+            "so that <code>%debug</code> opens at your line.</div>"
+        )
+    return "".join(parts)
 
 
 def _button(description: str, icon: str, style: str, action: str, tooltip: str) -> w.Button:
@@ -52,7 +102,7 @@ class ActionButtons:
         """``live``: the run runs; ``acting``: clicks reach the kernel while it does."""
         left = counts.failed if live else counts.total - counts.done
         with self.retry.hold_sync():
-            self.retry.description = f"Retry failed ({left:,})" if left else "Retry failed"
+            self.retry.description = retry_label(counts, live)
             hidden = (live and not acting) or not left or not can_retry
             self.retry.layout.display = "none" if hidden else ""
         self.cancel.layout.display = "" if live and acting and can_cancel else "none"

@@ -27,7 +27,7 @@ from dask_magic.engine.results import (
     RunStatus,
     group_failures,
 )
-from dask_magic.ui.text import format_bytes, format_duration
+from dask_magic.ui.text import format_bytes, format_duration, status_word
 
 __all__ = [
     "CSS",
@@ -210,8 +210,12 @@ def head_html(snapshot: RunSnapshot, environ: Mapping[str, str] | None = None) -
     """Title line: ``parallel_for 'name'``, a status badge and the cluster."""
     name = f" <code>{esc(snapshot.name)}</code>" if snapshot.name else ""
     status = snapshot.status
-    word = esc(_STATUS_WORDS.get(status, str(status)))
-    badge = f'<span class="dm-badge dm-badge-{esc(status.value)}">{word}</span>'
+    word = esc(status_word(snapshot, _STATUS_WORDS))
+    # only items cancelled one by one kept the run from finishing: no failure, an interruption
+    c = snapshot.counts
+    cancelled_only = status is RunStatus.FAILED and c.cancelled and not (c.failed or c.timeout)
+    style = RunStatus.INTERRUPTED.value if cancelled_only else status.value
+    badge = f'<span class="dm-badge dm-badge-{esc(style)}">{word}</span>'
     return (
         f'<div class="dm-head"><span class="dm-title">parallel_for</span>{name} {badge} '
         f"{cluster_html(snapshot.cluster, environ)}</div>"

@@ -32,7 +32,8 @@ import ipywidgets as w
 
 from dask_magic.engine.results import Failure, RunSnapshot, RunStatus, group_failures
 from dask_magic.ui import html, text
-from dask_magic.ui.actions import ActionButtons
+from dask_magic.ui.actions import ActionButtons, hint_html
+from dask_magic.ui.running import RunningList
 
 __all__ = ["ProgressPanel"]
 
@@ -42,14 +43,6 @@ MORE_ROWS = 25
 #: Failure groups shown at first, and how many "show more groups" adds.
 GROUPS_SHOWN = 8
 
-_RUNNING_HINT = (
-    "Running: interrupt the kernel (\u25a0 in the toolbar, or I, I) to cancel; "
-    "finished items are kept. Buttons work once the run has ended."
-)
-_LIVE_HINT = (
-    "Running: the buttons act now. Cancel ends the run (finished items are kept); "
-    "Retry failed runs the failed items again while the rest runs."
-)
 _LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 Publish = Callable[[dict[str, Any], bool], None]
@@ -215,6 +208,7 @@ class ProgressPanel:
         self.hint = w.HTML(_dom_classes=["dm-hint-w"])
         self.actions = ActionButtons(on_cancel=self._cancel, on_retry=self._retry)
         self.retry_button, self.cancel_button = self.actions.retry, self.actions.cancel
+        self.running = RunningList()
         self.groups = w.VBox(_dom_classes=["dm-failures"])
         self.more_groups = w.Button(
             layout=w.Layout(display="none", width="auto", align_self="flex-start"),
@@ -230,6 +224,7 @@ class ProgressPanel:
                 self.status,
                 self.hint,
                 self.actions.box,
+                self.running.box,
                 self.groups,
                 self.more_groups,
                 self.output,
@@ -258,29 +253,14 @@ class ProgressPanel:
         self.head.value = html.head_html(snapshot, self._environ)
         self.status.value = html.status_html(snapshot)
         acting = live and self._live_mode()  # clicks reach the kernel during the run
-        self.hint.value = self._hint_html(snapshot, live, acting)
+        self.hint.value = hint_html(snapshot, live, acting)
         self.actions.mark_run(snapshot.run_id)
         self.actions.show(
             snapshot.counts, live, acting, self._on_cancel is not None, self._on_retry is not None
         )
+        self.running.show(snapshot.run_id, snapshot.running_items if live else (), acting)
         self._layouts["rerun"].display = "none" if live or self._on_rerun is None else ""
         self._render_failures(snapshot.failures)
-
-    def _hint_html(self, snapshot: RunSnapshot, live: bool, acting: bool = False) -> str:
-        if live:
-            if acting:
-                return f'<div class="dm-hint dm-mode-live">{html.esc(_LIVE_HINT)}</div>'
-            return f'<div class="dm-hint">{html.esc(_RUNNING_HINT)}</div>'
-        parts = []
-        if snapshot.message:
-            parts.append(f'<div class="dm-message">{html.esc(snapshot.message)}</div>')
-        if snapshot.counts.total - snapshot.counts.done:
-            parts.append(
-                '<div class="dm-hint">Fix the cause, then click <b>Retry failed</b> (or run '
-                "<code>%parallel_retry</code>). <b>Re-run here</b> runs one item in this kernel "
-                "so that <code>%debug</code> opens at your line.</div>"
-            )
-        return "".join(parts)
 
     def _render_failures(self, failures: tuple[Failure, ...], force: bool = False) -> None:
         # Run caches one Failure object per outcome, so identities tell whether anything changed.
@@ -390,6 +370,7 @@ class ProgressPanel:
             for widget in (group.header, group.rows, group.more, group.box):
                 widget.close()
         self.actions.close()
+        self.running.close()
         for child in self.widget.children:
             child.close()
         self.widget.close()

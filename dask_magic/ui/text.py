@@ -26,6 +26,7 @@ __all__ = [
     "format_bytes",
     "format_duration",
     "progress_line",
+    "status_word",
     "summary_text",
 ]
 
@@ -43,6 +44,15 @@ _STATUS_WORDS = {
     RunStatus.INTERRUPTED: "interrupted",
     RunStatus.ERROR: "stopped by an error",
 }
+
+
+def status_word(snapshot: RunSnapshot, words: dict[RunStatus, str] | None = None) -> str:
+    """``finished with failures``; ``finished, 1 cancelled`` when only cancelled items kept the
+    run from finishing (a Cancel item click), which is no failure."""
+    c = snapshot.counts
+    if snapshot.status is RunStatus.FAILED and c.cancelled and not (c.failed or c.timeout):
+        return f"finished, {c.cancelled:,} cancelled"
+    return (words or _STATUS_WORDS).get(snapshot.status, str(snapshot.status))
 
 
 def format_duration(seconds: float) -> str:
@@ -109,7 +119,7 @@ def progress_line(snapshot: RunSnapshot) -> str:
 def _headline(snapshot: RunSnapshot) -> str:
     c = snapshot.counts
     who = f"parallel_for {snapshot.name!r}" if snapshot.name else "parallel_for"
-    status = _STATUS_WORDS.get(snapshot.status, str(snapshot.status))
+    status = status_word(snapshot)
     counts = f"{c.done} done, {c.failed} failed"
     if c.timeout:
         counts += f", {c.timeout} timed out"

@@ -65,6 +65,21 @@ export function statusLabel(status: RunStatus): string {
 }
 
 /**
+ * A run's badge: its status, except that a run whose only unfinished items were cancelled
+ * one by one (Cancel item) did not fail: it reads `N cancelled`, styled as an interruption.
+ */
+export function runBadge(run: {
+  status: RunStatus;
+  counts: { failed: number; timeout?: number; cancelled: number };
+}): { label: string; style: string } {
+  const { failed, cancelled } = run.counts;
+  if (run.status === 'failed' && failed + (run.counts.timeout ?? 0) === 0 && cancelled > 0) {
+    return { label: `${cancelled} cancelled`, style: 'interrupted' };
+  }
+  return { label: statusLabel(run.status), style: run.status };
+}
+
+/**
  * The URL if it is an http(s) URL, else `null`: a link from the kernel never gets a
  * `javascript:` or other scheme. A relative URL (a dashboard behind jupyter-server-proxy,
  * `/user/me/proxy/8787/status`) is resolved against `base`.

@@ -7,17 +7,26 @@
  * `dask_magic/ui/actions.py`). A capture-phase listener reads them first; when the kernel
  * that runs that run is in live mode, it sends the action on its `dask_magic` comm (which
  * travels on a subshell) and stops the event, so the widget's own click does not queue too.
- * Anywhere else the click goes on to the widget as before.
+ * Anywhere else the click goes on to the widget as before. A running item's Cancel item
+ * button (`dm-action-cancel_item`) also names its item (`dm-item-<index>`).
  */
 import type { Action } from './protocol';
 
 /** What a click on a panel's action button asks for. */
 export interface IPanelAction {
-  action: 'cancel' | 'retry';
+  action: 'cancel' | 'retry' | 'cancel_item';
   runId: string;
+  /** The item, for `cancel_item` only. */
+  index?: number;
 }
 
-const ACTIONS: ReadonlyArray<IPanelAction['action']> = ['cancel', 'retry'];
+const ACTIONS: ReadonlyArray<IPanelAction['action']> = ['cancel', 'retry', 'cancel_item'];
+
+/** `7` for `dm-item-7`; `null` for any other class (an index is a plain decimal count). */
+function itemIndex(name: string): number | null {
+  const digits = name.startsWith('dm-item-') ? name.slice('dm-item-'.length) : '';
+  return /^(0|[1-9][0-9]{0,15})$/.test(digits) ? Number(digits) : null;
+}
 
 /** The action a click on `target` (or an element inside it) asks for, or `null`. */
 export function panelAction(target: EventTarget | null): IPanelAction | null {
@@ -31,7 +40,9 @@ export function panelAction(target: EventTarget | null): IPanelAction | null {
   }
   let action: IPanelAction['action'] | null = null;
   let runId: string | null = null;
+  let index: number | null = null;
   button.classList.forEach(name => {
+    index = itemIndex(name) ?? index;
     const kind = name.startsWith('dm-action-') ? name.slice('dm-action-'.length) : null;
     if (kind !== null && (ACTIONS as readonly string[]).includes(kind)) {
       action = kind as IPanelAction['action'];
@@ -40,7 +51,21 @@ export function panelAction(target: EventTarget | null): IPanelAction | null {
       runId = name.slice('dm-run-'.length);
     }
   });
-  return action !== null && runId !== null ? { action, runId } : null;
+  if (action === null || runId === null) {
+    return null;
+  }
+  if (action === 'cancel_item') {
+    return index === null ? null : { action, runId, index };
+  }
+  return { action, runId };
+}
+
+/** The protocol's action for a panel click. */
+function toAction(found: IPanelAction): Action {
+  if (found.action === 'cancel_item') {
+    return { action: 'cancel_item', run_id: found.runId, index: found.index ?? -1 };
+  }
+  return { action: found.action, run_id: found.runId };
 }
 
 /** Where a live run's actions go: `null` when no kernel in live mode runs it. */
@@ -64,7 +89,7 @@ export function installPanelClicks(root: Document | HTMLElement, runs: ILiveRuns
     }
     event.stopPropagation();
     event.preventDefault();
-    target.send({ action: found.action, run_id: found.runId });
+    target.send(toAction(found));
   };
   root.addEventListener('click', listener, true);
   return () => root.removeEventListener('click', listener, true);

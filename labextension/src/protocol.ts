@@ -78,6 +78,13 @@ export interface IFailureItem {
   stderr: string;
 }
 
+/** An item running now (the longest-running few, longest first), with its loop value. */
+export interface IRunningItem {
+  index: number;
+  item: string;
+  elapsed: number | null;
+}
+
 /** Failed items of one exception type at one cell line; `items` may be fewer than `count`. */
 export interface IFailureGroup {
   label: string;
@@ -110,6 +117,8 @@ export interface IRun {
   cell_id: string | null;
   message: string;
   retry_of: string | null;
+  /** Items running now (absent from kernels before it existed: empty). */
+  running: IRunningItem[];
   failures: { total: number; groups: IFailureGroup[] };
   cluster: ICluster | null;
 }
@@ -329,6 +338,16 @@ function parseGroup(value: unknown): IFailureGroup | null {
   };
 }
 
+/** Running items kept from one message (the kernel sends a few). */
+const MAX_RUNNING = 20;
+
+function parseRunning(value: unknown): IRunningItem | null {
+  if (!isObject(value) || !isCount(value.index)) {
+    return null;
+  }
+  return { index: value.index, item: str(value.item), elapsed: optNumber(value.elapsed) };
+}
+
 /** Parse a cluster, or `null`. */
 export function parseCluster(value: unknown): ICluster | null {
   if (!isObject(value) || typeof value.scheduler !== 'string') {
@@ -370,6 +389,9 @@ export function parseRun(value: unknown): IRun | null {
     cell_id: optString(value.cell_id),
     message: str(value.message),
     retry_of: optString(value.retry_of),
+    running: Array.isArray(value.running)
+      ? value.running.slice(0, MAX_RUNNING).map(parseRunning).filter(isPresent)
+      : [],
     failures: { total: isCount(failures.total) ? failures.total : counts.failed, groups },
     cluster: parseCluster(value.cluster)
   };

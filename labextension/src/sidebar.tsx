@@ -56,6 +56,8 @@ export class RunsSidebar extends ReactWidget {
       onSelectRun: (run: IRun) => model.selectRun(run),
       onRetry: (run: IRun) => runs?.retry(run.run_id),
       onCancel: (run: IRun) => void runs?.cancel(run.run_id),
+      onCancelItem: (run: IRun, index: number) =>
+        runs?.send({ action: 'cancel_item', run_id: run.run_id, index }),
       liveControls: runs?.live ?? false,
       onCloseCluster: () => runs?.closeCluster(),
       onDismissNotice: () => model.dismissNotice()

@@ -13,9 +13,10 @@ import {
   formatRate,
   runTitle,
   safeHttpUrl,
-  statusLabel
+  runBadge
 } from './format';
 import { ICluster, IFailureGroup, IFailureItem, IRun, isLive } from './protocol';
+import { RunningItems } from './running';
 
 /** What the sidebar shows, as plain data. */
 export interface ISidebarViewProps {
@@ -33,6 +34,8 @@ export interface ISidebarViewProps {
   onSelectRun(run: IRun): void;
   onRetry(run: IRun): void;
   onCancel(run: IRun): void;
+  /** Cancel one running item (live mode only). */
+  onCancelItem?(run: IRun, index: number): void;
   /** The kernel reads actions while a cell runs: Cancel and Retry act on the running run. */
   liveControls?: boolean;
   onCloseCluster(): void;
@@ -170,6 +173,7 @@ function RunList(props: ISidebarViewProps): JSX.Element {
             onSelect={props.onSelectRun}
             onRetry={props.onRetry}
             onCancel={props.onCancel}
+            onCancelItem={props.onCancelItem}
             liveControls={props.liveControls ?? false}
           />
         ))}
@@ -185,6 +189,7 @@ export function RunView(props: {
   onSelect(run: IRun): void;
   onRetry(run: IRun): void;
   onCancel(run: IRun): void;
+  onCancelItem?(run: IRun, index: number): void;
   liveControls?: boolean;
 }): JSX.Element {
   const { run } = props;
@@ -212,8 +217,8 @@ export function RunView(props: {
         }}
       >
         <span className={`${CLS}-runTitle`}>{runTitle(run.name, run.run_id)}</span>
-        <span className={`${CLS}-status ${CLS}-status-${run.status}`}>
-          {statusLabel(run.status)}
+        <span className={`${CLS}-status ${CLS}-status-${runBadge(run).style}`}>
+          {runBadge(run).label}
         </span>
       </div>
       <Bar run={run} />
@@ -247,6 +252,7 @@ export function RunView(props: {
           </button>
         )}
       </div>
+      {live && <RunningItems run={run} onCancelItem={acting ? props.onCancelItem : undefined} />}
       {run.failures.groups.length > 0 && <Failures run={run} />}
     </li>
   );

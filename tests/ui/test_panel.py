@@ -198,7 +198,7 @@ def test_interrupted_run_says_why_and_offers_the_unfinished_items():
     panel.finish(_snapshot(counts, RunStatus.INTERRUPTED, (_failure(2),), message=message))
     assert message in panel.hint.value and "dm-badge-interrupted" in panel.head.value
     assert "dm-bar-cancelled" in panel.status.value and "<b>6</b> cancelled" in panel.status.value
-    assert panel.retry_button.description == "Retry failed (7)"
+    assert panel.retry_button.description == "Retry failed (1) and the rest (6)"
     assert panel.retry_button.layout.display == ""
 
 

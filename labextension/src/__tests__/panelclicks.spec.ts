@@ -25,6 +25,14 @@ interface IFakeElement {
 }
 
 const cancelButton = element(['dm-cancel', 'dm-action', 'dm-action-cancel', 'dm-run-abc123']);
+const cancelItem = (index: string) =>
+  element([
+    'dm-cancel-item',
+    'dm-action',
+    'dm-action-cancel_item',
+    'dm-run-abc123',
+    `dm-item-${index}`
+  ]);
 
 describe('panelAction', () => {
   it('reads the action and the run from the button or an element inside it', () => {
@@ -37,6 +45,20 @@ describe('panelAction', () => {
       action: 'cancel',
       runId: 'abc123'
     });
+  });
+
+  it("reads a Cancel item button's item index, and refuses one without a valid index", () => {
+    expect(panelAction(cancelItem('7') as unknown as EventTarget)).toEqual({
+      action: 'cancel_item',
+      runId: 'abc123',
+      index: 7
+    });
+    expect(panelAction(cancelItem('0') as unknown as EventTarget)?.index).toBe(0);
+    for (const bad of ['', '-1', '07', '1.5', 'x', '1e3']) {
+      expect(panelAction(cancelItem(bad) as unknown as EventTarget)).toBeNull();
+    }
+    const noItem = element(['dm-action', 'dm-action-cancel_item', 'dm-run-abc123']);
+    expect(panelAction(noItem as unknown as EventTarget)).toBeNull();
   });
 
   it('ignores other elements, unknown actions and buttons without a run', () => {
@@ -88,6 +110,12 @@ describe('installPanelClicks', () => {
     expect(sent).toEqual([{ action: 'cancel', run_id: 'abc123' }]);
     stop();
     expect(hasListener()).toBe(false);
+  });
+
+  it('sends cancel_item with its index in live mode', () => {
+    const { sent, click } = setUp(true);
+    expect(click(cancelItem('12'))).toBe(true);
+    expect(sent).toEqual([{ action: 'cancel_item', run_id: 'abc123', index: 12 }]);
   });
 
   it('lets the click through to the widget elsewhere', () => {

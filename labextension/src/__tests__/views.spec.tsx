@@ -77,6 +77,39 @@ describe('SidebarView', () => {
     expect(html).not.toContain('Retry failed');
   });
 
+  it("lists a live run's running items, with Cancel item only in live mode, escaped", () => {
+    const raw = {
+      ...fixture.run.run,
+      status: 'running',
+      running: [
+        { index: 7, item: "'<img src=x onerror=alert(1)>'", elapsed: 12.5 },
+        { index: 'x', item: 'bad' },
+        { index: 2, item: "'b.csv'", elapsed: 0.4 }
+      ]
+    };
+    const run = parseRun(raw) as IRun;
+    expect(run.running.map(r => r.index)).toEqual([7, 2]); // a malformed row is dropped
+    const liveHtml = render(props({ runs: [run], liveControls: true, onCancelItem: noop }));
+    expect(liveHtml.match(/>Cancel item</g)?.length).toBe(2);
+    expect(liveHtml).toContain('data-index="7"');
+    expect(liveHtml).not.toContain('<img');
+    const notLive = render(props({ runs: [run], liveControls: false, onCancelItem: noop }));
+    expect(notLive).toContain('item 7');
+    expect(notLive).not.toContain('Cancel item');
+    const ended = render(props({ runs: [{ ...run, status: 'finished' }], liveControls: true }));
+    expect(ended).not.toContain('item 7');
+    expect(parseRun({ ...fixture.run.run, running: undefined })?.running).toEqual([]);
+  });
+
+  it('badges a run whose only unfinished items were cancelled one by one as cancelled', () => {
+    const first = props().runs[0];
+    const counts = { ...first.counts, failed: 0, timeout: 0, cancelled: 1 };
+    const html = render(props({ runs: [{ ...first, status: 'failed', counts }] }));
+    expect(html).toContain('jp-DaskMagic-status-interrupted">1 cancelled<');
+    const failed = render(props({ runs: [{ ...first, status: 'failed' }] }));
+    expect(failed).toContain('jp-DaskMagic-status-failed">failed<');
+  });
+
   it('counts timed-out items and offers Retry for them', () => {
     const first = props().runs[0];
     const raw = {
