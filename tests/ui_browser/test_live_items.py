@@ -10,7 +10,7 @@ import time
 from helpers import import_tool
 
 from .pages import TIMEOUT, open_notebook, run_cell, shot, wait_idle, write_notebook
-from .test_live import _done, _panel, _printed, _wait_for
+from .test_live import FAILING, REPORT_RETRY, _done, _panel, _printed, _wait_for
 
 expect = import_tool("playwright.sync_api").expect
 
@@ -40,20 +40,6 @@ print(json.dumps({"status": str(slow.status), "done": slow.counts.done,
 
 ONE_SLOW_SIDEBAR = ONE_SLOW.replace("slow", "slow2").replace("out.", "out3.")
 REPORT_SLOW_SIDEBAR = REPORT_SLOW.replace("slow", "slow2").replace("out ==", "out3 ==")
-
-FAILING = """\
-%%parallel_for --name flaky --fresh
-for i in range(60):
-    time.sleep(0.25)
-    if i in (2, 5) and not os.path.exists(os.path.join(flag, "ok")):
-        raise ValueError(f"item {i} before the fix")
-    out2.append(i)
-"""
-
-REPORT_RETRY = """\
-print(json.dumps({"status": str(flaky.status), "failed": flaky.counts.failed,
-                  "done": flaky.counts.done, "in_order": out2 == list(range(60))}))
-"""
 
 LONG = """\
 %%parallel_for --name long --fresh
