@@ -91,7 +91,7 @@ def test_workers_a_local_cluster_drops_while_they_die_are_started_again(fresh):
     with (
         dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}),
         LocalCluster(
-            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         ) as made,
         Client(made, set_as_default=False) as client,
     ):

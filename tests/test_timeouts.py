@@ -151,7 +151,9 @@ def one_worker_cluster():
     is on the one that a timeout restarts."""
     from distributed import Client, LocalCluster
 
-    made = LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+    made = LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    )
     client = Client(made, set_as_default=False)
     yield client
     client.close()

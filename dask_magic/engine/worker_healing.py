@@ -46,22 +46,40 @@ def _start_looking(ref: weakref.ref) -> None:
         cluster = ref()
         if cluster is None or cluster.status in (Status.closing, Status.closed):
             looking.stop()
-        elif len(cluster.workers) < len(cluster.worker_spec):
+        elif len(cluster.workers) < len(cluster.worker_spec) or _any_ended(cluster):
             heal(cluster)
 
     looking = PeriodicCallback(look, WATCH_INTERVAL * 1000)
     looking.start()
 
 
+def _any_ended(cluster: SpecCluster) -> bool:
+    return any(worker.status in _ENDED for worker in cluster.workers.values())
+
+
 def heal(cluster: SpecCluster) -> bool:
-    """Start again the workers of the cluster's spec it no longer runs; True if any."""
-    if cluster.status != Status.running or not missing_workers(cluster):
+    """Start again the workers of the cluster's spec it no longer runs; True if any.
+
+    On the cluster's loop. A worker that failed to start (its name was still registered by
+    the process it replaces, "name taken") is left in the cluster's table, closed: it is
+    taken out, so that the next look starts it again.
+    """
+    if cluster.status != Status.running:
+        return False
+    registered = {w.get("name") for w in cluster.scheduler_info.get("workers", {}).values()}
+    for name, worker in list(cluster.workers.items()):
+        if worker.status in _ENDED and name in cluster.worker_spec and name not in registered:
+            del cluster.workers[name]
+    if not missing_workers(cluster) - registered:  # a name still registered: wait for it
         return False
     try:  # the same size: no spec changes, only the missing workers are started
         cluster.scale(len(cluster.worker_spec))
     except Exception:  # closing meanwhile: nothing to heal
         return False
     return True
+
+
+_ENDED = (Status.closed, Status.failed)
 
 
 def missing_workers(cluster: SpecCluster) -> set:
