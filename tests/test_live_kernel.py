@@ -129,7 +129,21 @@ def _wait_reply(kc, msg: dict) -> dict:
     while True:
         reply = kc.get_shell_msg(timeout=120)
         if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-            return reply
+            break
+    if reply["content"]["status"] == "error":
+        _until_requests_run(kc)
+    return reply
+
+
+def _until_requests_run(kc) -> None:
+    """After a cell that failed, ipykernel aborts the execute requests that reach it before
+    it has handled its own "stop aborting" message, which it queues *after* sending the
+    failed cell's reply: a request sent at once may be aborted. Wait until one runs."""
+    for _ in range(50):
+        if _execute(kc, "pass")["content"]["status"] != "aborted":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the kernel still aborts every request after the failed cell")
 
 
 def test_cancel_on_a_subshell_ends_the_run_while_it_runs(kc):

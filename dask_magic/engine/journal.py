@@ -151,7 +151,9 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
-            db.executescript(f"BEGIN;{SCHEMA}COMMIT;")  # one commit, not one per table
+            # IMMEDIATE: a deferred transaction that reads the schema and then writes fails
+            # at once, without waiting, when another kernel wrote in between
+            db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")  # one commit, not per table
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if "source" not in columns:  # a journal written before runs kept their cell
                 db.execute("ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''")
