@@ -219,6 +219,17 @@ def start_kernel(cwd: Path | None = None, **env: str) -> tuple[Any, Any]:
     return km, kc
 
 
+@contextlib.contextmanager
+def running_kernel(cwd: Path | None = None, **env: str) -> Iterator[Any]:
+    """`start_kernel`'s client, the kernel shut down when the block ends."""
+    km, kc = start_kernel(cwd, **env)
+    try:
+        yield kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 @dataclasses.dataclass
 class CellOutput:
     stdout: str

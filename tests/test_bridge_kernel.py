@@ -12,19 +12,13 @@ import time
 import uuid
 
 import pytest
-from helpers import wait_until
-
-jupyter_client = pytest.importorskip("jupyter_client.manager")
+from helpers import running_kernel, wait_until
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    km, kc = jupyter_client.start_new_kernel(kernel_name="python3")
-    try:
-        yield kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    with running_kernel() as client:
+        yield client
 
 
 def execute(kc, code: str, metadata: dict | None = None) -> str:

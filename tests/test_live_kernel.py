@@ -13,20 +13,15 @@ import time
 import uuid
 
 import pytest
-
-jupyter_client = pytest.importorskip("jupyter_client.manager")
+from helpers import running_kernel
 
 CONTROL = "dask_magic_control"
 
 
 @pytest.fixture
 def kc():
-    km, client = jupyter_client.start_new_kernel(kernel_name="python3")
-    try:
+    with running_kernel() as client:
         yield client
-    finally:
-        client.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def _send(kc, msg_type: str, content: dict, subshell: str | None = None) -> dict:
