@@ -315,3 +315,31 @@ def test_a_change_the_code_cannot_show_is_reported(fresh, capsys):
     err = capsys.readouterr().err
     assert "`model` was changed by the loop body on a worker" in err and "`config`" not in err
     assert fresh.user_ns["model"].seen == [] and fresh.user_ns["out"] == [0, 2, 4, 6]
+
+
+def test_a_name_the_items_listing_rebinds_is_planned_afresh(fresh, capsys):
+    """The plan is made once when nothing the rewrite read changed: a name the iterable's
+    own call rebinds (here to a draw from the global random state) makes it again."""
+    run_ok(
+        fresh,
+        "import random\ndef pick(s):\n    return s[0]\n"
+        "def items():\n    global pick\n    pick = random.choice\n    return [1, 2]\nout = []\n",
+    )
+    capsys.readouterr()
+    run_ok(
+        fresh,
+        "%%parallel_for --serial --progress none\nfor x in items():\n    out.append(pick([x]))\n",
+    )
+    assert fresh.user_ns["out"] == [1, 2]
+    assert "`pick(...)` draws from random's process-wide random state" in capsys.readouterr().err
+
+
+def test_plan_inputs_see_a_rebound_name_and_a_changed_kind():
+    from dask_magic.kinds import PlanInputs
+
+    first, other = object(), object()
+    seen = PlanInputs({"a": "value"}, {"a": first})
+    assert seen.same({"a": "value"}, {"a": first})
+    assert not seen.same({"a": "value"}, {"a": other})  # rebound to another object
+    assert not seen.same({"a": "module"}, {"a": first})  # another kind
+    assert not seen.same({"a": "value"}, {})  # deleted
