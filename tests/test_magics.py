@@ -343,3 +343,18 @@ def test_plan_inputs_see_a_rebound_name_and_a_changed_kind():
     assert not seen.same({"a": "value"}, {"a": other})  # rebound to another object
     assert not seen.same({"a": "module"}, {"a": first})  # another kind
     assert not seen.same({"a": "value"}, {})  # deleted
+
+
+def test_the_stash_is_cleared_only_where_a_worker_may_hold_one(fresh, monkeypatch):
+    from dask_magic.engine import final_values
+
+    drops = []
+    real = final_values._drop_everywhere
+    monkeypatch.setattr(
+        final_values, "_drop_everywhere", lambda c, key: drops.append(key) or real(c, key)
+    )
+    run_ok(fresh, "out = []")
+    run_ok(fresh, "%%parallel_for --progress none\nfor x in [1]:\n    y = x + 1\n")
+    assert fresh.user_ns["y"] == 2 and drops == []  # its only item's values came back inline
+    run_ok(fresh, "%%parallel_for --progress none --batch 5\nfor x in range(10):\n    y = x\n")
+    assert fresh.user_ns["y"] == 9 and len(drops) == 1  # the first batch's y stayed on a worker
