@@ -113,3 +113,18 @@ def target_kinds(target: Any, first_item: Any) -> dict[str, str]:
         return {}
     names = [n for n in scratch if n not in ("@item", "__builtins__")]
     return {n: k for n, k in kinds_of(names, scratch).items() if k in C.KERNEL_KINDS}
+
+
+class PlanInputs:
+    """What the first rewrite of a cell read: the kinds, and the very values of those names
+    (the random-state origins it looked up are read from them)."""
+
+    def __init__(self, kinds: dict[str, str], ns: Mapping[str, Any]) -> None:
+        self.kinds = dict(kinds)
+        self.values = {name: ns[name] for name in kinds if name in ns}
+
+    def same(self, kinds: dict[str, str], ns: Mapping[str, Any]) -> bool:
+        if kinds != self.kinds:
+            return False
+        values = self.values
+        return all(name in ns and ns[name] is value for name, value in values.items())

@@ -25,7 +25,7 @@ from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_
 from .engine.results import RunStatus
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
-from .kinds import cell_kinds, target_kinds
+from .kinds import PlanInputs, cell_kinds, target_kinds
 from .magic_decorators import cell_magic, line_magic
 from .magic_options import parallel_for_options, parallel_retry_options, parse, run_options
 from .management_magics import ManagementMagics
@@ -72,16 +72,16 @@ class DaskMagics(Magics):
             self._cell_number(),
             raw_code=raw,
         )
-        plan = self._rewrite(
-            transformed, filename, raw, cell_kinds(transformed, self.shell.user_ns)
-        )
+        kinds = cell_kinds(transformed, self.shell.user_ns)
+        plan = self._rewrite(transformed, filename, raw, kinds)
+        seen = PlanInputs(kinds, self.shell.user_ns)
         if args.show:
             print(plan.show())
             print(_sent_names(plan, self.shell.user_ns))
             return None
         self._run_code(plan.prelude, filename)
         items = self._list_items(plan, filename)
-        plan = self._replan(plan, transformed, filename, raw, items)
+        plan = self._replan(plan, transformed, filename, raw, items, seen)
         options = run_options(
             args, self.shell.user_ns, self._labels(filename), journal_retry=self._journal_retry
         )
@@ -91,14 +91,24 @@ class DaskMagics(Magics):
         return self._after(run, plan, filename)
 
     def _replan(
-        self, plan: Any, transformed: str, filename: str, raw: str, items: list[Any]
+        self,
+        plan: Any,
+        transformed: str,
+        filename: str,
+        raw: str,
+        items: list[Any],
+        seen: PlanInputs,
     ) -> Any:
         """The plan again, now that the statements before the loop ran and the items are known:
-        names they bound and the items themselves (``for ax in axes.flat``) have kinds now."""
+        names they bound and the items themselves (``for ax in axes.flat``) have kinds now.
+
+        The rewrite reads only the source, the kinds and the namespace's values of the names
+        the cell mentions: where none of them changed, the first plan is the same plan."""
         kinds = cell_kinds(transformed, self.shell.user_ns)
         if items:
             kinds.update(target_kinds(plan.target, items[0]))
-        plan = self._rewrite(transformed, filename, raw, kinds)
+        if plan.prelude.body or not seen.same(kinds, self.shell.user_ns):
+            plan = self._rewrite(transformed, filename, raw, kinds)
         if plan.own_keys and repeated_own_key(plan, items) is not None:
             plan = self._rewrite(transformed, filename, raw, kinds, own_keys=False)
         return plan

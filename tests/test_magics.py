@@ -315,3 +315,46 @@ def test_a_change_the_code_cannot_show_is_reported(fresh, capsys):
     err = capsys.readouterr().err
     assert "`model` was changed by the loop body on a worker" in err and "`config`" not in err
     assert fresh.user_ns["model"].seen == [] and fresh.user_ns["out"] == [0, 2, 4, 6]
+
+
+def test_a_name_the_items_listing_rebinds_is_planned_afresh(fresh, capsys):
+    """The plan is made once when nothing the rewrite read changed: a name the iterable's
+    own call rebinds (here to a draw from the global random state) makes it again."""
+    run_ok(
+        fresh,
+        "import random\ndef pick(s):\n    return s[0]\n"
+        "def items():\n    global pick\n    pick = random.choice\n    return [1, 2]\nout = []\n",
+    )
+    capsys.readouterr()
+    run_ok(
+        fresh,
+        "%%parallel_for --serial --progress none\nfor x in items():\n    out.append(pick([x]))\n",
+    )
+    assert fresh.user_ns["out"] == [1, 2]
+    assert "`pick(...)` draws from random's process-wide random state" in capsys.readouterr().err
+
+
+def test_plan_inputs_see_a_rebound_name_and_a_changed_kind():
+    from dask_magic.kinds import PlanInputs
+
+    first, other = object(), object()
+    seen = PlanInputs({"a": "value"}, {"a": first})
+    assert seen.same({"a": "value"}, {"a": first})
+    assert not seen.same({"a": "value"}, {"a": other})  # rebound to another object
+    assert not seen.same({"a": "module"}, {"a": first})  # another kind
+    assert not seen.same({"a": "value"}, {})  # deleted
+
+
+def test_the_stash_is_cleared_only_where_a_worker_may_hold_one(fresh, monkeypatch):
+    from dask_magic.engine import final_values
+
+    drops = []
+    real = final_values._drop_everywhere
+    monkeypatch.setattr(
+        final_values, "_drop_everywhere", lambda c, key: drops.append(key) or real(c, key)
+    )
+    run_ok(fresh, "out = []")
+    run_ok(fresh, "%%parallel_for --progress none\nfor x in [1]:\n    y = x + 1\n")
+    assert fresh.user_ns["y"] == 2 and drops == []  # its only item's values came back inline
+    run_ok(fresh, "%%parallel_for --progress none --batch 5\nfor x in range(10):\n    y = x\n")
+    assert fresh.user_ns["y"] == 9 and len(drops) == 1  # the first batch's y stayed on a worker

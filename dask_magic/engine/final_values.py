@@ -23,16 +23,22 @@ _salvaged_lock = threading.Lock()
 
 
 def fetch_final_values(
-    client: Any, stash_key: str, wanted: dict[str | None, dict[str, int]]
+    client: Any,
+    stash_key: str,
+    wanted: dict[str | None, dict[str, int]],
+    stash_made: bool = True,
 ) -> dict[str, Any]:
     """Bring back the stashed last bindings in ``wanted`` and clear the run's stash everywhere.
 
-    One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not.
+    One ``client.run`` round trip when something is wanted; a fire-and-forget clean-up when not,
+    and none where no worker can hold a stash for the pass (``stash_made`` False: every item
+    came back with its bindings inline, as the only item of a batch does).
     """
     with _salvaged_lock:
         salvaged = _salvaged.pop(stash_key, {})
     if not any(wanted.values()):
-        _drop_everywhere(client, stash_key)
+        if stash_made:
+            _drop_everywhere(client, stash_key)
         return {}
     values: dict[str, Any] = {}
     for addr, names in wanted.items():

@@ -141,7 +141,20 @@ def _safe_token(value: Any) -> str:
 
 def module_digests(env: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """``(name, file, digest)``: the source files of each local module the values in ``env``
-    use (``file``: ``helpers.py``, or a package's folder ``tools/``)."""
+    use (``file``: ``helpers.py``, or a package's folder ``tools/``).
+
+    Once per pass for the same values (`env_key` and `env_parts` both ask; no notebook code
+    runs between them)."""
+    memo = scatter.pass_memo()
+    if memo is None:
+        return _module_digests(env)
+    key = ("module digests", str(Path.cwd()), tuple((n, id(v)) for n, v in env.items()))
+    if key not in memo:
+        memo[key] = (dict(env), _module_digests(env))  # the values held: their ids stay theirs
+    return list(memo[key][1])
+
+
+def _module_digests(env: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     parts = []
     for module in preflight.local_modules(dict(env), Path.cwd()):
         path = Path(getattr(module, "__file__", "") or "")

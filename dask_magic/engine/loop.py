@@ -21,7 +21,7 @@ from dask_magic.errors import ClusterError
 
 from . import cluster, execute, loop_job, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
-from .results import ItemOutcome
+from .results import STASHED, ItemOutcome
 from .run import Run
 
 if TYPE_CHECKING:  # importing rewrite.plan would load the whole rewriter into the engine
@@ -287,7 +287,9 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     wanted = replay.stashed_wanted(final, {o.index: o.worker for o in outcomes})
     if client is not None:
         try:
-            values = execute.fetch_final_values(client, stash_key, wanted)
+            values = execute.fetch_final_values(
+                client, stash_key, wanted, _stash_made(run, outcomes)
+            )
         except Exception:
             values = {}
         for names in wanted.values():
@@ -300,6 +302,14 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     if run.journal is not None:
         run.journal.finish(run.outcomes, final)
     state.missing = replay.bind_final(state.ns, final)
+
+
+def _stash_made(run: Run, outcomes: list[ItemOutcome]) -> bool:
+    """Whether a worker may hold values of the run in its stash: unless every item has an
+    outcome (no batch is still running) and none left a value there."""
+    if len(outcomes) != len(run.items):
+        return True
+    return any(v is STASHED for o in outcomes for v in o.bound.values())
 
 
 def _commit_late(run: Run, state: _LoopState, late: list[ItemOutcome]) -> None:

@@ -82,8 +82,8 @@ def should_scatter(obj: Any, threshold: int | None = None) -> bool:
 COUNTS: Counter[str] = Counter()
 # id(obj) -> (obj, its fingerprint) while a pass fingerprints; the object is held so that
 # its id is not re-used by another one before the pass ends
-_PASS_MEMO: contextvars.ContextVar[dict[int, tuple[Any, str | None]] | None] = (
-    contextvars.ContextVar("dask_magic_fingerprints", default=None)
+_PASS_MEMO: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
+    "dask_magic_fingerprints", default=None
 )
 
 
@@ -100,6 +100,12 @@ def one_fingerprint_per_value() -> Iterator[None]:
     finally:
         if token is not None:
             _PASS_MEMO.reset(token)
+
+
+def pass_memo() -> dict[Any, Any] | None:
+    """The memo of `one_fingerprint_per_value` while one is open (else None), for other
+    things a pass computes twice from the same values (the local modules' digests)."""
+    return _PASS_MEMO.get()
 
 
 def fingerprint(obj: Any) -> str | None:

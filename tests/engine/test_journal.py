@@ -191,3 +191,18 @@ def test_packed_rows_read_back_and_rows_of_older_versions_too(tmp_path):
     assert store.put([Batch("none", "r1", "e", [], [])])  # a batch of no items
     assert [b.keys for b in store.listing("r1", "e")][-1] == []
     assert not said
+
+
+def test_a_folder_found_usable_is_looked_at_again_each_time(tmp_path):
+    import shutil
+
+    from dask_magic.engine.journal_folder import usable
+
+    folder = tmp_path / ".dask-magic"
+    assert usable(folder) and (folder / ".gitignore").read_text() == "*\n"
+    assert usable(folder)  # the cheap look: still there
+    shutil.rmtree(folder)  # deleted between two cells: made again
+    assert usable(folder) and (folder / ".gitignore").is_file()
+    shutil.rmtree(folder)
+    folder.write_text("")  # now a plain file: not usable, whatever an earlier look found
+    assert not usable(folder)

@@ -135,3 +135,22 @@ def test_a_local_module_is_a_part_of_its_own(tmp_path, monkeypatch):
         assert _what_changed(before, keys.env_parts(plan, ns)) == "code changed (module jparts.py)"
     finally:
         sys.modules.pop("jparts", None)
+
+
+def test_a_pass_reads_a_local_modules_source_once_and_the_next_pass_again(tmp_path, monkeypatch):
+    from dask_magic.engine import scatter
+
+    monkeypatch.chdir(tmp_path)
+    module = tmp_path / "jkonce.py"
+    module.write_text("def twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("jkonce", module)
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    monkeypatch.setitem(sys.modules, "jkonce", helpers)
+    env = {"twice": helpers.twice}
+    with scatter.one_fingerprint_per_value():
+        first = keys.module_digests(env)
+        module.write_text("def twice(x):\n    return 3 * x\n")  # not while a pass runs
+        assert keys.module_digests(env) == first
+    with scatter.one_fingerprint_per_value():  # the next pass (the next cell) reads it again
+        assert keys.module_digests(env) != first
