@@ -127,7 +127,7 @@ class OrderedCommit:
         if not self.keep_ops:
             for outcome in outcomes:
                 if outcome.status == "done":
-                    outcome.ops = []
+                    outcome.ops = ()
 
     # -- one item ----------------------------------------------------------------------------
     def _commit(self, outcome: ItemOutcome, quiet: bool) -> None:
@@ -147,7 +147,7 @@ class OrderedCommit:
         finally:
             self.busy += time.perf_counter() - start
         if not self.keep_ops and outcome.status == "done":
-            outcome.ops = []
+            outcome.ops = ()
 
     def _apply(self, outcome: ItemOutcome, quiet: bool) -> None:
         ns = self.ns
@@ -211,7 +211,7 @@ class OrderedCommit:
         if isinstance(exc, NameError) and unbound_name(exc) in self.missing:
             error = not_assigned_here(error, unbound_name(exc))  # type: ignore[arg-type]
         outcome.bound = {}
-        outcome.ops = []
+        outcome.ops = ()
         self.on_failure(outcome.index, error)  # the run counts it as failed from now on
 
     # -- what the run reports --------------------------------------------------------------
