@@ -93,8 +93,9 @@ class OrderedCommit:
         # are committed together: no per-item bookkeeping, appends to one list as one extend
         plain_ok = not self.codes and self.bind_target is None
         plain: list[ItemOutcome] = []
-        while self.next < len(self.order) and self.order[self.next] in self.ended:
-            outcome, quiet = self.ended.pop(self.order[self.next])
+        order, ended, end = self.order, self.ended, len(self.order)
+        while self.next < end and order[self.next] in ended:
+            outcome, quiet = ended.pop(order[self.next])
             self.next += 1
             if plain_ok and not quiet and _is_plain(outcome):
                 plain.append(outcome)
@@ -110,10 +111,11 @@ class OrderedCommit:
         """Done, silent items of a loop without an ordered part, in item order."""
         start = time.perf_counter()
         appends = Appends(self.ns)
+        take = appends.take
         try:
             for outcome in outcomes:
                 for op in outcome.ops:
-                    if appends.take(op):
+                    if take(op):
                         continue
                     appends.flush()
                     try:
