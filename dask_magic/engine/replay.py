@@ -129,10 +129,12 @@ def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]
     # items of one shape share their ``bound`` dict (`engine.columns`), so once a dict is met
     # every earlier item of it (with nothing deleted) has no name left to give
     taken: set[int] = set()
+    last: Any = None  # the dict of the item before: most often the same one
     for outcome in reversed(done):
-        if not outcome.deleted and id(outcome.bound) in taken:
+        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in taken):
             continue
-        taken.add(id(outcome.bound))
+        last = outcome.bound
+        taken.add(id(last))
         for name in outcome.deleted:  # a name both bound and deleted by one item ends unbound
             if name not in final:
                 final[name] = (outcome.index, UNBOUND)
@@ -146,10 +148,12 @@ def _first_bound(done: list[ItemOutcome]) -> dict[str, None]:
     """The names ``done`` (in item order) bind or unbind, in the order of their first binding."""
     names: dict[str, None] = {}
     met: set[int] = set()
+    last: Any = None
     for outcome in done:
-        if not outcome.deleted and id(outcome.bound) in met:
+        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in met):
             continue  # a shape met before: its names are in already
-        met.add(id(outcome.bound))
+        last = outcome.bound
+        met.add(id(last))
         names.update(dict.fromkeys(outcome.bound))
         names.update(dict.fromkeys(outcome.deleted))
     return names
