@@ -63,6 +63,20 @@ def test_failing_items_are_reported_and_the_rest_finish(fresh):
     assert "distributed" not in text.replace("(", "").split("hidden")[-1]  # no dask frames shown
 
 
+def test_a_fetched_final_value_changes_only_its_own_item(fresh):
+    # items of one shape share their `bound` dict: fetching the final value replaces it
+    run_ok(fresh, "items = list(range(8))")
+    run = run_ok(
+        fresh,
+        "%%parallel_for --progress none\nfor x in items:\n    if x in (2, 3):\n"
+        "        y = x * 10\n",
+    )
+    assert fresh.user_ns["y"] == 30 and fresh.user_ns["x"] == 7
+    assert run.outcomes[3].bound["y"] == 30
+    assert repr(run.outcomes[2].bound["y"]) == "STASHED"
+    assert repr(run.outcomes[0].bound["x"]) == "STASHED"
+
+
 def test_retry_after_a_fix_equals_a_clean_serial_run(fresh):
     run_ok(fresh, FAILING_SETUP)
     run_ok(fresh, FAILING_LOOP + "n = len(results)\n")

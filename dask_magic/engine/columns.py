@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cloudpickle
@@ -36,7 +36,9 @@ class Columns:
         self.worker = worker
         self.indices: list[int] = []
         self.durations: list[float] = []
-        self.ops: list[list[tuple]] | None = [] if loop else None
+        # each item's operations as a tuple: once its contents are plain data the cyclic
+        # collector stops tracking it, where a kept list is walked at every full collection
+        self.ops: list[tuple[tuple, ...]] | None = [] if loop else None
         self.values: list[Any] | None = None if loop else []
         self.names: list[tuple[str, ...] | None] = []  # names whose values stayed here
         self.inline: dict[int, dict[str, Any]] = {}  # position -> bound values that travel
@@ -47,7 +49,7 @@ class Columns:
         self.indices.append(index)
         self.durations.append(duration)
         if self.ops is not None:
-            self.ops.append(ops)
+            self.ops.append(tuple(ops))
         else:
             self.values.append(value)  # type: ignore[union-attr]
         return len(self.indices) - 1
@@ -92,7 +94,7 @@ _BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITI
 def unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:
     """`Columns` back to one `ItemOutcome` per item (runs in the kernel, inside ``loads``)."""
     n = len(indices)
-    ops = ops if ops is not None else [[] for _ in range(n)]
+    ops = ops if ops is not None else itertools.repeat((), n)
     values = values if values is not None else itertools.repeat(None, n)
     rows = zip(indices, ops, names, values, durations, strict=True)
     outcomes = _done_by_slots(rows, worker) if _BY_POSITION else _done_by_keyword(rows, worker)
@@ -107,7 +109,12 @@ def unpack(worker, indices, durations, ops, values, names, inline, extras) -> li
 
 def _done_by_slots(rows: Iterable[tuple], worker: str | None) -> list[ItemOutcome]:
     """Done outcomes, every field set directly: about half the time of calling the dataclass
-    (10,000 tiny items pay it 10,000 times); only while the fields are `_POSITIONAL`."""
+    (10,000 tiny items pay it 10,000 times); only while the fields are `_POSITIONAL`.
+
+    The items whose values stayed on the worker under the same names share one ``bound``
+    dict (`ItemOutcome` says it is replaced, never changed in place): a dict per item is one
+    more object the cyclic collector walks again and again while the run is kept.
+    """
     new, cls, stashed, fromkeys, empty = (
         object.__new__,
         ItemOutcome,
@@ -117,10 +124,17 @@ def _done_by_slots(rows: Iterable[tuple], worker: str | None) -> list[ItemOutcom
     )
     outcomes: list[ItemOutcome] = []
     append = outcomes.append
+    shapes: dict[tuple[str, ...], dict[str, Any]] = {}  # one `bound` per shape, shared
     for index, item_ops, bound, value, duration in rows:
         outcome = new(cls)
         outcome.index, outcome.status, outcome.ops = index, "done", item_ops
-        outcome.bound = fromkeys(bound, stashed) if bound else {}
+        if bound:
+            shared = shapes.get(bound)
+            if shared is None:
+                shared = shapes[bound] = fromkeys(bound, stashed)
+            outcome.bound = shared
+        else:
+            outcome.bound = {}
         outcome.deleted, outcome.value, outcome.stdout, outcome.stderr = empty, value, "", ""
         outcome.warnings, outcome.error, outcome.duration = (), None, duration
         outcome.worker, outcome.mutated = worker, ()
@@ -175,7 +189,7 @@ def dumps(columns: Columns) -> bytes:
 def _mark_unpicklable(columns: Columns, pos: int, exc: Exception) -> None:
     if columns.ops is not None:
         culprit = _unpicklable_part(columns.ops[pos])
-        columns.ops[pos] = []
+        columns.ops[pos] = ()
     else:
         culprit = "the item's return value"
         columns.values[pos] = None  # type: ignore[index]
@@ -193,7 +207,7 @@ def _mark_unpicklable(columns: Columns, pos: int, exc: Exception) -> None:
     )
 
 
-def _unpicklable_part(ops: list[tuple]) -> str:
+def _unpicklable_part(ops: Sequence[tuple]) -> str:
     for op in ops:
         try:
             cloudpickle.dumps(op)

@@ -93,8 +93,9 @@ class OrderedCommit:
         # are committed together: no per-item bookkeeping, appends to one list as one extend
         plain_ok = not self.codes and self.bind_target is None
         plain: list[ItemOutcome] = []
-        while self.next < len(self.order) and self.order[self.next] in self.ended:
-            outcome, quiet = self.ended.pop(self.order[self.next])
+        order, ended, end = self.order, self.ended, len(self.order)
+        while self.next < end and order[self.next] in ended:
+            outcome, quiet = ended.pop(order[self.next])
             self.next += 1
             if plain_ok and not quiet and _is_plain(outcome):
                 plain.append(outcome)
@@ -110,10 +111,11 @@ class OrderedCommit:
         """Done, silent items of a loop without an ordered part, in item order."""
         start = time.perf_counter()
         appends = Appends(self.ns)
+        take = appends.take
         try:
             for outcome in outcomes:
                 for op in outcome.ops:
-                    if appends.take(op):
+                    if take(op):
                         continue
                     appends.flush()
                     try:
@@ -127,7 +129,7 @@ class OrderedCommit:
         if not self.keep_ops:
             for outcome in outcomes:
                 if outcome.status == "done":
-                    outcome.ops = []
+                    outcome.ops = ()
 
     # -- one item ----------------------------------------------------------------------------
     def _commit(self, outcome: ItemOutcome, quiet: bool) -> None:
@@ -147,7 +149,7 @@ class OrderedCommit:
         finally:
             self.busy += time.perf_counter() - start
         if not self.keep_ops and outcome.status == "done":
-            outcome.ops = []
+            outcome.ops = ()
 
     def _apply(self, outcome: ItemOutcome, quiet: bool) -> None:
         ns = self.ns
@@ -211,7 +213,7 @@ class OrderedCommit:
         if isinstance(exc, NameError) and unbound_name(exc) in self.missing:
             error = not_assigned_here(error, unbound_name(exc))  # type: ignore[arg-type]
         outcome.bound = {}
-        outcome.ops = []
+        outcome.ops = ()
         self.on_failure(outcome.index, error)  # the run counts it as failed from now on
 
     # -- what the run reports --------------------------------------------------------------

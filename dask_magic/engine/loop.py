@@ -295,7 +295,8 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
         for names in wanted.values():
             for name, index in names.items():
                 if name in values:
-                    run.outcomes[index].bound[name] = values[name]
+                    outcome = run.outcomes[index]  # its `bound` may be shared: replaced
+                    outcome.bound = {**outcome.bound, name: values[name]}
                     final[name] = (index, values[name])
     if committer is not None:
         committer.restore_injected(final)

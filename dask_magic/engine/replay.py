@@ -116,19 +116,47 @@ class Appends:
 
 
 def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]:
-    """For each name, the ``(index, value)`` of the last successful item that bound or unbound it.
+    """For each name, the ``(index, value)`` of the last successful item that bound or unbound it,
+    the names in the order the serial loop first bound them.
 
     ``value`` is `STASHED` when it stayed on a worker, `UNBOUND` when that item deleted it.
     """
+    done = [
+        o for o in sorted(outcomes, key=_INDEX) if o.status == "done" and (o.bound or o.deleted)
+    ]
     final: dict[str, tuple[int, Any]] = {}
-    for outcome in sorted(outcomes, key=_INDEX):
-        if outcome.status != "done" or not (outcome.bound or outcome.deleted):
+    # from the last item back, the first item met that bound a name is its last binding; the
+    # items of one shape share their ``bound`` dict (`engine.columns`), so once a dict is met
+    # every earlier item of it (with nothing deleted) has no name left to give
+    taken: set[int] = set()
+    last: Any = None  # the dict of the item before: most often the same one
+    for outcome in reversed(done):
+        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in taken):
             continue
+        last = outcome.bound
+        taken.add(id(last))
+        for name in outcome.deleted:  # a name both bound and deleted by one item ends unbound
+            if name not in final:
+                final[name] = (outcome.index, UNBOUND)
         for name, value in outcome.bound.items():
-            final[name] = (outcome.index, value)
-        for name in outcome.deleted:
-            final[name] = (outcome.index, UNBOUND)
-    return final
+            if name not in final:
+                final[name] = (outcome.index, value)
+    return {name: final[name] for name in _first_bound(done)}
+
+
+def _first_bound(done: list[ItemOutcome]) -> dict[str, None]:
+    """The names ``done`` (in item order) bind or unbind, in the order of their first binding."""
+    names: dict[str, None] = {}
+    met: set[int] = set()
+    last: Any = None
+    for outcome in done:
+        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in met):
+            continue  # a shape met before: its names are in already
+        last = outcome.bound
+        met.add(id(last))
+        names.update(dict.fromkeys(outcome.bound))
+        names.update(dict.fromkeys(outcome.deleted))
+    return names
 
 
 def stashed_wanted(

@@ -6,6 +6,7 @@ No dask, no IPython: the panel, the sidebar bridge and the text views read only 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -67,11 +68,16 @@ class ItemOutcome:
     the kernel. ``bound`` maps each name the item left bound to its value, or to `STASHED` when
     the value stayed on the worker (see `dask_magic.engine.worker`). ``deleted`` are names the
     item unbound (``del x``, ``except E as x``).
+
+    ``bound`` may be shared by the items of a batch (`engine.columns`) and ``ops`` becomes
+    ``()`` once committed when no retry replays them (`engine.commit`): assign a new one,
+    never change either in place. Fewer objects per kept item is less work for the cyclic
+    collector, which walks every kept outcome again at each full collection.
     """
 
     index: int
     status: ItemStatus
-    ops: list[tuple] = field(default_factory=list)
+    ops: Sequence[tuple] = field(default_factory=list)
     bound: dict[str, Any] = field(default_factory=dict)
     deleted: frozenset[str] = frozenset()
     value: Any = None  # the body's return value (the plain-function API)

@@ -98,13 +98,14 @@ class Run:
     def add(self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         """Items that ended; ``sent`` pairs the head of ``outcomes`` with the bytes a worker
         sent them as (the journal keeps those as they are)."""
+        kept, tally = self.outcomes, self._tally  # 10,000 tiny items pay each look-up
         for outcome in outcomes:
-            previous = self.outcomes.get(outcome.index)
+            previous = kept.get(outcome.index)
             if previous is not None:
-                self._tally[previous.status] -= 1
-            self.outcomes[outcome.index] = outcome
-            self._tally[outcome.status] += 1
-            self._pass_finished += 1
+                tally[previous.status] -= 1
+            kept[outcome.index] = outcome
+            tally[outcome.status] += 1
+        self._pass_finished += len(outcomes)
         if self.journal is not None:
             self.journal.record(outcomes, sent)  # before the commit, which may drop the ops
         if self.committer is not None:

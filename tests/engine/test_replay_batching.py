@@ -105,6 +105,40 @@ def test_last_bindings_take_the_last_successful_binder_and_deletions():
     assert "e" not in ns
 
 
+def forward_last_bindings(outcomes):
+    """The definition: every done item in item order, each binding over the one before."""
+    final = {}
+    for outcome in sorted(outcomes, key=lambda o: o.index):
+        if outcome.status != "done":
+            continue
+        for name, value in outcome.bound.items():
+            final[name] = (outcome.index, value)
+        for name in outcome.deleted:
+            final[name] = (outcome.index, replay.UNBOUND)
+    return final
+
+
+def test_last_bindings_with_shared_bound_dicts_keep_the_first_binding_order():
+    # the kernel shares one `bound` dict among the items of a shape: the result, and the
+    # order of its names (the serial loop's order of first binding), are the definition's
+    just_y, x_and_y = {"y": STASHED}, {"x": STASHED, "y": STASHED}
+    outcomes = [
+        done(4, bound=just_y),
+        done(0, bound=just_y),
+        done(1, bound=x_and_y),
+        done(2, bound=just_y, deleted={"e"}),
+        done(3, bound=just_y),
+        ItemOutcome(index=5, status="failed", bound={"z": 1}),
+        done(6, bound={"e": 7}),
+        done(7, bound=x_and_y),
+        done(8),
+    ]
+    final = replay.last_bindings(outcomes)
+    assert final == forward_last_bindings(outcomes)
+    assert list(final) == list(forward_last_bindings(outcomes)) == ["y", "x", "e"]
+    assert final["x"] == (7, STASHED) and final["y"] == (7, STASHED) and final["e"] == (6, 7)
+
+
 @pytest.mark.parametrize(
     ("n", "threads", "batch", "probe"),
     [

@@ -66,7 +66,7 @@ def test_failure_keeps_frames_and_message_and_no_ops():
     (outcome,) = run_cell(
         "out = []\nfor x in items:\n    out.append(x)\n    raise ValueError('no')\n", [1]
     )
-    assert outcome.status == "failed" and outcome.ops == []
+    assert outcome.status == "failed" and not outcome.ops
     assert outcome.error.summary == "ValueError: no"
     user = [f for f in outcome.error.frames if not f.internal]
     assert (user[-1].filename, user[-1].lineno, user[-1].name) == ("<cell>", 5, "<loop body>")
