@@ -29,8 +29,10 @@ TARGET_TASK_SECONDS = 0.2
 MIN_TASKS_PER_THREAD = 2
 #: Below this many items per thread, every item is its own task from the start.
 SMALL_RUN_PER_THREAD = 4
-#: A first-wave task stops starting items once it has run this long.
-FIRST_WAVE_SECONDS = 0.1
+#: A first-wave task stops starting items once it has run this long: three quarters of a task's
+#: target, so that items of about 0.1 s run two to a task (as a tuned process pool's chunks)
+#: and only the tail comes back, instead of one item per task and three of four sent back.
+FIRST_WAVE_SECONDS = 0.75 * TARGET_TASK_SECONDS
 #: First-wave tasks per thread: two, so that a thread has the second to run while the kernel
 #: sends the tail of the first again; one when there are so many items per thread that they
 #: are likely tiny (then every task is a round trip that costs more than it hides).
@@ -109,6 +111,24 @@ def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
         size = min(max(size, smallest), largest, fair, left)
         sizes.append(size)
         left -= size
+    return sizes
+
+
+def rest_sizes(seconds_per_item: float, n: int, outstanding: int, threads: int) -> list[int]:
+    """Task sizes for ``n`` items now, out of ``outstanding`` items not yet handed out.
+
+    The tails of the first wave come back one task at a time: sizing each tail on its own
+    would cut it as if it were the end of the run (many small tasks, each a scheduler round
+    trip). The guided plan is made for everything still to hand out, and this tail takes its
+    head: big tasks while much is left, small ones at the very end.
+    """
+    plan = guided_sizes(seconds_per_item, max(n, outstanding), threads)
+    sizes, left = [], n
+    for size in plan:
+        if left <= 0:
+            break
+        sizes.append(min(size, left))
+        left -= sizes[-1]
     return sizes
 
 
