@@ -114,6 +114,23 @@ def run_cell(ip: Any, client: Any, source: str, reset: str) -> None:
     print("  CPU ms: " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in cpu.items()))
     busy = sorted(by_thread.items(), key=lambda kv: -kv[1])[:4]
     print("  kernel threads CPU ms: " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in busy))
+    workers_cpu = sum(v for k, v in cpu.items() if k not in ("kernel", "scheduler"))
+    idle = (
+        2 * (end - start) * 1e3
+        - sum(
+            ss["stop"] - ss["start"]
+            for task in ts.data
+            for ss in task["startstops"]
+            if ss["action"] == "compute"
+        )
+        * 1e3
+    )
+    print(
+        f"SUMMARY wall={(end - start) * 1e3:.0f} tasks={len(rec.returned)} back={back} "
+        f"kernel_cpu={cpu['kernel'] * 1e3:.0f} io_loop_cpu={by_thread.get('IO loop', 0) * 1e3:.0f} "
+        f"workers_cpu={workers_cpu * 1e3:.0f} idle={idle:.0f} "
+        f"items_sum={sum(rec.durations) * 1e3:.0f}"
+    )
 
 
 def thread_seconds() -> dict[str, float]:
@@ -181,6 +198,7 @@ def main() -> None:
     parser.add_argument("--only", default="cpu,files")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--magic", default="", help="more options of the magic, e.g. --batch 1")
     args = parser.parse_args()
     import bench_work as w
     import data
@@ -221,7 +239,7 @@ def main() -> None:
     for name, body in cells.items():
         for r in range(args.rounds + 1):  # round 0 warms up
             print(f"{name} round {r}{' (warm-up)' if r == 0 else ''}")
-            run_cell(ip, client, f"{MAGIC}\n{body}", "out = []")
+            run_cell(ip, client, f"{MAGIC} {args.magic}\n{body}", "out = []")
             if name == "cpu" and pool is not None:
                 ppe_round(pool, len(ip.user_ns["items"]), ip.user_ns["ITER"])
     client.close()

@@ -38,6 +38,9 @@ FIRST_WAVE_SECONDS = 0.75 * TARGET_TASK_SECONDS
 #: are likely tiny (then every task is a round trip that costs more than it hides).
 FIRST_WAVE_TASKS_PER_THREAD = 2
 MANY_ITEMS_PER_THREAD = 1000
+#: The time per item that sizes the tails is the median of up to this many items' durations
+#: (every tail is sized when it comes back: one slow first item does not size them all).
+PROBE_SAMPLES = 64
 #: No task shorter than this (by the measured time per item), except at the very end.
 MIN_TASK_SECONDS = 0.02
 #: At most this many items per first-wave task (a million tiny items are not all sent at once).

@@ -284,7 +284,7 @@ class DaskRun:
         if finished:
             outcomes, sent = self._load_finished(finished)
         outcomes += self._settle_unfinished(ready)
-        if len(self.probe_durations) < 2 * self.threads:
+        if len(self.probe_durations) < batching.PROBE_SAMPLES:  # each tail's plan: all so far
             self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
         if outcomes:
             self._add(outcomes, sent)
