@@ -104,7 +104,8 @@ def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
     """
     threads = max(1, threads)
     per_item = max(seconds_per_item, 1e-7)
-    largest = max(1, int(TARGET_TASK_SECONDS / per_item))
+    # rounded, not floored: items of 0.104 s on a busy worker still run two to a task
+    largest = max(1, round(TARGET_TASK_SECONDS / per_item))
     smallest = max(1, math.ceil(MIN_TASK_SECONDS / per_item))
     fair = max(1, math.ceil(n / threads))
     sizes = []

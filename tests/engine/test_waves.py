@@ -48,13 +48,18 @@ def test_guided_sizes_cover_everything_and_shrink(per_item, n, threads):
     assert sum(sizes) == n and min(sizes) >= 1
     assert sizes == sorted(sizes, reverse=True) or sizes[-1] < sizes[0]
     assert max(sizes) <= max(1, -(-n // threads))  # never more than a thread's share
-    largest = max(1, int(batching.TARGET_TASK_SECONDS / max(per_item, 1e-7)))
+    largest = max(1, round(batching.TARGET_TASK_SECONDS / max(per_item, 1e-7)))
     assert max(sizes) <= largest
 
 
 def test_guided_sizes_end_small():
     sizes = batching.guided_sizes(0.007, 170, 2)
-    assert sizes[0] == int(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
+    assert sizes[0] == round(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
+
+
+def test_items_a_little_over_a_tenth_of_a_second_still_run_two_to_a_task():
+    # a worker sharing its core runs 0.1 s items in 0.104 s: the old floor made them singles
+    assert batching.rest_sizes(0.104, 2, 8, 2) == [2]
 
 
 def test_a_first_wave_task_runs_two_items_of_a_tenth_of_a_second():
