@@ -1,6 +1,6 @@
 """Where the time of a ``%%parallel_for`` cell goes: a timeline per worker of its tasks.
 
-    python benchmarks/timeline.py --only cpu,files --rounds 3
+    python benchmarks/timeline.py --only cpu,files,sleep,pass --rounds 3 [--magic "--batch 1"]
 
 Runs the `cpu` and `files` cells in IPython's real shell (as ``run.py`` does) inside
 ``client.get_task_stream()``, and wraps `DaskRun.submit` / `DaskRun._load_finished` to see
@@ -114,22 +114,25 @@ def run_cell(ip: Any, client: Any, source: str, reset: str) -> None:
     print("  CPU ms: " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in cpu.items()))
     busy = sorted(by_thread.items(), key=lambda kv: -kv[1])[:4]
     print("  kernel threads CPU ms: " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in busy))
+    print_summary(rec, ts.data, cpu, by_thread.get("IO loop", 0.0), end - start)
+
+
+def print_summary(
+    rec: Recorder, stream: list[dict], cpu: dict[str, float], io_loop: float, wall: float
+) -> None:
+    """One line per cell, for comparing runs (idle: 2 threads x wall - the tasks' compute)."""
     workers_cpu = sum(v for k, v in cpu.items() if k not in ("kernel", "scheduler"))
-    idle = (
-        2 * (end - start) * 1e3
-        - sum(
-            ss["stop"] - ss["start"]
-            for task in ts.data
-            for ss in task["startstops"]
-            if ss["action"] == "compute"
-        )
-        * 1e3
+    compute = sum(
+        ss["stop"] - ss["start"]
+        for task in stream
+        for ss in task["startstops"]
+        if ss["action"] == "compute"
     )
     print(
-        f"SUMMARY wall={(end - start) * 1e3:.0f} tasks={len(rec.returned)} back={back} "
-        f"kernel_cpu={cpu['kernel'] * 1e3:.0f} io_loop_cpu={by_thread.get('IO loop', 0) * 1e3:.0f} "
-        f"workers_cpu={workers_cpu * 1e3:.0f} idle={idle:.0f} "
-        f"items_sum={sum(rec.durations) * 1e3:.0f}"
+        f"SUMMARY wall={wall * 1e3:.0f} tasks={len(rec.returned)} "
+        f"back={sum(r[2] for r in rec.returned)} kernel_cpu={cpu['kernel'] * 1e3:.0f} "
+        f"io_loop_cpu={io_loop * 1e3:.0f} workers_cpu={workers_cpu * 1e3:.0f} "
+        f"idle={(2 * wall - compute) * 1e3:.0f} items_sum={sum(rec.durations) * 1e3:.0f}"
     )
 
 
@@ -193,6 +196,32 @@ def ppe_round(pool: Any, n: int, iterations: int) -> None:
     )
 
 
+def define_cells(ip: Any, only: str, workers: int) -> dict[str, str]:
+    """The loop bodies to time, with their inputs pushed into the shell."""
+    import bench_work as w
+    import data
+
+    cells = {}
+    if "pass" in only:
+        ip.push({"items": list(range(8 * workers))})
+        cells["pass"] = "for x in items:\n    out.append(x)\n"
+    if "sleep" in only:
+        ip.push({"items": list(range(8 * workers))})
+        ip.run_cell("import time")
+        cells["sleep"] = "for x in items:\n    time.sleep(0.1)\n    out.append(x)\n"
+    if "cpu" in only:
+        ip.push({"items": list(range(8 * workers)), "ITER": w.calibrate_cpu(0.1)})
+        cells["cpu"] = "for x in items:\n    out.append(cpu_work(x, ITER))\n"
+    if "files" in only:
+        paths = data.dataset(HERE / "results" / "data", 200, 50_000)
+        ip.push({"paths": paths})
+        cells["files"] = (
+            "for path in paths:\n    df = pd.read_csv(path)\n"
+            "    out.append(df.groupby('key')['value'].sum())\n"
+        )
+    return cells
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="cpu,files")
@@ -200,8 +229,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--magic", default="", help="more options of the magic, e.g. --batch 1")
     args = parser.parse_args()
-    import bench_work as w
-    import data
     from IPython.testing.globalipapp import start_ipython
 
     import dask_magic
@@ -215,24 +242,7 @@ def main() -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         ip.run_cell(f"{MAGIC} --workers {args.workers}\nfor x in range(4):\n    pass\n")
     client = cluster.get_client()
-    cells = {}
-    if "pass" in args.only:
-        ip.push({"items": list(range(8 * args.workers))})
-        cells["pass"] = "for x in items:\n    out.append(x)\n"
-    if "sleep" in args.only:
-        ip.push({"items": list(range(8 * args.workers))})
-        ip.run_cell("import time")
-        cells["sleep"] = "for x in items:\n    time.sleep(0.1)\n    out.append(x)\n"
-    if "cpu" in args.only:
-        ip.push({"items": list(range(8 * args.workers)), "ITER": w.calibrate_cpu(0.1)})
-        cells["cpu"] = "for x in items:\n    out.append(cpu_work(x, ITER))\n"
-    if "files" in args.only:
-        paths = data.dataset(HERE / "results" / "data", 200, 50_000)
-        ip.push({"paths": paths})
-        cells["files"] = (
-            "for path in paths:\n    df = pd.read_csv(path)\n"
-            "    out.append(df.groupby('key')['value'].sum())\n"
-        )
+    cells = define_cells(ip, args.only, args.workers)
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(args.workers) if "cpu" in cells else None
