@@ -2,13 +2,14 @@
 
     python benchmarks/timeline.py --only cpu,files,sleep,pass --rounds 3 [--magic "--batch 1"]
 
-Runs the `cpu` and `files` cells in IPython's real shell (as ``run.py`` does) inside
-``client.get_task_stream()``, and wraps `DaskRun.submit` / `DaskRun._load_finished` to see
-what the kernel sent (items per task, time budgets) and what came back (items run, items
-returned unstarted). Prints, per round: the cell's wall time, per worker its busy time (the
-tasks' compute), its idle time inside the cell (before the first task, between tasks, after
-the last), and the number of tasks; then the sum of the items' own durations. Load-robust
-where it matters: the idle gaps and task counts do not depend on how fast the CPU is.
+Runs the cells of ``run.py`` (and a ``pass`` and a ``sleep(0.1)`` cell) in IPython's real
+shell inside ``distributed.get_task_stream``, and wraps `DaskRun.submit` /
+`DaskRun._load_finished` to see what the kernel sent (items per task, time budgets) and what
+came back (items run, items returned unstarted). Prints, per round: the cell's wall time, per
+worker its busy time (the tasks' compute) and idle time inside the cell (before the first
+task, between tasks, after the last), the CPU seconds of every process and of the kernel's
+threads, and a ``SUMMARY`` line. CPU seconds and task counts say more than wall times on a
+shared machine (though the task sizes follow the items' measured times, and so the load).
 """
 
 from __future__ import annotations
