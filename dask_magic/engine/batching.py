@@ -10,7 +10,8 @@ The measuring is itself work: the *first wave* (`timed_first_wave`) hands every 
 tasks that hold a share of the items each, with a time budget of `FIRST_WAVE_SECONDS`. A task
 runs items until its budget is spent and returns the ones it did not start. Tiny items are all
 done in the first wave (no second round trip, no probe that waits for itself); slow items run
-one or a few per task and the rest come back to be batched by their measured time. Only when
+one or a few per task and the rest come back to be batched by their measured time, each tail
+cut from one guided plan for every item not yet handed out (`rest_sizes`). Only when
 the first wave would ship too much data (big items) does the run fall back to a probe of
 single items (`first_wave`), so that no item travels twice.
 """
