@@ -10,7 +10,8 @@ The measuring is itself work: the *first wave* (`timed_first_wave`) hands every 
 tasks that hold a share of the items each, with a time budget of `FIRST_WAVE_SECONDS`. A task
 runs items until its budget is spent and returns the ones it did not start. Tiny items are all
 done in the first wave (no second round trip, no probe that waits for itself); slow items run
-one or a few per task and the rest come back to be batched by their measured time. Only when
+one or a few per task and the rest come back to be batched by their measured time, each tail
+cut from one guided plan for every item not yet handed out (`rest_sizes`). Only when
 the first wave would ship too much data (big items) does the run fall back to a probe of
 single items (`first_wave`), so that no item travels twice.
 """
@@ -29,13 +30,18 @@ TARGET_TASK_SECONDS = 0.2
 MIN_TASKS_PER_THREAD = 2
 #: Below this many items per thread, every item is its own task from the start.
 SMALL_RUN_PER_THREAD = 4
-#: A first-wave task stops starting items once it has run this long.
-FIRST_WAVE_SECONDS = 0.1
+#: A first-wave task stops starting items once it has run this long: three quarters of a task's
+#: target, so that items of about 0.1 s run two to a task (as a tuned process pool's chunks)
+#: and only the tail comes back, instead of one item per task and three of four sent back.
+FIRST_WAVE_SECONDS = 0.75 * TARGET_TASK_SECONDS
 #: First-wave tasks per thread: two, so that a thread has the second to run while the kernel
 #: sends the tail of the first again; one when there are so many items per thread that they
 #: are likely tiny (then every task is a round trip that costs more than it hides).
 FIRST_WAVE_TASKS_PER_THREAD = 2
 MANY_ITEMS_PER_THREAD = 1000
+#: The time per item that sizes the tails is the median of up to this many items' durations
+#: (every tail is sized when it comes back: one slow first item does not size them all).
+PROBE_SAMPLES = 64
 #: No task shorter than this (by the measured time per item), except at the very end.
 MIN_TASK_SECONDS = 0.02
 #: At most this many items per first-wave task (a million tiny items are not all sent at once).
@@ -99,7 +105,8 @@ def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
     """
     threads = max(1, threads)
     per_item = max(seconds_per_item, 1e-7)
-    largest = max(1, int(TARGET_TASK_SECONDS / per_item))
+    # rounded, not floored: items of 0.104 s on a busy worker still run two to a task
+    largest = max(1, round(TARGET_TASK_SECONDS / per_item))
     smallest = max(1, math.ceil(MIN_TASK_SECONDS / per_item))
     fair = max(1, math.ceil(n / threads))
     sizes = []
@@ -109,6 +116,24 @@ def guided_sizes(seconds_per_item: float, n: int, threads: int) -> list[int]:
         size = min(max(size, smallest), largest, fair, left)
         sizes.append(size)
         left -= size
+    return sizes
+
+
+def rest_sizes(seconds_per_item: float, n: int, outstanding: int, threads: int) -> list[int]:
+    """Task sizes for ``n`` items now, out of ``outstanding`` items not yet handed out.
+
+    The tails of the first wave come back one task at a time: sizing each tail on its own
+    would cut it as if it were the end of the run (many small tasks, each a scheduler round
+    trip). The guided plan is made for everything still to hand out, and this tail takes its
+    head: big tasks while much is left, small ones at the very end.
+    """
+    plan = guided_sizes(seconds_per_item, max(n, outstanding), threads)
+    sizes, left = [], n
+    for size in plan:
+        if left <= 0:
+            break
+        sizes.append(min(size, left))
+        left -= sizes[-1]
     return sizes
 
 

@@ -284,7 +284,7 @@ class DaskRun:
         if finished:
             outcomes, sent = self._load_finished(finished)
         outcomes += self._settle_unfinished(ready)
-        if len(self.probe_durations) < 2 * self.threads:
+        if len(self.probe_durations) < batching.PROBE_SAMPLES:  # each tail's plan: all so far
             self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
         if outcomes:
             self._add(outcomes, sent)
@@ -362,9 +362,9 @@ class DaskRun:
     def _submit_rest(self) -> None:
         per_item = batching.median(self.probe_durations)
         rest, self.held = self.held, []
-        self.submit(
-            batching.chunk_sizes(rest, batching.guided_sizes(per_item, len(rest), self.threads))
-        )
+        tails = sum(len(self.in_flight[f]) - 1 for f in self.timed if f in self.in_flight)
+        sizes = batching.rest_sizes(per_item, len(rest), len(rest) + tails, self.threads)
+        self.submit(batching.chunk_sizes(rest, sizes))
 
     def _cancel_all(self) -> None:
         pending = list(self.in_flight)

@@ -48,13 +48,46 @@ def test_guided_sizes_cover_everything_and_shrink(per_item, n, threads):
     assert sum(sizes) == n and min(sizes) >= 1
     assert sizes == sorted(sizes, reverse=True) or sizes[-1] < sizes[0]
     assert max(sizes) <= max(1, -(-n // threads))  # never more than a thread's share
-    largest = max(1, int(batching.TARGET_TASK_SECONDS / max(per_item, 1e-7)))
+    largest = max(1, round(batching.TARGET_TASK_SECONDS / max(per_item, 1e-7)))
     assert max(sizes) <= largest
 
 
 def test_guided_sizes_end_small():
     sizes = batching.guided_sizes(0.007, 170, 2)
-    assert sizes[0] == int(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
+    assert sizes[0] == round(batching.TARGET_TASK_SECONDS / 0.007) and sizes[-1] <= 3
+
+
+def test_items_a_little_over_a_tenth_of_a_second_still_run_two_to_a_task():
+    # a worker sharing its core runs 0.1 s items in 0.104 s: the old floor made them singles
+    assert batching.rest_sizes(0.104, 2, 8, 2) == [2]
+
+
+def test_a_first_wave_task_runs_two_items_of_a_tenth_of_a_second():
+    # the worker starts items until the budget is spent: 0.1 s items run two to a task (as
+    # a tuned process pool's chunks), not one per task with three of four sent back
+    budget = batching.FIRST_WAVE_SECONDS
+    assert 0.1 < budget < 0.2 and budget <= batching.TARGET_TASK_SECONDS
+
+
+def test_a_tail_is_cut_from_the_plan_for_everything_outstanding():
+    # 16 items of 0.1 s on 2 threads: the first tail back (2 items) while 9 more may follow
+    assert batching.rest_sizes(0.1, 2, 11, 2) == [2]
+    assert batching.guided_sizes(0.1, 2, 2) == [1, 1]  # the old rule: cut as the run's end
+    # 200 files of 25 ms: a tail of 44 while three first-wave tasks still run
+    assert batching.rest_sizes(0.025, 44, 191, 2) == [8, 8, 8, 8, 8, 4]
+
+
+@pytest.mark.parametrize(
+    ("per_item", "n", "outstanding", "threads"),
+    [(0.1, 2, 2, 2), (0.1, 3, 20, 2), (0.007, 170, 500, 2), (1e-6, 9000, 9000, 2), (0.0, 5, 9, 1)],
+)
+def test_rest_sizes_cover_the_tail(per_item, n, outstanding, threads):
+    sizes = batching.rest_sizes(per_item, n, outstanding, threads)
+    assert sum(sizes) == n and min(sizes) >= 1
+    plan = batching.guided_sizes(per_item, outstanding, threads)
+    assert max(sizes) <= max(plan)
+    if n == outstanding:  # nothing else to come: the run's own guided end
+        assert sizes == plan
 
 
 def test_chunk_sizes():
