@@ -57,14 +57,20 @@ def _env_key(source: str, ns: dict) -> str:
     return keys.env_key(rewrite_loop(source), ns)
 
 
-def test_a_local_module_counts_by_its_source(tmp_path, monkeypatch):
+def _local_module(tmp_path, monkeypatch, name: str):
+    """A module ``name`` in the working directory (``tmp_path``), imported: its file, itself."""
     monkeypatch.chdir(tmp_path)
-    module = tmp_path / "jkhelpers.py"
+    module = tmp_path / f"{name}.py"
     module.write_text("def twice(x):\n    return 2 * x\n")
-    spec = importlib.util.spec_from_file_location("jkhelpers", module)
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    monkeypatch.setitem(sys.modules, "jkhelpers", helpers)
+    spec = importlib.util.spec_from_file_location(name, module)
+    imported = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(imported)
+    monkeypatch.setitem(sys.modules, name, imported)
+    return module, imported
+
+
+def test_a_local_module_counts_by_its_source(tmp_path, monkeypatch):
+    module, helpers = _local_module(tmp_path, monkeypatch, "jkhelpers")
     loop = "out = []\nfor x in items:\n    out.append(twice(x))\n"
     ns = {"items": [1, 2], "twice": helpers.twice}
     first = _env_key(loop, ns)
@@ -140,13 +146,7 @@ def test_a_local_module_is_a_part_of_its_own(tmp_path, monkeypatch):
 def test_a_pass_reads_a_local_modules_source_once_and_the_next_pass_again(tmp_path, monkeypatch):
     from dask_magic.engine import scatter
 
-    monkeypatch.chdir(tmp_path)
-    module = tmp_path / "jkonce.py"
-    module.write_text("def twice(x):\n    return 2 * x\n")
-    spec = importlib.util.spec_from_file_location("jkonce", module)
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    monkeypatch.setitem(sys.modules, "jkonce", helpers)
+    module, helpers = _local_module(tmp_path, monkeypatch, "jkonce")
     env = {"twice": helpers.twice}
     with scatter.one_fingerprint_per_value():
         first = keys.module_digests(env)
