@@ -81,11 +81,19 @@ def _printed(kc, code: str) -> str:
     msg = _execute(kc, f"{code}\nprint({marker!r})", wait=False)
     out = ""
     while marker not in out:
-        m = _iopub_until(kc, lambda m: m["parent_header"].get("msg_id") == msg["header"]["msg_id"])
+        try:  # a cell may start a new cluster: minutes on a loaded CI machine
+            m = _iopub_until(kc, lambda m: _parent_id(m) == msg["header"]["msg_id"], 180)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the cell printed so far: {out!r}") from None
         if m["msg_type"] == "stream":
             out += m["content"]["text"]
         assert m["msg_type"] != "error", m["content"]
+        assert "UsageError" not in out, out  # the magic refused or stopped: say why at once
     return out.split(marker)[0]
+
+
+def _parent_id(m: dict) -> str | None:
+    return m["parent_header"].get("msg_id")
 
 
 def _control_comm(kc, subshell: str | None) -> tuple[str, bool]:
