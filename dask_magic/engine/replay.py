@@ -9,7 +9,7 @@ called by `engine.commit` item after item, in input order). Floats summed with
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from .results import STASHED, ItemOutcome
@@ -125,16 +125,8 @@ def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]
         o for o in sorted(outcomes, key=_INDEX) if o.status == "done" and (o.bound or o.deleted)
     ]
     final: dict[str, tuple[int, Any]] = {}
-    # from the last item back, the first item met that bound a name is its last binding; the
-    # items of one shape share their ``bound`` dict (`engine.columns`), so once a dict is met
-    # every earlier item of it (with nothing deleted) has no name left to give
-    taken: set[int] = set()
-    last: Any = None  # the dict of the item before: most often the same one
-    for outcome in reversed(done):
-        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in taken):
-            continue
-        last = outcome.bound
-        taken.add(id(last))
+    # from the last item back, the first item met that bound a name is its last binding
+    for outcome in _one_per_shape(reversed(done)):
         for name in outcome.deleted:  # a name both bound and deleted by one item ends unbound
             if name not in final:
                 final[name] = (outcome.index, UNBOUND)
@@ -147,16 +139,26 @@ def last_bindings(outcomes: Iterable[ItemOutcome]) -> dict[str, tuple[int, Any]]
 def _first_bound(done: list[ItemOutcome]) -> dict[str, None]:
     """The names ``done`` (in item order) bind or unbind, in the order of their first binding."""
     names: dict[str, None] = {}
-    met: set[int] = set()
-    last: Any = None
-    for outcome in done:
-        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in met):
-            continue  # a shape met before: its names are in already
-        last = outcome.bound
-        met.add(id(last))
+    for outcome in _one_per_shape(done):
         names.update(dict.fromkeys(outcome.bound))
         names.update(dict.fromkeys(outcome.deleted))
     return names
+
+
+def _one_per_shape(outcomes: Iterable[ItemOutcome]) -> Iterator[ItemOutcome]:
+    """``outcomes`` in the order given, less each one whose ``bound`` dict an earlier one had.
+
+    The items of one shape share their ``bound`` dict (`engine.columns`): once a dict is met,
+    a later item of it that deletes nothing has no name to add and no other value to give.
+    """
+    met: set[int] = set()
+    last: Any = None  # the dict of the item before: most often the same one
+    for outcome in outcomes:
+        if not outcome.deleted and (outcome.bound is last or id(outcome.bound) in met):
+            continue
+        last = outcome.bound
+        met.add(id(last))
+        yield outcome
 
 
 def stashed_wanted(
