@@ -37,7 +37,7 @@ def _subshell(kc) -> str:
     kc.control_channel.send(msg)
     while True:
         reply = kc.get_control_msg(timeout=30)
-        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+        if _parent_id(reply) == msg["header"]["msg_id"]:
             return reply["content"]["subshell_id"]
 
 
@@ -70,7 +70,7 @@ def _execute(kc, code: str, wait: bool = True) -> dict:
     deadline = time.monotonic() + 120
     while True:
         reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+        if _parent_id(reply) == msg["header"]["msg_id"]:
             return reply
 
 
@@ -131,7 +131,7 @@ def _start_long_run(kc, items: int) -> tuple[dict, str]:
 def _wait_reply(kc, msg: dict) -> dict:
     while True:
         reply = kc.get_shell_msg(timeout=120)
-        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+        if _parent_id(reply) == msg["header"]["msg_id"]:
             break
     if reply["content"]["status"] == "error":
         _until_requests_run(kc)
