@@ -8,7 +8,9 @@ goes on as before.
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import time
 import uuid
 
@@ -19,9 +21,29 @@ CONTROL = "dask_magic_control"
 
 
 @pytest.fixture
-def kc():
+def kc(tmp_path):
     with running_kernel() as client:
+        _stacks_on_signal(client, tmp_path / "kernel-stacks.txt")
         yield client
+
+
+def _stacks_on_signal(kc, path) -> None:
+    """Make the kernel write every thread's stack to ``path`` on SIGUSR1: a cell that never
+    ends is then reported with where the kernel waits, not only with a timeout."""
+    code = (
+        "import faulthandler, os, signal\n"
+        f"_dm_stacks = open({str(path)!r}, 'w')\n"
+        "faulthandler.register(signal.SIGUSR1, file=_dm_stacks, all_threads=True)\n"
+        "print(os.getpid())"
+    )
+    kc.stacks = (int(_printed(kc, code)), path)
+
+
+def _kernel_stacks(kc) -> str:
+    pid, path = kc.stacks
+    os.kill(pid, signal.SIGUSR1)
+    time.sleep(2)
+    return path.read_text()
 
 
 def _send(kc, msg_type: str, content: dict, subshell: str | None = None) -> dict:
@@ -80,11 +102,16 @@ def _printed(kc, code: str) -> str:
     marker = f"end-{uuid.uuid4().hex}"
     msg = _execute(kc, f"{code}\nprint({marker!r})", wait=False)
     out = ""
+    kinds: list[str] = []
     while marker not in out:
         try:  # a cell may start a new cluster: minutes on a loaded CI machine
             m = _iopub_until(kc, lambda m: _parent_id(m) == msg["header"]["msg_id"], 180)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; the cell printed so far: {out!r}") from None
+            stacks = _kernel_stacks(kc) if hasattr(kc, "stacks") else ""
+            raise AssertionError(
+                f"{exc}; the cell printed so far: {out!r}; messages: {kinds}\n{stacks}"
+            ) from None
+        kinds.append(m["msg_type"])
         if m["msg_type"] == "stream":
             out += m["content"]["text"]
         assert m["msg_type"] != "error", m["content"]
