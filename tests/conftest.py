@@ -68,6 +68,7 @@ def run_ok(ip, cell: str):
 def one_worker_cluster():
     """A LocalCluster of one single-threaded worker process on loopback, per test module."""
     from distributed import LocalCluster
+    from helpers import close_own_cluster
 
     made = LocalCluster(
         n_workers=1,
@@ -77,4 +78,4 @@ def one_worker_cluster():
         dashboard_address="127.0.0.1:0",
     )
     yield made
-    made.close()
+    close_own_cluster(made)

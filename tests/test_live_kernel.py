@@ -40,10 +40,13 @@ def _stacks_on_signal(kc, path) -> None:
 
 
 def _kernel_stacks(kc) -> str:
+    """Where each of the kernel's threads is now ("" before `_stacks_on_signal`)."""
+    if not hasattr(kc, "stacks"):
+        return ""
     pid, path = kc.stacks
     os.kill(pid, signal.SIGUSR1)
     time.sleep(2)
-    return path.read_text()
+    return f"\nthe kernel's threads:\n{path.read_text()}"
 
 
 def _send(kc, msg_type: str, content: dict, subshell: str | None = None) -> dict:
@@ -74,7 +77,9 @@ def _iopub_until(kc, predicate, timeout: float = 60.0) -> dict:
         if predicate(m):
             return m
         seen.append((m["msg_type"], str(m["content"])[:200]))
-    raise AssertionError(f"the expected message did not come; last seen: {seen[-5:]}")
+    raise AssertionError(
+        f"the expected message did not come; last seen: {seen[-5:]}{_kernel_stacks(kc)}"
+    )
 
 
 def _comm_data(m: dict, comm_id: str | None = None) -> dict:
@@ -91,7 +96,10 @@ def _execute(kc, code: str, wait: bool = True) -> dict:
         return msg
     deadline = time.monotonic() + 120
     while True:
-        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no reply to {code!r}{_kernel_stacks(kc)}") from None
         if _parent_id(reply) == msg["header"]["msg_id"]:
             return reply
 
@@ -107,10 +115,8 @@ def _printed(kc, code: str) -> str:
         try:  # a cell may start a new cluster: minutes on a loaded CI machine
             m = _iopub_until(kc, lambda m: _parent_id(m) == msg["header"]["msg_id"], 180)
         except AssertionError as exc:
-            stacks = _kernel_stacks(kc) if hasattr(kc, "stacks") else ""
-            raise AssertionError(
-                f"{exc}; the cell printed so far: {out!r}; messages: {kinds}\n{stacks}"
-            ) from None
+            said = f"the cell printed {out!r} in the messages {kinds}"
+            raise AssertionError(f"{said}; then: {exc}") from None
         kinds.append(m["msg_type"])
         if m["msg_type"] == "stream":
             out += m["content"]["text"]

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 from conftest import run_ok
-from helpers import command_line_cluster
+from helpers import close_own_cluster, command_line_cluster
 from IPython.core.error import UsageError
 
 from dask_magic.engine.results import RunStatus
@@ -53,7 +53,7 @@ def two_worker_cluster():
     client = Client(made, set_as_default=False)
     yield client
     client.close()
-    made.close()
+    close_own_cluster(made)
 
 
 def worker_pids(client) -> dict[str, int]:
@@ -157,7 +157,7 @@ def one_worker_cluster():
     client = Client(made, set_as_default=False)
     yield client
     client.close()
-    made.close()
+    close_own_cluster(made)
 
 
 @pytest.fixture

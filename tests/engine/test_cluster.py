@@ -13,7 +13,7 @@ import dask.config
 import psutil
 import pytest
 from distributed import Client, LocalCluster
-from helpers import free_port
+from helpers import close_own_cluster, free_port
 
 from dask_magic.engine.cluster import (
     MEMORY_ENV_VAR,
@@ -50,7 +50,7 @@ def user_cluster():
         n_workers=1, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
     )
     yield made
-    made.close()
+    close_own_cluster(made)
 
 
 # -- sizing: pure --------------------------------------------------------------------------
