@@ -59,11 +59,7 @@ def _send(kc, msg_type: str, content: dict, subshell: str | None = None) -> dict
 
 def _subshell(kc) -> str:
     """A new subshell's id; the test is skipped where the kernel has no subshells."""
-    info = _send(kc, "kernel_info_request", {})
-    while True:
-        reply = kc.get_shell_msg(timeout=60)
-        if _parent_id(reply) == info["header"]["msg_id"]:
-            break
+    reply = _reply_to(kc, _send(kc, "kernel_info_request", {}), timeout=60)
     if "kernel subshells" not in reply["content"].get("supported_features", []):
         pytest.skip("this ipykernel has no subshells (7.0 added them; ipykernel 6 on Python 3.10)")
     msg = kc.session.msg("create_subshell_request", {})
@@ -100,14 +96,18 @@ def _comm_data(m: dict, comm_id: str | None = None) -> dict:
 
 def _execute(kc, code: str, wait: bool = True) -> dict:
     msg = _send(kc, "execute_request", {"code": code, "silent": False})
-    if not wait:
-        return msg
-    deadline = time.monotonic() + 120
+    return _reply_to(kc, msg) if wait else msg
+
+
+def _reply_to(kc, msg: dict, timeout: float = 120) -> dict:
+    """The shell reply to ``msg`` (replies to other requests are skipped)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
         except queue.Empty:
-            raise AssertionError(f"no reply to {code!r}{_kernel_stacks(kc)}") from None
+            what = msg["content"].get("code", msg["header"]["msg_type"])
+            raise AssertionError(f"no reply to {what!r}{_kernel_stacks(kc)}") from None
         if _parent_id(reply) == msg["header"]["msg_id"]:
             return reply
 
@@ -170,10 +170,7 @@ def _start_long_run(kc, items: int) -> tuple[dict, str]:
 
 
 def _wait_reply(kc, msg: dict) -> dict:
-    while True:
-        reply = kc.get_shell_msg(timeout=120)
-        if _parent_id(reply) == msg["header"]["msg_id"]:
-            break
+    reply = _reply_to(kc, msg)
     if reply["content"]["status"] == "error":
         _until_requests_run(kc)
     return reply
