@@ -134,6 +134,26 @@ def test_a_restarted_worker_the_local_cluster_drops_is_started_again(fresh, two_
     assert sorted(two_workers.cluster.workers) == sorted(two_workers.cluster.worker_spec)
 
 
+@pytest.mark.timeout(150)
+def test_a_restart_begun_while_another_worker_comes_back_waits_for_both(two_workers):
+    """The second restart begins while the first worker is gone and not yet back: the pass
+    still ends with as many workers as it had, not as many as the second restart first saw."""
+    from dask_magic.engine.restarts import WorkerRestarts
+
+    before = worker_pids(two_workers)
+    first, second = sorted(before)
+    restarts = WorkerRestarts(two_workers)
+    assert restarts.start(first)
+    assert not restarts.start(first)  # a worker is restarted once at a time
+    deadline = time.monotonic() + 60
+    while first in two_workers.nthreads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert restarts.start(second)
+    restarts.settle()
+    after = worker_pids(two_workers)
+    assert len(after) == 2 and not set(after.values()) & set(before.values())
+
+
 LAST_HANGS = """%%parallel_for --client c --timeout 2s --progress none
 out = []
 for i in range(8):

@@ -29,6 +29,7 @@ import cloudpickle
 from . import batching, controls, live_actions, lost_inputs, timeouts, worker_healing
 from .final_values import fetch_final_values, salvage_stash
 from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
+from .restarts import WorkerRestarts
 from .results import ItemOutcome
 from .tasks import (
     deferred_interrupt,
@@ -94,7 +95,7 @@ class DaskRun:
         self.run_id = getattr(sink, "run_id", None)  # live actions for this run (`controls`)
         self.inputs = lost_inputs.LostInputs()  # scattered inputs lost with a worker are sent again
         self.started_at: dict[Any, float] = {}  # in-flight task -> when it began to run
-        self.restarts: list[Any] = []  # worker restarts of Cancel item (`live_actions`)
+        self.restarts = WorkerRestarts(client, functools.partial(salvage_stash, client, stash_key))
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -217,9 +218,9 @@ class DaskRun:
         return "completed"
 
     def _open(self) -> None:
-        if self.job.timeout is not None:
-            self.guard = timeouts.TimeoutGuard(self.client, self.job.timeout, self.job.retries)
-            self.guard.on_restart = functools.partial(salvage_stash, self.client, self.stash_key)
+        job = self.job
+        if job.timeout is not None:
+            self.guard = timeouts.TimeoutGuard(self.client, job.timeout, self.restarts, job.retries)
         if self.run_id is not None:
             controls.default.open(self.run_id)
         worker_healing.watch(self.client)  # workers a LocalCluster drops are started again
@@ -228,7 +229,7 @@ class DaskRun:
         self.bundle = None
         if self.guard is not None:
             self.guard.close()
-        live_actions.settle(self)
+        self.restarts.settle()  # the pass ends with the cluster as big as it found it
         if self.run_id is not None:
             controls.default.close(self.run_id)
 

@@ -7,13 +7,11 @@ and end like any other item: the in-order commit lands them (see `loop._land`).
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from itertools import islice
 from typing import Any
 
-from . import controls, timeouts
+from . import controls
 from .results import ItemOutcome
 
 #: Rows of the panel's "Running" list (each with its Cancel item), longest-running first.
@@ -115,57 +113,8 @@ def _processing_on(key: str, dask_scheduler: Any = None) -> str | None:
 
 def _restart(dask_run: Any, address: str) -> None:
     """Restart ``address`` through its nanny without holding up the run's loop; the pass
-    waits for it at its end (`settle`), so it ends with the cluster as big as it found it."""
-    from .final_values import salvage_stash
-
-    client = dask_run.client
+    waits for it at its end, so it ends with the cluster as big as it found it."""
     # let go of finished tasks first: the scheduler would compute again every result it
     # still holds on the worker that is about to go
     dask_run.order = [f for f in dask_run.order if f in dask_run.in_flight]
-
-    def restart() -> None:
-        _quiet_nanny(+1)
-        try:
-            salvage_stash(client, dask_run.stash_key, address)  # its items' last bindings
-            timeouts.restart_and_wait(client, address)
-        except Exception:  # gone already, or the scheduler is closing: nothing to restart
-            pass
-        finally:
-            _quiet_nanny(-1)
-
-    thread = threading.Thread(target=restart, name="dask-magic-cancel-item", daemon=True)
-    thread.start()
-    dask_run.restarts.append(thread)
-
-
-class _RestartNotes(logging.Filter):
-    """Drops the nanny's warnings about a restart that a Cancel item click asked for (a local
-    cluster's nannies log into the cell's output): the user asked for it, nothing is wrong."""
-
-    NOTES = ("Restarting worker", "Worker process still alive")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.NOTES)
-
-
-_NOTES = _RestartNotes()
-_quiet = {"restarts": 0}
-_quiet_lock = threading.Lock()
-
-
-def _quiet_nanny(change: int) -> None:
-    """Count restarts under way; the filter is on while there is one."""
-    with _quiet_lock:
-        _quiet["restarts"] += change
-        nanny = logging.getLogger("distributed.nanny")
-        if _quiet["restarts"] > 0:
-            nanny.addFilter(_NOTES)
-        else:
-            nanny.removeFilter(_NOTES)
-
-
-def settle(dask_run: Any) -> None:
-    """At the end of a pass: wait (bounded) for the restarts its Cancel item clicks started."""
-    for thread in dask_run.restarts:
-        thread.join(timeout=timeouts.RESTART_SECONDS)
-    dask_run.restarts.clear()
+    dask_run.restarts.start(address, quiet=True)  # the user asked for it: no nanny warnings

@@ -27,9 +27,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .results import ErrorInfo, Frame, ItemOutcome
+
+if TYPE_CHECKING:  # the workers import this module: nothing kernel-side at run time
+    from .restarts import WorkerRestarts
 
 #: The event topic the workers report overruns on.
 TOPIC = "dask_magic.timeout"
@@ -38,8 +41,6 @@ WATCHDOG_INTERVAL = 0.1
 #: A worker silent for this long (plus the timeout) while running one of the pass's tasks is
 #: taken as blocked; the scheduler's heartbeats are about a second apart.
 BACKSTOP_SECONDS = 15.0
-#: How long a restart may take to bring the worker back before the pass stops waiting.
-RESTART_SECONDS = 30.0
 #: How often the kernel asks the scheduler about silent workers.
 BACKSTOP_INTERVAL = 2.0
 _MAX_FRAMES = 60
@@ -190,16 +191,12 @@ class TimeoutGuard:
 
     client: Any
     seconds: float
+    restarts: WorkerRestarts  # the pass's, shared with its Cancel item clicks
     retries: int = 0
     reports: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     attempts: dict[int, int] = field(default_factory=dict)
-    restarts: list[threading.Thread] = field(default_factory=list)
     strikes: dict[int, int] = field(default_factory=dict)  # times found on a blocked worker
-    restarting: set[str] = field(default_factory=set)  # addresses of workers being restarted
     backstop: bool = True
-    #: called as each restart starts, with the worker's address and whether it still answers
-    #: (the kernel's side: kept out of this module, which the workers import without dask)
-    on_restart: Callable[[str, bool], object] | None = None
     #: monotonic times at which overruns were handled (for measurements)
     handled_at: list[float] = field(default_factory=list)
 
@@ -212,13 +209,11 @@ class TimeoutGuard:
         self.reports.put(event[1] if isinstance(event, tuple | list) else event)
 
     def close(self) -> None:
-        """Stop listening; wait (bounded) for the restarts this pass started."""
+        """Stop listening (the pass waits for its restarts: `WorkerRestarts.settle`)."""
         try:
             self.client.unsubscribe_topic(TOPIC)
         except Exception:  # the client is closing
             pass
-        for thread in self.restarts:
-            thread.join(timeout=60)
 
     def step(self, run: Any) -> None:
         """Act on the overruns reported since the last tick (``run`` is the `DaskRun`)."""
@@ -246,7 +241,7 @@ class TimeoutGuard:
         # it still holds on the worker that is about to go
         run.order = [f for f in run.order if f in run.in_flight]
         index = message.get("index")  # None: found by the backstop, the worker does not answer
-        self._restart(message["worker"], answers=index is not None)
+        self.restarts.start(message["worker"], answers=index is not None)  # on its own thread
         self.handled_at.append(time.monotonic())
         if index is None:
             self._blocked(run, batch, message)
@@ -283,26 +278,6 @@ class TimeoutGuard:
         if again:
             run.submit(again)
 
-    def _restart(self, address: str, answers: bool) -> None:
-        """Restart the worker through its nanny, without holding up the pass."""
-        if address in self.restarting:
-            return
-        self.restarting.add(address)
-
-        def restart() -> None:
-            try:
-                if self.on_restart is not None:  # first: the restart ends the worker's state
-                    self.on_restart(address, answers)
-                restart_and_wait(self.client, address)
-            except Exception:  # gone already, or the scheduler is closing: nothing to restart
-                pass
-            finally:  # a worker started again at a fixed address can be restarted again
-                self.restarting.discard(address)
-
-        thread = threading.Thread(target=restart, name="dask-magic-restart", daemon=True)
-        thread.start()
-        self.restarts.append(thread)
-
     def _silent_workers(self, run: Any) -> list[dict]:
         """Reports for the pass's tasks on workers that stopped answering (blocked Python)."""
         keys = [str(f.key) for f in run.in_flight]
@@ -317,22 +292,9 @@ class TimeoutGuard:
         return [
             {"key": key, "worker": address, "index": None, "elapsed": silent, "limit": self.seconds}
             for address, key, silent in found
-            if address not in self.restarting  # its other tasks go elsewhere once it is gone
+            if address
+            not in self.restarts.restarting  # its other tasks go elsewhere once it is gone
         ]
-
-
-def restart_and_wait(client: Any, address: str) -> None:
-    """Restart the worker at ``address`` through its nanny, and wait (bounded) for the new
-    process: the restart may return before it has registered, and a pass ends with the
-    cluster as big as it found it."""
-    workers = len(client.nthreads())
-    client.restart_workers([address], raise_for_error=False)
-    deadline = time.monotonic() + RESTART_SECONDS
-    while time.monotonic() < deadline:
-        now = client.nthreads()
-        if address not in now and len(now) >= workers:
-            return
-        time.sleep(0.2)
 
 
 def _silent_tasks(keys: list[str], limit: float, dask_scheduler: Any = None) -> list[list]:
