@@ -212,6 +212,19 @@ def close_own_cluster(cluster: Any) -> None:
             raise
 
 
+@contextlib.contextmanager
+def own_local_cluster(**kwargs: Any) -> Iterator[Any]:
+    """``with LocalCluster(**kwargs)``, closed through `close_own_cluster` (loopback only, and
+    its dashboard on a free port, unless ``kwargs`` say otherwise)."""
+    from distributed import LocalCluster
+
+    made = LocalCluster(**{"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", **kwargs})
+    try:
+        yield made
+    finally:
+        close_own_cluster(made)
+
+
 # -- real kernels over ZMQ -------------------------------------------------------------------
 
 

@@ -16,7 +16,14 @@ import threading
 import psutil
 import pytest
 from conftest import run_ok
-from helpers import OnUpdate, command_line_cluster, free_port, wait_until, watch_runs
+from helpers import (
+    OnUpdate,
+    command_line_cluster,
+    free_port,
+    own_local_cluster,
+    wait_until,
+    watch_runs,
+)
 from IPython.core.error import UsageError
 
 from dask_magic.engine import cluster
@@ -85,14 +92,12 @@ def test_workers_a_local_cluster_drops_while_they_die_are_started_again(fresh):
     that likely (and, with every worker dropped, the run would wait forever). Here the check
     is shorter than any process start, so the cluster drops each worker the item kills."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     run_ok(fresh, "import os\nitems = list(range(12))")
     with (
         dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}),
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-        ) as made,
+        own_local_cluster(n_workers=2, threads_per_worker=1) as made,
         Client(made, set_as_default=False) as client,
     ):
         fresh.user_ns["c"] = client
@@ -112,16 +117,11 @@ def test_workers_a_local_cluster_drops_while_they_die_are_started_again(fresh):
 
 
 def test_item_over_the_memory_limit(fresh):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            memory_limit="400MB",
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=50,
+        own_local_cluster(
+            n_workers=1, threads_per_worker=1, memory_limit="400MB", silence_logs=50
         ) as small,
         Client(small, set_as_default=False) as c,
     ):
