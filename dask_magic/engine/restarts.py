@@ -48,7 +48,8 @@ class WorkerRestarts:
         size = self._size
 
         def restart() -> None:
-            _quiet_nanny(+1 if quiet else 0)
+            if quiet:
+                _quiet_nanny(+1)
             try:
                 if self.before is not None:
                     self.before(address, answers)
@@ -57,7 +58,8 @@ class WorkerRestarts:
                 pass
             finally:  # a worker started again at a fixed address can be restarted again
                 self.restarting.discard(address)
-                _quiet_nanny(-1 if quiet else 0)
+                if quiet:
+                    _quiet_nanny(-1)
 
         thread = threading.Thread(target=restart, name="dask-magic-restart", daemon=True)
         thread.start()
@@ -101,8 +103,6 @@ _quiet_lock = threading.Lock()
 
 def _quiet_nanny(change: int) -> None:
     """Count the quiet restarts under way; the filter is on while there is one."""
-    if not change:
-        return
     with _quiet_lock:
         _quiet["restarts"] += change
         nanny = logging.getLogger("distributed.nanny")

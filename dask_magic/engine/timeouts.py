@@ -289,11 +289,11 @@ class TimeoutGuard:
         except Exception:  # e.g. a scheduler that cannot import dask_magic: no backstop
             self.backstop = False
             return []
+        restarting = self.restarts.restarting  # their other tasks go elsewhere once gone
         return [
             {"key": key, "worker": address, "index": None, "elapsed": silent, "limit": self.seconds}
             for address, key, silent in found
-            if address
-            not in self.restarts.restarting  # its other tasks go elsewhere once it is gone
+            if address not in restarting
         ]
 
 
