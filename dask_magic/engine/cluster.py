@@ -35,6 +35,7 @@ from distributed import Client, LocalCluster
 
 from dask_magic.errors import ClusterError
 
+from . import handoffs
 from .local_cluster import (
     MEMORY_ENV_VAR,
     MIN_WORKER_MEMORY,
@@ -256,6 +257,7 @@ def _start_local(workers: int | None, threads: int | None) -> Local:
         cluster.close(timeout=_CLOSE_TIMEOUT)
         raise
     _STATE.local = Local(cluster, client, size.threads)
+    handoffs.lower_while_local()  # its scheduler now shares the kernel's GIL
     if not _STATE.atexit_registered:
         atexit.register(_close_at_exit)
         _STATE.atexit_registered = True
@@ -266,6 +268,7 @@ def _shutdown_local() -> bool:
     local, _STATE.local = _STATE.local, None
     if local is None:
         return False
+    handoffs.restore_after_local()
     _close_quietly(local.client)
     _close_quietly(local.cluster)
     return True

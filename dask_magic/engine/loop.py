@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask_magic.errors import ClusterError
 
-from . import cluster, execute, loop_job, replay, resume, scatter, timeouts, tracebacks
+from . import cluster, execute, handoffs, loop_job, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
 from .results import STASHED, ItemOutcome
 from .run import Run
@@ -129,11 +129,12 @@ def start_loop(
     state = _LoopState(plan, ns, options, before, restorable, absent)
     run._retry_hook = lambda r, **kw: _retry(r, state, **kw)
     run._loop_state = state
-    if options.journal:
-        run.journal = resume.for_run(
-            plan, ns, run.items, options.seed, options.fresh, options.journal_retry
-        )
-    _execute_pass(run, state, list(range(len(run.items))))
+    with handoffs.quick_handoffs():  # the notebook's thread waits on the event loop's often
+        if options.journal:
+            run.journal = resume.for_run(
+                plan, ns, run.items, options.seed, options.fresh, options.journal_retry
+            )
+        _execute_pass(run, state, list(range(len(run.items))))
     return run
 
 
@@ -168,7 +169,8 @@ def _retry(run: Run, state: _LoopState, **overrides: Any) -> Run:
     indices = run.pending_indices
     if not indices:
         return run
-    _execute_pass(run, state, indices, rebuild=state.restorable)
+    with handoffs.quick_handoffs():
+        _execute_pass(run, state, indices, rebuild=state.restorable)
     return run
 
 

@@ -65,14 +65,19 @@ def scatter_lost_again(dask_run: Any) -> bool:
 
 def _scatter_when_a_worker_takes_it(client: Any, name: str, value: Any) -> Any:
     """Scatter once a worker is there to take it: the loss is often the restart of the only
-    one, and a scatter aimed at the process that is just ending fails (tried again)."""
+    one, and a scatter aimed at the process that is just ending fails (tried again).
+
+    The worker the scheduler chose can go while the data is on its way: the client then sees
+    an ``OSError`` (the comm closed) or, once the scheduler has removed the worker before it
+    notes who holds the data, the scheduler's ``KeyError`` for that address. Both are tried
+    again until the deadline; a failed scatter leaves nothing in the cache."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         client.wait_for_workers(1, timeout=max(deadline - time.monotonic(), 0.1))
         try:
             return scatter.default_cache.get(client, name, value)
-        except OSError:  # the worker it chose closed meanwhile
-            if time.monotonic() > deadline:
+        except (OSError, KeyError):  # the worker it chose closed meanwhile
+            if time.monotonic() > deadline or client.status != "running":
                 raise
             time.sleep(0.2)
 

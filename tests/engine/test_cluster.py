@@ -8,6 +8,7 @@ machine, so tests share the local cluster where they can and only `test_close...
 from __future__ import annotations
 
 import os
+import sys
 
 import dask.config
 import psutil
@@ -24,10 +25,12 @@ from dask_magic.engine.cluster import (
     get_client,
     restart_cluster,
 )
+from dask_magic.engine.handoffs import SWITCH_INTERVAL
 from dask_magic.engine.local_cluster import local_cluster_size, memory_budget
 from dask_magic.errors import ClusterError
 
 GB = 1_000_000_000
+PYTHON_SWITCH_INTERVAL = 0.005  # CPython's default: nothing in the suite changes it
 
 
 @pytest.fixture(autouse=True)
@@ -183,11 +186,14 @@ def test_threads_restart_the_local_cluster_with_that_many_threads() -> None:
 def test_close_closes_ours_and_the_next_call_starts_a_fresh_one() -> None:
     old = get_client()
     old_address = old.scheduler.address
+    assert sys.getswitchinterval() == SWITCH_INTERVAL  # its scheduler shares our GIL
     assert close_cluster() is True
     assert old.status == "closed"
     assert current_cluster_info() is None
+    assert sys.getswitchinterval() == PYTHON_SWITCH_INTERVAL  # Python's own again
     assert close_cluster() is False  # nothing of ours left
     fresh = get_client()
+    assert sys.getswitchinterval() == SWITCH_INTERVAL
     assert fresh is not old and fresh.status == "running"
     assert fresh.scheduler.address != old_address
     assert cluster_info(fresh).local
