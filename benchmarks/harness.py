@@ -19,7 +19,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ RUN_NAME = "_bench_run"
 #: would otherwise be restored from the journal); the journal's writes are counted, as on the
 #: first run of a loop, unless ``run.py --journal off`` switches the journal off.
 MAGIC = f"%%parallel_for --progress none --fresh --name {RUN_NAME}"
+#: CPython's default GIL switch interval, which every peer runs with
+PYTHON_SWITCH_INTERVAL = 0.005
 WORKLOADS = ("tiny", "cpu", "files", "clean", "big", "fixed", "panel")
 PEER_LABELS = {
     "serial": "serial loop",
@@ -215,7 +217,8 @@ def run_rounds(
             gc.collect()
             start = time.perf_counter()
             try:
-                result = peer.run()
+                with _switch_interval_for(peer):
+                    result = peer.run()
             except Exception as exc:  # a broken peer is reported, not fatal to the suite
                 row.problem = f"{type(exc).__name__}: {exc}"
                 log(f"    {peer.id}: FAILED {row.problem}")
@@ -238,6 +241,21 @@ def run_rounds(
                 SETTLE_AFTER_LONG_SECONDS if time.perf_counter() - start > 1.0 else SETTLE_SECONDS
             )
     return rows
+
+
+@contextlib.contextmanager
+def _switch_interval_for(peer: Peer) -> Iterator[None]:
+    """A peer runs with Python's own GIL switch interval, as in a kernel without dask-magic
+    (which lowers it while its local cluster lives: `dask_magic.engine.handoffs`)."""
+    if peer.id.startswith("dask-magic"):
+        yield
+        return
+    lowered = sys.getswitchinterval()
+    sys.setswitchinterval(PYTHON_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(lowered)
 
 
 # -- the harness -----------------------------------------------------------------------------

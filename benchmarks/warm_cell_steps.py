@@ -56,7 +56,8 @@ def _instrument(spent: dict[str, list[float]]) -> None:
     from dask_magic.engine import execute, journal, loop, resume
 
     steps = [
-        (magics, "cell_kinds", "kinds of the names the cell mentions"),
+        (magics, "cell_names", "the names the cell mentions (one parse)"),
+        (magics, "kinds_of", "kinds of those names (twice: before and after the prelude)"),
         (magics.DaskMagics, "_rewrite", "rewrite"),
         (magics.DaskMagics, "_list_items", "list the items"),
         (resume, "for_run", "journal: open for the run"),

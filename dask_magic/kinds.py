@@ -90,14 +90,20 @@ def _holds_plots(value: Any) -> bool:
 
 def cell_kinds(source: str, ns: Mapping[str, Any]) -> dict[str, str]:
     """Kinds of every name the cell mentions that the namespace (or builtins) holds."""
+    return kinds_of(cell_names(source), ns)
+
+
+def cell_names(source: str) -> frozenset[str]:
+    """Every name the cell mentions (none for a cell that does not parse: the rewrite says
+    why). Parsed once per cell: its kinds are read again after the statements before the
+    loop ran."""
     import ast
 
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return {}
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    return kinds_of(names, ns)
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
 
 
 def target_kinds(target: Any, first_item: Any) -> dict[str, str]:
@@ -119,7 +125,10 @@ class PlanInputs:
     """What the first rewrite of a cell read: the kinds, and the very values of those names
     (the random-state origins it looked up are read from them)."""
 
-    def __init__(self, kinds: dict[str, str], ns: Mapping[str, Any]) -> None:
+    def __init__(
+        self, kinds: dict[str, str], ns: Mapping[str, Any], names: frozenset[str] = frozenset()
+    ) -> None:
+        self.names = names  # every name the cell mentions (`cell_names`)
         self.kinds = dict(kinds)
         self.values = {name: ns[name] for name in kinds if name in ns}
 

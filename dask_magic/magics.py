@@ -26,7 +26,7 @@ from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_
 from .engine.results import RunStatus
 from .engine.run import Run
 from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
-from .kinds import PlanInputs, cell_kinds, target_kinds
+from .kinds import PlanInputs, cell_names, kinds_of, target_kinds
 from .magic_decorators import cell_magic, line_magic
 from .magic_options import parallel_for_options, parallel_retry_options, parse, run_options
 from .management_magics import ManagementMagics
@@ -77,9 +77,10 @@ class DaskMagics(Magics):
             self._cell_number(),
             raw_code=raw,
         )
-        kinds = cell_kinds(transformed, self.shell.user_ns)
+        names = cell_names(transformed)
+        kinds = kinds_of(names, self.shell.user_ns)
         plan = self._rewrite(transformed, filename, raw, kinds)
-        seen = PlanInputs(kinds, self.shell.user_ns)
+        seen = PlanInputs(kinds, self.shell.user_ns, names)
         if args.show:
             print(plan.show())
             print(_sent_names(plan, self.shell.user_ns))
@@ -109,7 +110,7 @@ class DaskMagics(Magics):
 
         The rewrite reads only the source, the kinds and the namespace's values of the names
         the cell mentions: where none of them changed, the first plan is the same plan."""
-        kinds = cell_kinds(transformed, self.shell.user_ns)
+        kinds = kinds_of(seen.names, self.shell.user_ns)
         if items:
             kinds.update(target_kinds(plan.target, items[0]))
         if plan.prelude.body or not seen.same(kinds, self.shell.user_ns):

@@ -319,8 +319,9 @@ class PassJournal:
             kept.update(indices)
         return len(kept - self.forgotten) == len(self.items)
 
-    def flush(self) -> None:
-        """Write the kept batches (and overrides) in one transaction."""
+    def flush(self, now: bool = False) -> None:
+        """Write the kept batches (and overrides) in one transaction: on the writer thread,
+        or ``now`` on this one (the caller waits for it anyway: no hand-off to that thread)."""
         self._last_flush = self.clock()
         if self.store is None or not (self.buffer or self.overrides):
             return
@@ -328,8 +329,11 @@ class PassJournal:
         overrides, self.overrides = self.overrides, {}
         names, sources = {self.run_key: self.label}, {self.run_key: self.plan.source}
         envs = {self.env_key: self.env_parts}
-        batches = (self.keys, self.run_key, self.env_key, kept)
-        self.store.behind(put_kept, self.store, batches, overrides, names, sources, envs)
+        write = (self.store, (self.keys, self.run_key, self.env_key, kept), overrides)
+        if now:
+            put_kept(*write, names, sources, envs)
+        else:
+            self.store.behind(put_kept, *write, names, sources, envs)
 
     # -- after it -------------------------------------------------------------------------------
     def finish(
@@ -352,8 +356,8 @@ class PassJournal:
             except Exception as exc:
                 self._say_unpicklable(index, exc)
                 self.forget(index)
-        self.flush()
-        self.store.settle()  # the cell ends with everything written
+        self.store.settle()  # the writes sent behind land first, in their order
+        self.flush(now=True)  # the cell ends with everything written
         if self.older and self._all_kept():
             self.store.behind(self.store.drop, self.older)  # --fresh wrote them all again
             self.older = []

@@ -63,6 +63,7 @@ class LoopPlan:
     warnings: tuple[Finding, ...] = ()  # printed before the run; they refuse nothing
     _code: types.CodeType | None = field(default=None, repr=False)
     _step_codes: list[types.CodeType] | None = field(default=None, repr=False)
+    _free_names: tuple[str, ...] | None = field(default=None, repr=False)
 
     def body_code(self) -> types.CodeType:
         """The compiled per-item function's code object, named `BODY_DISPLAY_NAME`."""
@@ -86,7 +87,13 @@ class LoopPlan:
         return self._step_codes
 
     def free_names(self) -> tuple[str, ...]:
-        """Names the body reads from the notebook (globals of the body and its nested code)."""
+        """Names the body reads from the notebook (globals of the body and its nested code);
+        walked once per plan (a pass asks three times: the env, the journal's keys, --why)."""
+        if self._free_names is None:
+            self._free_names = self._walk_free_names()
+        return self._free_names
+
+    def _walk_free_names(self) -> tuple[str, ...]:
         names: set[str] = set()
         stack = [self.body_code()]
         while stack:
