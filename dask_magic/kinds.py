@@ -42,7 +42,7 @@ def kind_of(value: Any) -> str:
     if isinstance(value, types.ModuleType):
         return C.KIND_PLOTTING if _module_in(value.__name__, _PLOTTING_MODULES) else C.KIND_MODULE
     if (
-        getattr(value, "__module__", "").startswith("IPython")
+        (getattr(value, "__module__", None) or "").startswith("IPython")  # None: a builtin's
         and getattr(value, "__name__", "") == "display"
     ):
         return C.KIND_DISPLAY

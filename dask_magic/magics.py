@@ -25,13 +25,12 @@ from .engine.handoffs import quick_handoffs
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
-from .errors import ClusterError, PicklingError, UnsupportedLoopError, render_warnings
+from .errors import ClusterError, PicklingError, render_warnings
 from .kinds import PlanInputs, cell_names, kinds_of, target_kinds
 from .magic_decorators import cell_magic, line_magic
 from .magic_options import parallel_for_options, parallel_retry_options, parse, run_options
 from .management_magics import ManagementMagics
-from .rewrite import rewrite_loop
-from .rewrite.random_state import NamespaceOrigins
+from .plans import PlanCache
 from .rewrite.sites import change_line
 from .views import RUNS_KEPT  # runs kept for ``%parallel_retry`` and the sidebar
 
@@ -52,6 +51,7 @@ class DaskMagics(Magics):
         self.last_run: Run | None = None
         self.bridge: Any = None
         self._journal_retry = False  # the run starting is %parallel_retry's in a new kernel
+        self.plans = PlanCache()  # a cell run again unchanged is not rewritten again
 
     # -- %%parallel_for ------------------------------------------------------------------------
     @parallel_for_options
@@ -127,25 +127,7 @@ class DaskMagics(Magics):
         kinds: dict[str, str],
         own_keys: bool = True,
     ) -> Any:
-        try:
-            return rewrite_loop(
-                transformed,
-                filename=filename,
-                line_offset=1,
-                display_source=raw,
-                kinds=kinds,
-                own_keys=own_keys,
-                origins=NamespaceOrigins(self.shell.user_ns),
-            )
-        except UnsupportedLoopError as exc:
-            raise UsageError(
-                f"%%parallel_for cannot run this loop in parallel:\n{exc.render()}"
-            ) from None
-        except SyntaxError as exc:
-            caret = " " * max(0, (exc.offset or 1) - 1) + "^"
-            raise UsageError(
-                f"line {exc.lineno}: {exc.msg}\n    {(exc.text or '').rstrip()}\n    {caret}"
-            ) from None
+        return self.plans.plan(transformed, filename, raw, kinds, self.shell.user_ns, own_keys)
 
     def _run_code(self, module: ast.Module, filename: str) -> None:
         if module.body:

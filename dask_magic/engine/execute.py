@@ -35,9 +35,9 @@ from .tasks import (
     deferred_interrupt,
     infrastructure_error,
     interrupts_held,
+    pickle_batches,
     run_on_worker,
     total_threads,
-    unsendable_item,
     when_done,
 )
 
@@ -82,6 +82,7 @@ class DaskRun:
         self.timed: set[Any] = set()  # first-wave tasks, which run only a head of their items
         self.order: list[Any] = []  # submission order, for the running estimate
         self.done_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.fetched: dict[Any, bytes] = {}  # results gathered on the loop (`when_done`), by key
         self.bundle: Any = None
         self.held: list[tuple[int, Any]] = []
         self.probe_durations: list[float] = []
@@ -142,7 +143,7 @@ class DaskRun:
                 self.order.append(future)
                 if budget is not None:
                     self.timed.add(future)
-                when_done(self.client, future, self.done_queue.put)
+            when_done(self.client, futures, self.done_queue.put, self.fetched)
             self.inputs.note(futures)
             self.unrecorded_keys = []
 
@@ -166,21 +167,7 @@ class DaskRun:
         self, batches: list[list[tuple[int, Any]]]
     ) -> tuple[list[list[tuple[int, Any]]], list[bytes]]:
         """Each batch's items as one blob; an item that cannot be pickled fails alone."""
-        kept, payloads, failed = [], [], []
-        for batch in batches:
-            try:
-                payloads.append(cloudpickle.dumps(batch))
-                kept.append(batch)
-                continue
-            except Exception:
-                pass
-            for pair in batch:
-                try:
-                    payloads.append(cloudpickle.dumps([pair]))
-                except Exception as exc:
-                    failed.append(unsendable_item(pair[0], exc))
-                    continue
-                kept.append([pair])
+        kept, payloads, failed = pickle_batches(batches)
         if failed:
             self._add(failed)
         return kept, payloads
@@ -296,8 +283,11 @@ class DaskRun:
         """The outcomes of finished tasks, each with the bytes it came as."""
         outcomes: list[ItemOutcome] = []
         sent: list[tuple[list, bytes]] = []
-        blobs = self.client.gather(finished, errors="skip")
-        if len(blobs) != len(finished):  # some result was lost in between: fetch one by one
+        fetched = [self.fetched.pop(f.key, None) for f in finished]  # most, on the loop
+        missing = [f for f, blob in zip(finished, fetched, strict=True) if blob is None]
+        blobs = iter(self.client.gather(missing, errors="skip") if missing else ())
+        blobs = [blob if blob is not None else next(blobs, None) for blob in fetched]
+        if None in blobs:  # some result was lost in between: fetch one by one
             finished = [f for f in finished if f.status == "finished"]
             blobs = [f.result() for f in finished]
         collecting = gc.isenabled()
@@ -326,7 +316,7 @@ class DaskRun:
             if future.status not in ("error", "cancelled"):
                 # a result lost with its worker before we fetched it: the scheduler computes
                 # it again, so wait for the next completion instead of calling it failed
-                when_done(self.client, future, self.done_queue.put)
+                when_done(self.client, [future], self.done_queue.put, self.fetched)
                 continue
             outcomes += self._failed_batch(future, self.in_flight.pop(future))
         return outcomes

@@ -93,17 +93,76 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def when_done(client: Any, future: Any, put: Any) -> None:
-    """Call ``put(future)`` on the client's event loop once ``future`` is no longer pending.
+def when_done(client: Any, futures: list[Any], put: Any, fetched: dict[Any, Any]) -> None:
+    """Call ``put(future)`` on the client's event loop once each of ``futures`` is no longer
+    pending, a finished one's result already in ``fetched`` (by key).
 
     ``Future.add_done_callback`` does the same through distributed's callback thread: one
     more thread hand-off per task, and its ``ThreadPoolExecutor.submit`` was the largest single
-    cost in the kernel's profile of the file loop. ``put`` here is a ``SimpleQueue.put``, which
-    never blocks the loop.
+    cost in the kernel's profile of the file loop. The result is gathered on the loop as soon
+    as the task ends, as ``Future.result`` does, so the kernel's thread wakes once for it
+    (not once for the completion and again for a gather). A result that could not be gathered
+    there is not in ``fetched``: the kernel gathers it itself, and says why if that fails.
+    ``put`` is a ``SimpleQueue.put``, which never blocks the loop.
     """
+    client.loop.add_callback(_watch_all, client, list(futures), put, fetched)
+
+
+#: the loop's watches of tasks not yet ended (asyncio keeps only weak references to them)
+_WATCHES: set[Any] = set()
+
+
+async def _watch_all(client: Any, futures: list[Any], put: Any, fetched: dict[Any, Any]) -> None:
+    import asyncio
+
+    for future in futures:  # each on its own: they end in any order
+        watch = asyncio.ensure_future(_done_then_gather(client, future, put, fetched))
+        _WATCHES.add(watch)
+        watch.add_done_callback(_WATCHES.discard)
+
+
+async def _done_then_gather(client: Any, future: Any, put: Any, fetched: dict[Any, Any]) -> None:
+    import asyncio
+
     from distributed.client import done_callback
 
-    client.loop.add_callback(done_callback, future, put)
+    try:
+        await done_callback(future, _ignore)
+        if future.status == "finished":
+            got = await client.gather([future], errors="skip", asynchronous=True)
+            if got:
+                fetched[future.key] = got[0]
+    except (Exception, asyncio.CancelledError):  # the kernel's own gather tries again
+        pass
+    finally:
+        put(future)  # always: the kernel waits for every future it sent
+
+
+def _ignore(future: Any) -> None:
+    """`done_callback` calls back; the waiting was what was wanted."""
+
+
+def pickle_batches(
+    batches: list[list[tuple[int, Any]]],
+) -> tuple[list[list[tuple[int, Any]]], list[bytes], list[ItemOutcome]]:
+    """Each batch's items as one blob, the batches sent, and the items that cannot be sent:
+    an item that cannot be pickled fails alone, its batch's other items go one by one."""
+    kept, payloads, failed = [], [], []
+    for batch in batches:
+        try:
+            payloads.append(cloudpickle.dumps(batch))
+            kept.append(batch)
+            continue
+        except Exception:
+            pass
+        for pair in batch:
+            try:
+                payloads.append(cloudpickle.dumps([pair]))
+            except Exception as exc:
+                failed.append(unsendable_item(pair[0], exc))
+                continue
+            kept.append([pair])
+    return kept, payloads, failed
 
 
 def unsendable_item(index: int, exc: BaseException) -> ItemOutcome:
