@@ -123,6 +123,9 @@ def _plan(
 ) -> LoopPlan:
     modes = line_modes(loop, facts.split)
     hoisted = hoisted_by_line(facts.split, loop)
+    # read before the body is built: building it replaces the loop's statements, and the
+    # split knows statements by id (a new one could take a freed id and look recorded)
+    accumulators = tuple(_record_roots(loop, facts))
     body, steps = build_body_function(loop, facts)
     after = [*loop.orelse, *tree.body[index + 1 :]]
     last_expr = None
@@ -142,7 +145,7 @@ def _plan(
         last_expr=last_expr,
         target_names=tuple(dict.fromkeys(facts.target_names)),
         local_names=tuple(facts.local_names),
-        accumulators=tuple(_record_roots(loop, facts)),
+        accumulators=accumulators,
         loop_lineno=loop.lineno,
         steps=steps,
         kernel_names=tuple(sorted(facts.split.kernel_names)),
