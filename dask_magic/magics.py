@@ -21,7 +21,6 @@ from IPython.core.magic import Magics, magics_class, no_var_expand
 from . import progress_bars, views
 from .engine import changes, journal_setup, preflight, tracebacks
 from .engine.errorinfo import error_info
-from .engine.handoffs import quick_handoffs
 from .engine.loop import RunOptions, lost_names, missing_accumulators, repeated_own_key, start_loop
 from .engine.results import RunStatus
 from .engine.run import Run
@@ -65,10 +64,6 @@ class DaskMagics(Magics):
         body keep the last item's value. Failed items are reported, not fatal; retry them
         with ``%parallel_retry`` after a fix.
         """
-        with quick_handoffs():  # the cell waits on the client's event loop a dozen times
-            return self._parallel_for(line, cell)
-
-    def _parallel_for(self, line: str, cell: str) -> Any:
         args = parse(self.parallel_for, line)
         raw = f"%%parallel_for {line}".rstrip() + "\n" + cell
         transformed = self.shell.transform_cell(cell)

@@ -285,9 +285,11 @@ class DaskRun:
         sent: list[tuple[list, bytes]] = []
         fetched = [self.fetched.pop(f.key, None) for f in finished]  # most, on the loop
         missing = [f for f, blob in zip(finished, fetched, strict=True) if blob is None]
-        blobs = iter(self.client.gather(missing, errors="skip") if missing else ())
-        blobs = [blob if blob is not None else next(blobs, None) for blob in fetched]
-        if None in blobs:  # some result was lost in between: fetch one by one
+        gathered = self.client.gather(missing, errors="skip") if missing else []
+        if len(gathered) == len(missing):
+            rest = iter(gathered)
+            blobs = [blob if blob is not None else next(rest) for blob in fetched]
+        else:  # some result was lost in between: fetch one by one
             finished = [f for f in finished if f.status == "finished"]
             blobs = [f.result() for f in finished]
         collecting = gc.isenabled()
