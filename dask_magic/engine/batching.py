@@ -137,6 +137,21 @@ def rest_sizes(seconds_per_item: float, n: int, outstanding: int, threads: int) 
     return sizes
 
 
+def expected_unrun(size: int, seconds_per_item: float, budget: float) -> int:
+    """How many items of a timed first-wave task of ``size`` items will come back unrun.
+
+    The task starts items until ``budget`` is spent, so it runs about
+    ``ceil(budget / seconds_per_item)`` of them (at least one). Counting every item but one
+    as outstanding made the tails look bigger than they were: the tail back first was cut as
+    if much were left (one task of 2 where two of 1 were due), and the run ended with one
+    thread an item behind the other.
+    """
+    if seconds_per_item <= 0:
+        return max(0, size - 1)
+    runs = max(1, math.ceil(budget / seconds_per_item))
+    return max(0, size - runs)
+
+
 def chunk_sizes(pairs: Sequence[T], sizes: Sequence[int]) -> list[list[T]]:
     """``pairs`` cut into consecutive chunks of ``sizes``."""
     chunks, start = [], 0

@@ -355,7 +355,12 @@ class DaskRun:
     def _submit_rest(self) -> None:
         per_item = batching.median(self.probe_durations)
         rest, self.held = self.held, []
-        tails = sum(len(self.in_flight[f]) - 1 for f in self.timed if f in self.in_flight)
+        budget = batching.FIRST_WAVE_SECONDS
+        tails = sum(
+            batching.expected_unrun(len(self.in_flight[f]), per_item, budget)
+            for f in self.timed
+            if f in self.in_flight
+        )
         sizes = batching.rest_sizes(per_item, len(rest), len(rest) + tails, self.threads)
         self.submit(batching.chunk_sizes(rest, sizes))
 

@@ -77,6 +77,25 @@ def test_a_tail_is_cut_from_the_plan_for_everything_outstanding():
     assert batching.rest_sizes(0.025, 44, 191, 2) == [8, 8, 8, 8, 8, 4]
 
 
+def test_a_timed_task_is_expected_to_send_back_what_its_budget_leaves_unrun():
+    budget = batching.FIRST_WAVE_SECONDS
+    assert batching.expected_unrun(4, 0.09, budget) == 2  # runs two 0.09 s items, not one
+    assert batching.expected_unrun(4, 1.0, budget) == 3  # a slow item: one runs
+    assert batching.expected_unrun(4, 1e-6, budget) == 0  # tiny items: the whole share runs
+    assert batching.expected_unrun(4, 0.0, budget) == 3  # nothing measured yet: the old count
+
+
+def test_the_tails_of_sixteen_tenth_second_items_end_in_single_items():
+    # 16 x 0.1 s on 2 threads, a first wave of 4 tasks of 4 that each run 2 items: the last
+    # tails back must be cut as the run's end (singles), or one thread ends an item behind
+    budget = batching.FIRST_WAVE_SECONDS
+    still_out = batching.expected_unrun(4, 0.1, budget)
+    first = batching.rest_sizes(0.1, 4, 4 + 2 * still_out, 2)  # tasks 1 and 2 back together
+    second = batching.rest_sizes(0.1, 2, 2 + still_out, 2)  # then task 3, task 4 running
+    last = batching.rest_sizes(0.1, 2, 2, 2)
+    assert (first, second, last) == ([2, 2], [1, 1], [1, 1])
+
+
 @pytest.mark.parametrize(
     ("per_item", "n", "outstanding", "threads"),
     [(0.1, 2, 2, 2), (0.1, 3, 20, 2), (0.007, 170, 500, 2), (1e-6, 9000, 9000, 2), (0.0, 5, 9, 1)],
