@@ -89,7 +89,7 @@ class Config:
     rounds: dict[str, int] = field(
         default_factory=lambda: {
             "tiny": 7,
-            "cpu": 3,
+            "cpu": 5,
             "files": 3,
             "clean": 3,
             "big": 3,
