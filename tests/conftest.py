@@ -67,15 +67,7 @@ def run_ok(ip, cell: str):
 @pytest.fixture(scope="module")
 def one_worker_cluster():
     """A LocalCluster of one single-threaded worker process on loopback, per test module."""
-    from distributed import LocalCluster
-    from helpers import close_own_cluster
+    from helpers import own_local_cluster
 
-    made = LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
-    yield made
-    close_own_cluster(made)
+    with own_local_cluster(n_workers=1, threads_per_worker=1, processes=True) as made:
+        yield made

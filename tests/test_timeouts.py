@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 from conftest import run_ok
-from helpers import close_own_cluster, command_line_cluster
+from helpers import command_line_cluster, own_local_cluster
 from IPython.core.error import UsageError
 
 from dask_magic.engine.results import RunStatus
@@ -41,19 +41,17 @@ def two_workers(two_worker_cluster):
 @pytest.fixture(scope="module")
 def two_worker_cluster():
     """Two single-threaded worker processes under nannies, on loopback, and a Client."""
-    from distributed import Client, LocalCluster
+    yield from _own_client(n_workers=2)
 
-    made = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
-    client = Client(made, set_as_default=False)
-    yield client
-    client.close()
-    close_own_cluster(made)
+
+def _own_client(n_workers: int):
+    """A Client of the test's own cluster of single-threaded worker processes (nannies)."""
+    from distributed import Client
+
+    with own_local_cluster(n_workers=n_workers, threads_per_worker=1, processes=True) as made:
+        client = Client(made, set_as_default=False)
+        yield client
+        client.close()
 
 
 def worker_pids(client) -> dict[str, int]:
@@ -169,15 +167,7 @@ for i in range(8):
 def one_worker_cluster():
     """One single-threaded worker process under a nanny: whatever a run leaves on a worker
     is on the one that a timeout restarts."""
-    from distributed import Client, LocalCluster
-
-    made = LocalCluster(
-        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-    )
-    client = Client(made, set_as_default=False)
-    yield client
-    client.close()
-    close_own_cluster(made)
+    yield from _own_client(n_workers=1)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from itertools import islice
 from typing import Any
 
 from . import controls
+from .restarts import restart_for
 from .results import ItemOutcome
 
 #: Rows of the panel's "Running" list (each with its Cancel item), longest-running first.
@@ -114,7 +115,4 @@ def _processing_on(key: str, dask_scheduler: Any = None) -> str | None:
 def _restart(dask_run: Any, address: str) -> None:
     """Restart ``address`` through its nanny without holding up the run's loop; the pass
     waits for it at its end, so it ends with the cluster as big as it found it."""
-    # let go of finished tasks first: the scheduler would compute again every result it
-    # still holds on the worker that is about to go
-    dask_run.order = [f for f in dask_run.order if f in dask_run.in_flight]
-    dask_run.restarts.start(address, quiet=True)  # the user asked for it: no nanny warnings
+    restart_for(dask_run, address, quiet=True)  # the user asked for it: no nanny warnings

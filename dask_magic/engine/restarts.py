@@ -73,6 +73,13 @@ class WorkerRestarts:
         self._threads.clear()
 
 
+def restart_for(dask_run: Any, address: str, answers: bool = True, quiet: bool = False) -> bool:
+    """`WorkerRestarts.start` for a pass (a `DaskRun`), which first lets go of its finished
+    tasks: the scheduler would compute again every result it still holds on that worker."""
+    dask_run.order = [f for f in dask_run.order if f in dask_run.in_flight]
+    return dask_run.restarts.start(address, answers=answers, quiet=quiet)
+
+
 def restart_and_wait(client: Any, address: str, size: int) -> None:
     """Restart the worker at ``address`` through its nanny and wait (bounded) until it has
     gone and the cluster has ``size`` workers again: the restart may return before the new

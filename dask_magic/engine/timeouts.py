@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .restarts import restart_for
 from .results import ErrorInfo, Frame, ItemOutcome
 
 if TYPE_CHECKING:  # the workers import this module: nothing kernel-side at run time
@@ -237,11 +238,8 @@ class TimeoutGuard:
         timed = future in run.timed
         run.timed.discard(future)
         self.client.cancel([future])
-        # let go of the finished tasks first: the scheduler would compute again every result
-        # it still holds on the worker that is about to go
-        run.order = [f for f in run.order if f in run.in_flight]
         index = message.get("index")  # None: found by the backstop, the worker does not answer
-        self.restarts.start(message["worker"], answers=index is not None)  # on its own thread
+        restart_for(run, message["worker"], answers=index is not None)  # on its own thread
         self.handled_at.append(time.monotonic())
         if index is None:
             self._blocked(run, batch, message)
