@@ -237,7 +237,7 @@ def test_show_prints_the_generated_code_and_runs_nothing(fresh, capsys):
     )
     assert "#   scale: int, 28 B: sent with the run's code" in out
     assert "def dask_magic_loop(@dm_item, @dm_rec):" in out
-    assert "@dm_rec.call('results', (), 'append', (f * scale + table[f],), {})" in out
+    assert "@dm_rec.call('results', (), 'append', (f * scale + table[f],))" in out
     assert "results" not in user_names(fresh.user_ns)
 
 

@@ -78,6 +78,11 @@ _NEVER_CHANGE = (
 )
 
 
+#: The exact types of the usual items (numbers, strings, paths as text): a set look-up instead
+#: of `_immutable`'s call per item, for a batch of 5,000 tiny items.
+_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def _immutable(value: Any) -> bool:
     if isinstance(value, _NEVER_CHANGE):
         return True
@@ -208,7 +213,9 @@ class BatchWatch:
         self._items = {
             pos: print_
             for pos, (_, item) in enumerate(items)
-            if not _immutable(item) and (print_ := digest(item)) is not None
+            if type(item) not in _PLAIN_TYPES
+            and not _immutable(item)
+            and (print_ := digest(item)) is not None
         }
         self._batch = items
 

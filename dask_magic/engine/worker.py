@@ -5,8 +5,8 @@ only the stdlib and cloudpickle, so importing it on a worker is cheap, and it ne
 dask or distributed: the worker's address is passed in by whoever calls `run_batch`.
 
 Per item it records
-* the accumulator operations the rewritten body sent to its `Recorder` (replayed in the kernel
-  in item order, so results equal the serial loop's),
+* the accumulator operations the rewritten body sent to its `Recorder` (`engine.recorder`),
+  replayed in the kernel in item order, so results equal the serial loop's,
 * the names the item left bound; the values stay in a per-process *stash* (`engine.stash`)
   unless this is the run's last item, because only the last binding of each name is ever
   needed in the kernel and a DataFrame per item must not travel back for nothing,
@@ -18,7 +18,6 @@ The outcomes travel back as columns (`engine.columns`).
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import re
 import time
@@ -32,6 +31,7 @@ from .capture import _CAPTURE, _install_capture, _ItemCapture
 from .columns import Columns, dumps, picklable_only, unpack
 from .errorinfo import error_info
 from .fingerprint import BatchWatch
+from .recorder import Recorder
 from .results import ErrorInfo, ItemOutcome
 from .seeding import seed_item
 from .stash import HeldBindings, drop_stash, fetch_stash
@@ -46,83 +46,6 @@ __all__ = [
     "run_batch",
 ]
 
-#: Generated code reaches the runtime only through names that cannot appear in user code
-#: (pytest's ``@py_assert`` trick): the item, the recorder and ``locals``.
-ITEM_NAME = C.ITEM
-RECORDER_NAME = C.RECORDER
-LOCALS_NAME = C.LOCALS
-
-
-class Recorder:
-    """The ``@dm_rec`` object the rewritten body reports to.
-
-    Operations are tuples so that they pickle small:
-    ``("call", root, path, method, args, kwargs)``, ``("set", root, path, value)`` and
-    ``("aug", root, path, op, value)`` (``op`` an `ast.operator` name such as ``"Add"``).
-    ``path`` is a tuple of ``("item", key)`` /
-    ``("attr", name)`` steps from the accumulator ``root`` to the object acted on; keys are
-    evaluated on the worker, exactly where the serial loop would have evaluated them.
-    """
-
-    __slots__ = ("capture", "kernel", "locals", "marked", "needs", "ops")
-
-    def __init__(
-        self, needs: tuple[tuple[str, ...], ...] = (), capture: _ItemCapture | None = None
-    ) -> None:
-        self.ops: list[tuple] = []
-        self.marked: set[str] = set()
-        self.locals: dict[str, Any] | None = {}
-        self.needs = needs  # per ordered step: the item's names it reads in the kernel
-        self.capture = capture
-        self.kernel: frozenset[str] = frozenset()
-
-    def call(self, root: str, path: tuple, method: str, args: tuple, kwargs: dict) -> None:
-        if method in ("extend", "update"):
-            # a generator (``out.extend(x * 2 for x in xs)``) cannot travel: its values can
-            args = tuple(a if hasattr(a, "__len__") else list(a) for a in args)
-        self.ops.append((C.OP_CALL, root, path, method, args, kwargs))
-
-    def run(self, step: int, frame_locals: dict[str, Any] | None, hoisted: tuple) -> None:
-        """Ordered step ``step`` runs here in the serial loop: the kernel runs it, in item
-        order, with the item's names it reads and the values computed ahead (``hoisted``)."""
-        captured = None
-        if frame_locals is not None:
-            captured = {n: frame_locals[n] for n in self.needs[step] if n in frame_locals}
-        capture = self.capture
-        if capture is not None and (capture.stdout is not None or capture.stderr is not None):
-            # what the item printed so far comes out before the step, as in the serial loop
-            out = capture.stdout.getvalue() if capture.stdout is not None else ""
-            err = capture.stderr.getvalue() if capture.stderr is not None else ""
-            capture.stdout = capture.stderr = None
-            self.ops.append((C.OP_OUT, out, err))
-        self.ops.append((C.OP_RUN, step, captured, hoisted))
-
-    def set(self, value: Any, root: str, path: tuple) -> None:
-        # the value comes first: Python evaluates it before the target's container and key
-        self.ops.append((C.OP_SET, root, path, value))
-
-    def aug(self, root: str, path: tuple, op: str, value: Any) -> None:
-        self.ops.append((C.OP_AUG, root, path, op, value))
-
-    @staticmethod
-    def slice(lower: Any, upper: Any, step: Any) -> slice:
-        """``a[1:3] = v`` records the key ``slice(1, 3)`` (a name ``slice`` may be shadowed)."""
-        return builtins.slice(lower, upper, step)
-
-    def mark(self, name: str) -> None:
-        """``name`` was touched in a way that may unbind it (``del``, ``except ... as``)."""
-        self.marked.add(name)
-
-    def end(self, frame_locals: dict[str, Any]) -> None:
-        for name in self.kernel:  # the kernel holds their values (a copy here would mislead)
-            frame_locals.pop(name, None)
-        # `locals()` of the generated function: a dict of its own, so the two runtime names
-        # can be popped from it (no comprehension per item; the rewrite adds no other locals)
-        frame_locals.pop(ITEM_NAME, None)
-        frame_locals.pop(RECORDER_NAME, None)
-        self.locals = frame_locals
-
-
 # -- running a batch: 10,000 tiny items pay the per-item cost 10,000 times, so one recorder and
 # one capture serve the whole batch, output buffers appear on the first write, and outcomes
 # travel as columns (`engine.columns`), not as one pickled dataclass per item.
@@ -131,7 +54,17 @@ class Recorder:
 class _ItemRunner:
     """Runs one item of a batch through the body, with its retries, fresh each time."""
 
-    __slots__ = ("body", "capture", "loop", "may_depend", "recorder", "retries", "seed", "watch")
+    __slots__ = (
+        "body",
+        "capture",
+        "loop",
+        "may_depend",
+        "plain",
+        "recorder",
+        "retries",
+        "seed",
+        "watch",
+    )
 
     def __init__(self, body: Any, loop: bool, ordered: dict[str, Any], retries: int, seed: Any):
         self.body = body
@@ -143,6 +76,8 @@ class _ItemRunner:
         self.retries = retries
         self.seed = seed
         self.watch = timeouts.this_thread()  # None unless the run has a --timeout
+        # each item's attempt, once, with nothing around it: `_run_plain` runs the batch
+        self.plain = loop and not retries and seed is None and self.watch is None
 
     def run(self, index: int, item: Any) -> tuple[Any, ErrorInfo | None, float]:
         """The item's return value, its error (or None) and how long its last attempt took."""
@@ -208,20 +143,69 @@ def _run_columns(
     deadline = None if budget is None else clock() + budget
     _CAPTURE.item = runner.capture
     try:
-        for pos, (index, item) in enumerate(batch):
-            if deadline is not None and pos and clock() >= deadline:
-                break
-            value, error, duration = runner.run(index, item)  # the item's execution
-            if error is not None:
-                _record_failure(columns, runner, index, duration, error)
-            else:
-                inline = stash_key is None or index == last_index  # its values travel
-                _record_success(columns, runner.recorder, held, index, duration, value, inline)
-            _record_output(columns, runner.capture, pos)
+        if runner.plain:
+            _run_plain(columns, runner, held, batch, last_index, stash_key, deadline)
+        else:
+            for pos, (index, item) in enumerate(batch):
+                if deadline is not None and pos and clock() >= deadline:
+                    break
+                value, error, duration = runner.run(index, item)  # the item's execution
+                if error is not None:
+                    _record_failure(columns, runner, index, duration, error)
+                else:
+                    inline = stash_key is None or index == last_index  # its values travel
+                    _record_success(columns, runner.recorder, held, index, duration, value, inline)
+                _record_output(columns, runner.capture, pos)
     finally:
         _CAPTURE.item = None
     held.flush(stash_key)
     return columns
+
+
+def _run_plain(
+    columns: Columns,
+    runner: _ItemRunner,
+    held: HeldBindings,
+    batch: list[tuple[int, Any]],
+    last_index: int,
+    stash_key: str | None,
+    deadline: float | None,
+) -> None:
+    """`_run_columns`'s loop for a loop body run once per item (no retries, ``--seed`` or
+    ``--timeout``), with `_ItemRunner._attempt` written out: a tiny item's whole cost is
+    this loop's bookkeeping, so it makes no call per item that it can avoid."""
+    body, recorder, capture = runner.body, runner.recorder, runner.capture
+    clock = time.perf_counter
+    add_index, add_duration = columns.indices.append, columns.durations.append
+    add_ops, add_names = columns.ops.append, columns.names.append  # type: ignore[union-attr]
+    for pos, (index, item) in enumerate(batch):
+        if deadline is not None and pos and clock() >= deadline:
+            break
+        capture.stdout = capture.stderr = capture.warnings = None
+        recorder.ops = []
+        if recorder.marked:
+            recorder.marked = set()
+        recorder.locals = None
+        start = clock()
+        try:
+            body(item, recorder)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # the user stopping --serial
+                raise
+            _record_failure(columns, runner, index, clock() - start, runner._describe(exc))
+        else:  # `_record_success` written out for the usual item: it left its names bound
+            duration = clock() - start
+            local_names = recorder.locals
+            if not local_names or recorder.marked or stash_key is None or index == last_index:
+                inline = stash_key is None or index == last_index  # its values travel
+                _record_success(columns, recorder, held, index, duration, None, inline)
+            else:
+                add_index(index)
+                add_duration(duration)
+                add_ops(tuple(recorder.ops))
+                add_names(held.hold(index, local_names))
+        if capture.stdout is not None or capture.stderr is not None or capture.warnings is not None:
+            _record_output(columns, capture, pos)
 
 
 def _record_failure(

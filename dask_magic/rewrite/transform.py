@@ -96,12 +96,17 @@ class _BodyRewriter(ast.NodeTransformer):
             call = node.value
             root, path = _path(call.func.value)  # type: ignore[attr-defined]
             args = ast.Tuple(list(call.args), ast.Load())  # type: ignore[attr-defined]
-            kwargs = ast.Dict(
-                [ast.Constant(k.arg) if k.arg else None for k in call.keywords],  # type: ignore[attr-defined]
-                [k.value for k in call.keywords],  # type: ignore[attr-defined]
-            )
             method = ast.Constant(call.func.attr)  # type: ignore[attr-defined]
-            return _located(_rec(C.OP_CALL, [ast.Constant(root), path, method, args, kwargs]), node)
+            recorded = [ast.Constant(root), path, method, args]
+            if call.keywords:  # type: ignore[attr-defined]
+                # without keywords no dict is built per item: the recorder's shared one stands in
+                recorded.append(
+                    ast.Dict(
+                        [ast.Constant(k.arg) if k.arg else None for k in call.keywords],  # type: ignore[attr-defined]
+                        [k.value for k in call.keywords],  # type: ignore[attr-defined]
+                    )
+                )
+            return _located(_rec(C.OP_CALL, recorded), node)
         if isinstance(node, ast.Assign):
             # Python evaluates the value before the target's container and key: so do we
             root, path = _path(node.targets[0])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 
+import cloudpickle
+
 from dask_magic import contract as C
-from dask_magic.engine import execute, worker
+from dask_magic.engine import execute, replay, worker
 from dask_magic.rewrite import rewrite_loop
 
 #: One loop that makes every kind of operation: a call, a store, an augmented store, an
@@ -53,3 +55,22 @@ def test_every_operation_the_worker_records_is_a_contract_operation():
     calls = [op for op in outcomes[0].ops if op[0] == C.OP_CALL]
     assert calls[0][1:4] == ("out", (), "append")  # (kind, root, path, method, ...)
     assert [op[1] for op in outcomes[1].ops if op[0] == C.OP_RUN] == [0]  # ordered step 0
+
+
+def test_a_call_without_keywords_shares_one_empty_dict_and_keywords_still_travel():
+    cell = "for x in items:\n    out.append(x)\n    tags.update(last=x)\n"
+    kinds = {"out": "data", "tags": "data"}
+    plan = rewrite_loop(cell, filename="<cell>", line_offset=1, kinds=kinds)
+    assert "'append', (x,))" in ast.unparse(plan.body)  # no dict built per item
+    job = execute.make_job({"kind": "loop", "code": plan.body_code(), "env": {}})
+    blob = worker.run_batch(job.token, job.blob, {}, [(0, 3), (1, 5)], 1, None, "w1", 0)
+    outcomes = cloudpickle.loads(blob)
+    appends = [outcome.ops[0] for outcome in outcomes]
+    assert [op[4:] for op in appends] == [((3,), {}), ((5,), {})]
+    assert appends[0][5] is appends[1][5]  # one dict for the whole batch, as it travelled
+    assert [outcome.ops[1][5] for outcome in outcomes] == [{"last": 3}, {"last": 5}]
+    ns: dict = {"out": [], "tags": {}}
+    for outcome in outcomes:
+        for op in outcome.ops:
+            replay.apply_op(ns, op)
+    assert ns == {"out": [3, 5], "tags": {"last": 5}}
