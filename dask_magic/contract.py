@@ -28,7 +28,8 @@ CONTINUE = "@dm_continue"
 
 # -- what the recorder records (the first field of each operation tuple) ----------------------
 
-#: ``("call", root, path, method, args, kwargs)``: ``results.append(x)``
+#: ``("call", root, path, method, args, kwargs)``: ``results.append(x)`` (``kwargs`` is None
+#: for a call without keywords; journals written before hold ``{}``)
 OP_CALL = "call"
 #: ``("set", root, path, value)``: ``acc[k] = v``, ``obj.attr = v``
 OP_SET = "set"

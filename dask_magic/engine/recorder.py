@@ -19,18 +19,13 @@ ITEM_NAME = C.ITEM
 RECORDER_NAME = C.RECORDER
 
 
-#: The keywords of every recorded call made without any: one dict for a whole batch (pickle
-#: sends it once), not one per item. Never changed: replay only unpacks it.
-NO_KWARGS: dict[str, Any] = {}
-
-
 class Recorder:
     """The ``@dm_rec`` object the rewritten body reports to.
 
     Operations are tuples so that they pickle small:
-    ``("call", root, path, method, args, kwargs)``, ``("set", root, path, value)`` and
-    ``("aug", root, path, op, value)`` (``op`` an `ast.operator` name such as ``"Add"``).
-    ``path`` is a tuple of ``("item", key)`` /
+    ``("call", root, path, method, args, kwargs)`` (``kwargs`` None without keywords),
+    ``("set", root, path, value)`` and ``("aug", root, path, op, value)`` (``op`` an
+    `ast.operator` name such as ``"Add"``). ``path`` is a tuple of ``("item", key)`` /
     ``("attr", name)`` steps from the accumulator ``root`` to the object acted on; keys are
     evaluated on the worker, exactly where the serial loop would have evaluated them.
     """
@@ -48,8 +43,10 @@ class Recorder:
         self.kernel: frozenset[str] = frozenset()
 
     def call(
-        self, root: str, path: tuple, method: str, args: tuple, kwargs: dict = NO_KWARGS
+        self, root: str, path: tuple, method: str, args: tuple, kwargs: dict | None = None
     ) -> None:
+        # a call without keywords records None, not a dict per item: the op tuple then holds
+        # no container, and the cyclic collector stops walking it while the run is kept
         if method in ("extend", "update"):
             # a generator (``out.extend(x * 2 for x in xs)``) cannot travel: its values can
             args = tuple(a if hasattr(a, "__len__") else list(a) for a in args)

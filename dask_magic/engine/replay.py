@@ -53,7 +53,8 @@ def apply_op(ns: MutableMapping[str, Any], op: tuple) -> None:
     kind, root, path = op[0], op[1], op[2]
     if kind == "call":
         _, _, _, method, args, kwargs = op
-        getattr(_resolve(ns, root, path), method)(*args, **kwargs)
+        call = getattr(_resolve(ns, root, path), method)
+        call(*args, **kwargs) if kwargs else call(*args)
     elif kind == "set":
         parent = _resolve(ns, root, path[:-1])
         step_kind, key = path[-1]

@@ -99,7 +99,7 @@ class _BodyRewriter(ast.NodeTransformer):
             method = ast.Constant(call.func.attr)  # type: ignore[attr-defined]
             recorded = [ast.Constant(root), path, method, args]
             if call.keywords:  # type: ignore[attr-defined]
-                # without keywords no dict is built per item: the recorder's shared one stands in
+                # without keywords no dict is built per item (the recorder records None)
                 recorded.append(
                     ast.Dict(
                         [ast.Constant(k.arg) if k.arg else None for k in call.keywords],  # type: ignore[attr-defined]
