@@ -212,6 +212,28 @@ def close_own_cluster(cluster: Any) -> None:
             raise
 
 
+def settled_workers(client: Any, count: int, timeout: float = 120) -> dict[str, int]:
+    """Wait until the client's cluster has ``count`` workers that all answer and stay (the
+    same addresses twice, a second apart); their process ids by address.
+
+    A worker an earlier test restarted can register and then be dropped again (a
+    `LocalCluster` closes a worker whose restart outlasted its lost-worker check): a test
+    that counts workers or asks each of them starts after that has played out."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        client.wait_for_workers(count, timeout=max(deadline - time.monotonic(), 1))
+        try:
+            now = dict(client.run(os.getpid))
+        except OSError:  # a worker went away while it was asked: ask again
+            now = {}
+        if len(now) == count and now == seen:
+            return now
+        seen = now
+        time.sleep(1)
+    raise TimeoutError(f"the cluster did not settle at {count} workers in {timeout:.0f} s")
+
+
 @contextlib.contextmanager
 def own_local_cluster(**kwargs: Any) -> Iterator[Any]:
     """``with LocalCluster(**kwargs)``, closed through `close_own_cluster` (loopback only, and

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 from conftest import run_ok
-from helpers import command_line_cluster, own_local_cluster
+from helpers import command_line_cluster, own_local_cluster, settled_workers
 from IPython.core.error import UsageError
 
 from dask_magic.engine.results import RunStatus
@@ -32,9 +32,10 @@ SLOW_LINE = 6  # the %%parallel_for line is line 1
 
 @pytest.fixture
 def two_workers(two_worker_cluster):
-    """The module's cluster with both workers in place: an earlier test's restart may still
-    be bringing one back on a loaded machine, and each test counts the workers it ends with."""
-    two_worker_cluster.wait_for_workers(2, timeout=120)
+    """The module's cluster with both workers in place and settled: an earlier test's restart
+    may still be bringing one back on a loaded machine, and each test counts the workers it
+    ends with."""
+    settled_workers(two_worker_cluster, 2)
     return two_worker_cluster
 
 
@@ -148,8 +149,9 @@ def test_a_restart_begun_while_another_worker_comes_back_waits_for_both(two_work
         time.sleep(0.02)
     assert restarts.start(second)
     restarts.settle()
-    after = worker_pids(two_workers)
-    assert len(after) == 2 and not set(after.values()) & set(before.values())
+    assert len(two_workers.nthreads()) == 2 and not set(two_workers.nthreads()) & set(before)
+    after = settled_workers(two_workers, 2)  # asks each worker: once no restart is under way
+    assert not set(after.values()) & set(before.values())
 
 
 LAST_HANGS = """%%parallel_for --client c --timeout 2s --progress none
@@ -172,7 +174,7 @@ def one_worker_cluster():
 
 @pytest.fixture
 def one_worker(one_worker_cluster):
-    one_worker_cluster.wait_for_workers(1, timeout=120)
+    settled_workers(one_worker_cluster, 1)
     return one_worker_cluster
 
 
