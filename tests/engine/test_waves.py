@@ -146,7 +146,7 @@ def test_columns_round_trip_keeps_every_field():
     assert [o.status for o in (a, b, c, d)] == ["done", "done", "failed", "done"]
     assert a.bound == {"x": STASHED, "y": STASHED} and d.bound == {"x": 3, "y": 6}
     assert b.stdout == "one\n" and a.stdout == "" and c.error.summary == "ValueError: two"
-    assert list(a.ops) == [("call", "out", (), "append", (0,), {})] and not c.ops
+    assert list(a.ops) == [("call", "out", (), "append", (0,), None)] and not c.ops
     assert {o.worker for o in (a, b, c, d)} == {"w1"}
     assert a.bound is b.bound  # one dict per shape: the kernel replaces it with fetched values
     assert worker.fetch_stash("run-cols", {"y": 1}) == {"y": 2}
