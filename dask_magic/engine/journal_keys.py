@@ -6,7 +6,7 @@ An item's key joins four parts; a hit means the serial loop would compute the sa
   target, the body and the ordered part: comments and layout do not count) and ``--seed``;
 * the **env key**: a token of each value the body reads from the notebook. Big values
   (those sent to the cluster once, `scatter.should_scatter`) count by the same content
-  fingerprint the scatter cache uses (`scatter.fingerprint`: xxHash over the pickle, far
+  fingerprint the scatter cache uses (`scatter.fingerprint`: XXH3 over the pickle, far
   cheaper than tokenising a big dict or list). Notebook functions and classes count by their
   code, followed through the names they use into the namespace (a notebook function calling
   another one changes when the callee does); *local modules* (imported from the notebook's
