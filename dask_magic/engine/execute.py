@@ -26,7 +26,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import batching, controls, live_actions, lost_inputs, timeouts, worker_healing
+from . import batching, controls, live_actions, lost_inputs, result_push, timeouts, worker_healing
 from .final_values import fetch_final_values, salvage_stash
 from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
 from .restarts import WorkerRestarts
@@ -97,6 +97,7 @@ class DaskRun:
         self.inputs = lost_inputs.LostInputs()  # scattered inputs lost with a worker are sent again
         self.started_at: dict[Any, float] = {}  # in-flight task -> when it began to run
         self.restarts = WorkerRestarts(client, functools.partial(salvage_stash, client, stash_key))
+        self.push_to = result_push.target(client)  # small results come with the completion
 
     def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
         self.reported.update(map(_INDEX, outcomes))
@@ -135,6 +136,7 @@ class DaskRun:
                 [self.job.retries] * n,
                 [budget] * n,
                 [self.job.timeout] * n,
+                [self.push_to] * n,
                 key=keys,
                 pure=False,
             )

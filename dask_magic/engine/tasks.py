@@ -17,14 +17,25 @@ from typing import Any
 
 import cloudpickle
 
-from . import errorinfo, timeouts, worker
+from . import errorinfo, result_push, timeouts, worker
 from .results import ErrorInfo, ItemOutcome
 
 
 def run_on_worker(
-    token, blob, big_env, items, last_index, stash_key, retries, budget=None, timeout=None
+    token,
+    blob,
+    big_env,
+    items,
+    last_index,
+    stash_key,
+    retries,
+    budget=None,
+    timeout=None,
+    push_to=None,
 ):
-    """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on."""
+    """The task: `worker.run_batch` over the pickled ``items``, told which worker it runs on.
+
+    ``push_to``: the client to send the result to with the completion (`result_push`)."""
     from distributed import get_worker
 
     try:
@@ -37,9 +48,12 @@ def run_on_worker(
         report = functools.partial(here.log_event, timeouts.TOPIC)
         timeouts.arm(timeout, report, str(here.get_current_task()), address)
     try:
-        return worker.run_batch(
+        result = worker.run_batch(
             token, blob, big_env, batch, last_index, stash_key, address, retries, budget=budget
         )
+        if push_to is not None and here is not None and isinstance(result, bytes):
+            result_push.send(here, push_to, result)
+        return result
     finally:
         if timeout is not None:
             timeouts.disarm()
@@ -116,6 +130,7 @@ async def _watch_all(client: Any, futures: list[Any], put: Any, fetched: dict[An
     import asyncio
 
     for future in futures:  # each on its own: they end in any order
+        result_push.expect(future.key, fetched)
         watch = asyncio.ensure_future(_done_then_gather(client, future, put, fetched))
         _WATCHES.add(watch)
         watch.add_done_callback(_WATCHES.discard)
@@ -128,13 +143,14 @@ async def _done_then_gather(client: Any, future: Any, put: Any, fetched: dict[An
 
     try:
         await done_callback(future, _ignore)
-        if future.status == "finished":
+        if future.status == "finished" and future.key not in fetched:  # not pushed
             got = await client.gather([future], errors="skip", asynchronous=True)
             if got:
                 fetched[future.key] = got[0]
     except (Exception, asyncio.CancelledError):  # the kernel's own gather tries again
         pass
     finally:
+        result_push.forget(future.key)
         put(future)  # always: the kernel waits for every future it sent
 
 
