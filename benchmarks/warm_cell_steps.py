@@ -3,6 +3,7 @@
     python benchmarks/warm_cell_steps.py [--cells N] [--flags "--fresh"] [--pause S]
     DASK_MAGIC_JOURNAL=off python benchmarks/warm_cell_steps.py --flags ""
     python benchmarks/warm_cell_steps.py --alternate   # journal on and off, cell by cell
+    python benchmarks/warm_cell_steps.py --alternate-push --pause 0.3   # results pushed or gathered
 
 The cell of workload 5 (``for x in [1]: out.append(inc(x))``) runs N times in one IPython
 shell on the warm local cluster dask-magic starts, each cell followed by a
@@ -16,7 +17,8 @@ the kernel's process) and the round trip, as medians.
 ``--pause S`` sleeps S seconds before each cell and each round trip (cells paced as a person
 runs them, not back to back). ``--alternate`` runs every other cell with the journal off
 (dask config ``dask-magic.journal.enabled``) and reports the cells and the round trips that
-follow them apart: both modes in one process, interleaved.
+follow them apart: both modes in one process, interleaved. ``--alternate-push`` does the same
+with ``dask-magic.push-results`` (a result sent with its task's completion, or gathered).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--flags", default="--fresh", help="the cell's options (default --fresh)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds before each step")
     parser.add_argument("--alternate", action="store_true", help="journal on, off, on, ...")
+    parser.add_argument("--alternate-push", action="store_true", help="push on, off, on, ...")
     args = parser.parse_args()
 
     import dask
@@ -104,13 +107,15 @@ def main() -> None:
         run_cell()
     client = cluster.get_client()
     _instrument(spent)
-    modes = [not (args.alternate and n % 2) for n in range(args.cells)]
+    toggled = args.alternate or args.alternate_push
+    setting = "dask-magic.push-results" if args.alternate_push else "dask-magic.journal.enabled"
+    modes = [not (toggled and n % 2) for n in range(args.cells)]
     measured: dict[bool, tuple[list[float], list[float], list[float]]] = {}
-    for journal_on in modes:
-        walls, cpus, trips = measured.setdefault(journal_on, ([], [], []))
+    for mode_on in modes:
+        walls, cpus, trips = measured.setdefault(mode_on, ([], [], []))
         time.sleep(args.pause)
         wall, cpu = time.perf_counter(), time.process_time()
-        with dask.config.set({"dask-magic.journal.enabled": journal_on}):
+        with dask.config.set({setting: mode_on}):
             run_cell()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
@@ -127,8 +132,10 @@ def _ms(values: list[float]) -> float:
 
 def _report(args: Any, measured: dict, spent: dict[str, list[float]]) -> dict[str, Any]:
     report: dict[str, Any] = {"flags": args.flags, "pause_s": args.pause}
-    for journal_on, (walls, cpus, trips) in measured.items():
-        tag = "" if not args.alternate else ("journal on: " if journal_on else "journal off: ")
+    what = "push" if args.alternate_push else "journal"
+    toggled = args.alternate or args.alternate_push
+    for mode_on, (walls, cpus, trips) in measured.items():
+        tag = "" if not toggled else f"{what} {'on' if mode_on else 'off'}: "
         report[f"{tag}cell_ms"] = _ms(walls)
         report[f"{tag}cell_cpu_ms"] = _ms(cpus)
         report[f"{tag}submit_round_trip_ms (after the cell)"] = _ms(trips)

@@ -38,7 +38,13 @@ _SUBSCRIBED: weakref.WeakSet[Any] = weakref.WeakSet()
 def target(client: Any) -> str | None:
     """Where workers should send results for ``client``: its id, or None (gather them).
 
-    Installs the scheduler's side when the scheduler is an object of this process."""
+    Installs the scheduler's side when the scheduler is an object of this process. Dask
+    config ``dask-magic.push-results: false`` gathers every result (to compare, or to rule
+    this out)."""
+    import dask.config
+
+    if not dask.config.get("dask-magic.push-results", default=True):
+        return None
     scheduler = getattr(getattr(client, "cluster", None), "scheduler", None)
     handlers = getattr(scheduler, "stream_handlers", None)
     if not isinstance(handlers, dict) or not hasattr(scheduler, "client_comms"):

@@ -82,6 +82,14 @@ def test_a_push_is_filed_while_its_watch_waits_and_dropped_after():
     assert fetched == {"k": b"first"}
 
 
+def test_the_config_switch_turns_it_off(client):
+    import dask.config
+
+    with dask.config.set({"dask-magic.push-results": False}):
+        assert result_push.target(client) is None
+    assert result_push.target(client) == client.id
+
+
 def test_a_client_by_address_gets_no_pushes(one_worker_cluster):
     """The scheduler could be anywhere: it may lack the handler, so nothing is pushed."""
     with Client(one_worker_cluster.scheduler_address) as by_address:
