@@ -107,9 +107,9 @@ def main() -> None:
         run_cell()
     client = cluster.get_client()
     _instrument(spent)
-    toggled = args.alternate or args.alternate_push
-    setting = "dask-magic.push-results" if args.alternate_push else "dask-magic.journal.enabled"
-    modes = [not (toggled and n % 2) for n in range(args.cells)]
+    toggle = _toggle(args)
+    setting = toggle[1] if toggle else "dask-magic.journal.enabled"
+    modes = [not (toggle and n % 2) for n in range(args.cells)]
     measured: dict[bool, tuple[list[float], list[float], list[float]]] = {}
     for mode_on in modes:
         walls, cpus, trips = measured.setdefault(mode_on, ([], [], []))
@@ -126,16 +126,24 @@ def main() -> None:
     print(json.dumps(_report(args, measured, spent), indent=1))
 
 
+def _toggle(args: Any) -> tuple[str, str] | None:
+    """What ``--alternate`` / ``--alternate-push`` switch cell by cell: (label, config key)."""
+    if args.alternate_push:
+        return "push", "dask-magic.push-results"
+    if args.alternate:
+        return "journal", "dask-magic.journal.enabled"
+    return None
+
+
 def _ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1e3, 3)
 
 
 def _report(args: Any, measured: dict, spent: dict[str, list[float]]) -> dict[str, Any]:
     report: dict[str, Any] = {"flags": args.flags, "pause_s": args.pause}
-    what = "push" if args.alternate_push else "journal"
-    toggled = args.alternate or args.alternate_push
+    toggle = _toggle(args)
     for mode_on, (walls, cpus, trips) in measured.items():
-        tag = "" if not toggled else f"{what} {'on' if mode_on else 'off'}: "
+        tag = "" if toggle is None else f"{toggle[0]} {'on' if mode_on else 'off'}: "
         report[f"{tag}cell_ms"] = _ms(walls)
         report[f"{tag}cell_cpu_ms"] = _ms(cpus)
         report[f"{tag}submit_round_trip_ms (after the cell)"] = _ms(trips)
