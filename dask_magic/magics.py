@@ -204,7 +204,7 @@ class DaskMagics(Magics):
                 file=sys.stderr,
             )
         for message in changes.in_place_messages(
-            run.outcomes.values(),
+            run.outcomes.made().values(),  # a plain done item changed nothing in place
             run.items,
             plan.source,
             lambda name: change_line(plan.body, name),

@@ -2,22 +2,21 @@
 
 The per-item cost is what ``%%parallel_for`` over 10,000 tiny items pays 10,000 times, so a
 batch's outcomes do not travel as one pickled dataclass per item: the fields most items share
-are lists, everything unusual is sparse (`Columns`), and unpickling rebuilds the list of
-`ItemOutcome` at C speed (`unpack`). An item whose contribution cannot be pickled fails alone
-(`dumps`). Stdlib and cloudpickle only: this runs inside Dask workers.
+are lists, everything unusual is sparse (`Columns`), and unpickling keeps them as columns
+in the kernel (`unpack`, `engine.loaded_batch`). An item whose contribution cannot be pickled
+fails alone (`dumps`). Stdlib and cloudpickle only: this runs inside Dask workers.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import cloudpickle
 
 from .errorinfo import _safe_str, _type_name
-from .results import STASHED, ErrorInfo, ItemOutcome
+from .loaded_batch import LoadedBatch
+from .results import ErrorInfo
 
 
 class Columns:
@@ -25,9 +24,9 @@ class Columns:
 
     Most items of a batch look alike (done, silent, the same names bound), so the common
     fields are lists and everything unusual (a failure, output, warnings, names deleted) is a
-    sparse ``{position: {field: value}}``. Pickled, it is rebuilt as the list of `ItemOutcome`
-    *while it is loaded* (`__reduce__` names `unpack`): ``cloudpickle.loads(blob)`` in the
-    kernel is the whole decoding step, and plain lists of tuples load at C speed.
+    sparse ``{position: {field: value}}``. Pickled, it is rebuilt as a `LoadedBatch` *while it
+    is loaded* (`__reduce__` names `unpack`): ``cloudpickle.loads(blob)`` in the kernel is the
+    whole decoding step, and plain lists of tuples load at C speed.
     """
 
     __slots__ = ("durations", "extras", "indices", "inline", "names", "ops", "values", "worker")
@@ -70,92 +69,18 @@ class Columns:
         return (unpack, self.fields())
 
 
-_EMPTY_NAMES: frozenset[str] = frozenset()
-#: `ItemOutcome`'s fields as `_done_by_slots` sets them; checked against the dataclass at
-#: import, so that a field added later falls back to the dataclass's own ``__init__``.
-_POSITIONAL = (
-    "index",
-    "status",
-    "ops",
-    "bound",
-    "deleted",
-    "value",
-    "stdout",
-    "stderr",
-    "warnings",
-    "error",
-    "duration",
-    "worker",
-    "mutated",
-)
-_BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
-
-
-def unpack(worker, indices, durations, ops, values, names, inline, extras) -> list[ItemOutcome]:
-    """`Columns` back to one `ItemOutcome` per item (runs in the kernel, inside ``loads``)."""
-    n = len(indices)
-    ops = ops if ops is not None else itertools.repeat((), n)
-    values = values if values is not None else itertools.repeat(None, n)
-    rows = zip(indices, ops, names, values, durations, strict=True)
-    outcomes = _done_by_slots(rows, worker) if _BY_POSITION else _done_by_keyword(rows, worker)
-    for pos, bound in inline.items():
-        outcomes[pos].bound = bound
-    for pos, fields in extras.items():
-        target = outcomes[pos]
-        for name, value in fields.items():
-            setattr(target, name, value)
-    return outcomes
-
-
-def _done_by_slots(rows: Iterable[tuple], worker: str | None) -> list[ItemOutcome]:
-    """Done outcomes, every field set directly: about half the time of calling the dataclass
-    (10,000 tiny items pay it 10,000 times); only while the fields are `_POSITIONAL`.
-
-    The items whose values stayed on the worker under the same names share one ``bound``
-    dict (`ItemOutcome` says it is replaced, never changed in place): a dict per item is one
-    more object the cyclic collector walks again and again while the run is kept.
-    """
-    new, cls, stashed, fromkeys, empty = (
-        object.__new__,
-        ItemOutcome,
-        STASHED,
-        dict.fromkeys,
-        _EMPTY_NAMES,
-    )
-    outcomes: list[ItemOutcome] = []
-    append = outcomes.append
-    shapes: dict[tuple[str, ...], dict[str, Any]] = {}  # one `bound` per shape, shared
-    for index, item_ops, bound, value, duration in rows:
-        outcome = new(cls)
-        outcome.index, outcome.status, outcome.ops = index, "done", item_ops
-        if bound:
-            shared = shapes.get(bound)
-            if shared is None:
-                shared = shapes[bound] = fromkeys(bound, stashed)
-            outcome.bound = shared
-        else:
-            outcome.bound = {}
-        outcome.deleted, outcome.value, outcome.stdout, outcome.stderr = empty, value, "", ""
-        outcome.warnings, outcome.error, outcome.duration = (), None, duration
-        outcome.worker, outcome.mutated = worker, ()
-        append(outcome)
-    return outcomes
-
-
-def _done_by_keyword(rows: Iterable[tuple], worker: str | None) -> list[ItemOutcome]:
-    """Done outcomes through the dataclass: right whatever its fields are."""
-    return [
-        ItemOutcome(
-            index=index,
-            status="done",
-            ops=item_ops,
-            bound=dict.fromkeys(bound, STASHED) if bound else {},
-            value=value,
-            duration=duration,
-            worker=worker,
-        )
-        for index, item_ops, bound, value, duration in rows
-    ]
+def unpack(worker, indices, durations, ops, values, names, inline, extras) -> LoadedBatch:
+    """`Columns` back in the kernel (inside ``loads``): a `LoadedBatch`, with an `ItemOutcome`
+    made only for each item that is not a plain done, silent one."""
+    batch = LoadedBatch(worker, indices, durations, ops, values, names)
+    for pos in sorted({*inline, *extras}):
+        outcome = batch[pos]
+        if pos in inline:
+            outcome.bound = inline[pos]
+        for name, value in extras.get(pos, {}).items():
+            setattr(outcome, name, value)
+        batch.unusual[pos] = outcome
+    return batch
 
 
 def picklable_only(local_names: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 from dask_magic import contract as C
 
 from .errorinfo import error_info
+from .loaded_batch import LoadedBatch
 from .replay import Appends, apply_op
 from .results import ErrorInfo, ItemOutcome
 from .worker import not_assigned_here, unbound_name
@@ -61,7 +63,9 @@ class OrderedCommit:
         )
         self.bind_target = _target_binder(plan) if kernel_targets else None
         self.next = 0
-        self.ended: dict[int, tuple[ItemOutcome, bool]] = {}
+        #: items that ended, not yet committed: (outcome, quiet), or the batch holding it
+        self.ended: dict[int, tuple[ItemOutcome, bool] | LoadedBatch] = {}
+        self.batches: list[LoadedBatch] = []  # offered this pass (their ops go at the end)
         self.busy = 0.0  # seconds the kernel spent in the ordered part
         self.step_seconds = [0.0] * len(self.codes)
         #: names of the items' own values put into the namespace, with what was there before
@@ -74,62 +78,98 @@ class OrderedCommit:
             self.ended[outcome.index] = (outcome, quiet)
         self._advance()
 
+    def offer_batch(self, batch: LoadedBatch) -> None:
+        """A task's items; its plain ones are read from its columns, no `ItemOutcome` each."""
+        self.batches.append(batch)
+        plain = batch.plain_indices()
+        start = self.next
+        if (
+            self._plain_ok()
+            and not batch.unusual
+            and self.order[start : start + len(plain)] == plain
+            and self.ended.keys().isdisjoint(plain)
+        ):  # the batch is what comes next, whole: committed as it came
+            self.next += len(plain)
+            self._commit_plain(plain, batch.ops or itertools.repeat((), len(plain)))
+            if self.ended:
+                self._advance()
+            return
+        ended = self.ended
+        for outcome in batch.unusual.values():
+            ended[outcome.index] = (outcome, False)
+        ended.update(dict.fromkeys(plain, batch))
+        self._advance()
+
     def flush(self) -> None:
         """Commit whatever has ended, skipping items that never did (the pass is over)."""
         while self.next < len(self.order):
-            entry = self.ended.pop(self.order[self.next], None)
+            index = self.order[self.next]
+            entry = self.ended.pop(index, None)
             self.next += 1
             if entry is not None:
-                self._commit(*entry)
+                self._commit(*_made(index, entry))
+        if not self.keep_ops:  # committed, and nothing replays them: let them go
+            for batch in self.batches:
+                batch.drop_ops()
+        self.batches = []
 
     def late(self) -> list[ItemOutcome]:
         """After `flush`: items that ended again after their first outcome was committed
         (retried while the pass ran), in item order; they still need their commit."""
         late = sorted(self.ended)
-        return [self.ended.pop(index)[0] for index in late]
+        return [_made(index, self.ended.pop(index))[0] for index in late]
+
+    def _plain_ok(self) -> bool:
+        return not self.codes and self.bind_target is None
 
     def _advance(self) -> None:
         # items that need nothing but their recorded operations (no ordered part, no output)
         # are committed together: no per-item bookkeeping, appends to one list as one extend
-        plain_ok = not self.codes and self.bind_target is None
-        plain: list[ItemOutcome] = []
+        plain_ok = self._plain_ok()
+        plain: list[int] = []
+        plain_ops: list[Sequence[tuple]] = []
         order, ended, end = self.order, self.ended, len(self.order)
         while self.next < end and order[self.next] in ended:
-            outcome, quiet = ended.pop(order[self.next])
+            index = order[self.next]
+            entry = ended.pop(index)
             self.next += 1
+            if plain_ok and type(entry) is LoadedBatch:
+                plain.append(index)
+                plain_ops.append(entry.ops_at(entry.position(index)))
+                continue
+            outcome, quiet = _made(index, entry)
             if plain_ok and not quiet and _is_plain(outcome):
-                plain.append(outcome)
+                plain.append(index)
+                plain_ops.append(outcome.ops)
+                if not self.keep_ops:
+                    outcome.ops = ()
                 continue
             if plain:
-                self._commit_plain(plain)
-                plain = []
+                self._commit_plain(plain, plain_ops)
+                plain, plain_ops = [], []
             self._commit(outcome, quiet)
         if plain:
-            self._commit_plain(plain)
+            self._commit_plain(plain, plain_ops)
 
-    def _commit_plain(self, outcomes: list[ItemOutcome]) -> None:
+    def _commit_plain(self, indices: list[int], ops: Iterable[Sequence[tuple]]) -> None:
         """Done, silent items of a loop without an ordered part, in item order."""
         start = time.perf_counter()
         appends = Appends(self.ns)
         take = appends.take
         try:
-            for outcome in outcomes:
-                for op in outcome.ops:
+            for index, item_ops in zip(indices, ops, strict=False):  # ops may be a repeat()
+                for op in item_ops:
                     if take(op):
                         continue
                     appends.flush()
                     try:
                         apply_op(self.ns, op)
                     except Exception as exc:  # the item fails here, as the plain loop would have
-                        self._fail(outcome, exc, op)
+                        self._fail(None, index, exc)
                         break
         finally:
             appends.flush()
             self.busy += time.perf_counter() - start
-        if not self.keep_ops:
-            for outcome in outcomes:
-                if outcome.status == "done":
-                    outcome.ops = ()
 
     # -- one item ----------------------------------------------------------------------------
     def _commit(self, outcome: ItemOutcome, quiet: bool) -> None:
@@ -174,7 +214,7 @@ class OrderedCommit:
             except ContinueItem:
                 return
             except Exception as exc:  # the item fails here, as the plain loop would have
-                self._fail(outcome, exc, op)
+                self._fail(outcome, outcome.index, exc)
                 return
 
     def _write(self, stdout: str, stderr: str, warnings: Sequence[str]) -> None:
@@ -208,13 +248,15 @@ class OrderedCommit:
             ns.pop(C.CONTINUE, None)
             ns.update(hidden)
 
-    def _fail(self, outcome: ItemOutcome, exc: Exception, op: tuple) -> None:
+    def _fail(self, outcome: ItemOutcome | None, index: int, exc: Exception) -> None:
+        """Item ``index`` fails in the kernel; ``outcome`` is it, where it was made."""
         error = error_info(exc)
         if isinstance(exc, NameError) and unbound_name(exc) in self.missing:
             error = not_assigned_here(error, unbound_name(exc))  # type: ignore[arg-type]
-        outcome.bound = {}
-        outcome.ops = ()
-        self.on_failure(outcome.index, error)  # the run counts it as failed from now on
+        if outcome is not None:
+            outcome.bound = {}
+            outcome.ops = ()
+        self.on_failure(index, error)  # the run counts it as failed from now on
 
     # -- what the run reports --------------------------------------------------------------
     def restore_injected(self, final_names: Iterable[str]) -> None:
@@ -237,6 +279,13 @@ class OrderedCommit:
 
 
 _ABSENT = object()
+
+
+def _made(index: int, entry: tuple[ItemOutcome, bool] | LoadedBatch) -> tuple[ItemOutcome, bool]:
+    """An entry of `OrderedCommit.ended` as ``(outcome, quiet)``."""
+    if isinstance(entry, LoadedBatch):
+        return entry[entry.position(index)], False
+    return entry
 
 
 def _is_plain(outcome: ItemOutcome) -> bool:

@@ -29,6 +29,7 @@ import cloudpickle
 from . import batching, controls, live_actions, lost_inputs, result_push, timeouts, worker_healing
 from .final_values import fetch_final_values, salvage_stash
 from .jobs import Job, Sink, dumps_keeping_filenames, make_job, run_in_kernel
+from .loaded_batch import LoadedBatch
 from .restarts import WorkerRestarts
 from .results import ItemOutcome
 from .tasks import (
@@ -99,8 +100,12 @@ class DaskRun:
         self.restarts = WorkerRestarts(client, functools.partial(salvage_stash, client, stash_key))
         self.push_to = result_push.target(client)  # small results come with the completion
 
-    def _add(self, outcomes: list[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
+    def _add(
+        self, outcomes: list[ItemOutcome], sent: Sequence[tuple[LoadedBatch, bytes]] = ()
+    ) -> None:
         self.reported.update(map(_INDEX, outcomes))
+        for batch, _ in sent:
+            self.reported.update(batch.indices)
         self.sink.add(outcomes, sent)
 
     # submission
@@ -269,22 +274,18 @@ class DaskRun:
 
     def _collect(self, ready: list[Any]) -> None:
         finished = [f for f in ready if f.status == "finished"]
-        outcomes: list[ItemOutcome] = []
-        sent: list[tuple[list, bytes]] = []  # the head of outcomes, with the bytes they came as
-        if finished:
-            outcomes, sent = self._load_finished(finished)
-        outcomes += self._settle_unfinished(ready)
+        sent = self._load_finished(finished) if finished else []  # batches, with their bytes
+        outcomes = self._settle_unfinished(ready)
         if len(self.probe_durations) < batching.PROBE_SAMPLES:  # each tail's plan: all so far
+            for batch, _ in sent:
+                self.probe_durations += batch.done_durations()
             self.probe_durations += [o.duration for o in outcomes if o.status == "done"]
-        if outcomes:
+        if outcomes or sent:
             self._add(outcomes, sent)
 
-    def _load_finished(
-        self, finished: list[Any]
-    ) -> tuple[list[ItemOutcome], list[tuple[list, bytes]]]:
-        """The outcomes of finished tasks, each with the bytes it came as."""
-        outcomes: list[ItemOutcome] = []
-        sent: list[tuple[list, bytes]] = []
+    def _load_finished(self, finished: list[Any]) -> list[tuple[LoadedBatch, bytes]]:
+        """The outcomes of finished tasks, each batch with the bytes it came as."""
+        sent: list[tuple[LoadedBatch, bytes]] = []
         fetched = [self.fetched.pop(f.key, None) for f in finished]  # most, on the loop
         missing = [f for f, blob in zip(finished, fetched, strict=True) if blob is None]
         gathered = self.client.gather(missing, errors="skip") if missing else []
@@ -295,7 +296,7 @@ class DaskRun:
             finished = [f for f in finished if f.status == "finished"]
             blobs = [f.result() for f in finished]
         collecting = gc.isenabled()
-        # loading 10,000 outcomes would run the collector a dozen times for nothing
+        # loading 10,000 items' columns would run the collector a few times for nothing
         gc.disable()
         try:
             for future, blob in zip(finished, blobs, strict=True):
@@ -304,12 +305,11 @@ class DaskRun:
                 self.timed.discard(future)
                 if batch is not None and len(got) < len(batch):  # a timed task's unrun tail
                     self.held += batch[len(got) :]
-                outcomes += got
                 sent.append((got, blob))
         finally:
             if collecting:
                 gc.enable()
-        return outcomes, sent
+        return sent
 
     def _settle_unfinished(self, ready: list[Any]) -> list[ItemOutcome]:
         """Tasks that completed without a result: failed ones fail, lost results are awaited."""

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import cloudpickle
 
 from . import worker
+from .loaded_batch import LoadedBatch
 from .results import ItemOutcome
 
 
@@ -42,8 +43,11 @@ class Sink(Protocol):
     """Receives outcomes as they arrive (implemented by `dask_magic.engine.run.Run`)."""
 
     def add(
-        self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()
-    ) -> None: ...
+        self,
+        outcomes: Sequence[ItemOutcome] = (),
+        sent: Sequence[tuple[LoadedBatch, bytes]] = (),
+    ) -> None:
+        """``outcomes``, and the batches in ``sent`` with the bytes each came as."""
 
     def tick(self, running: int, running_now: Sequence[tuple[int, float]] = ()) -> None: ...
 

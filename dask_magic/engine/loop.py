@@ -21,7 +21,7 @@ from dask_magic.errors import ClusterError
 
 from . import cluster, execute, handoffs, loop_job, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
-from .results import STASHED, ItemOutcome
+from .results import ItemOutcome
 from .run import Run
 
 if TYPE_CHECKING:  # importing rewrite.plan would load the whole rewriter into the engine
@@ -192,9 +192,11 @@ def _execute_pass(run: Run, state: _LoopState, indices: list[int], rebuild: bool
 def _committer(run: Run, state: _LoopState, indices: list[int], rebuild: bool) -> OrderedCommit:
     """The pass's in-order commit. A rebuilding retry restores the kernel state as the loop
     found it and replays the items done before, quietly, in order around the retried ones."""
-    done_before = [
-        o for o in run.outcomes.values() if o.status == "done" and o.index not in indices
-    ]
+    done_before = (  # made only for a rebuild: reading every item makes an ItemOutcome each
+        [o for o in run.outcomes.values() if o.status == "done" and o.index not in indices]
+        if rebuild
+        else []
+    )
     order = sorted({*indices, *(o.index for o in done_before)}) if rebuild else sorted(indices)
     committer = OrderedCommit(
         state.plan,
@@ -282,16 +284,14 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
         committer.flush()
         run.note = _bounding_note(committer, run)
         _commit_late(run, state, committer.late())
-    outcomes = list(run.outcomes.values())
-    final = replay.last_bindings(outcomes)
+    final = replay.last_bindings(run.outcomes.binding_rows())
     for name in state.plan.kernel_names:  # the ordered part left them in the namespace itself
         final.pop(name, None)
-    wanted = replay.stashed_wanted(final, {o.index: o.worker for o in outcomes})
+    workers = {index: run.outcomes.worker_of(index) for index, _ in final.values()}
+    wanted = replay.stashed_wanted(final, workers)
     if client is not None:
         try:
-            values = execute.fetch_final_values(
-                client, stash_key, wanted, _stash_made(run, outcomes)
-            )
+            values = execute.fetch_final_values(client, stash_key, wanted, _stash_made(run))
         except Exception:
             values = {}
         for names in wanted.values():
@@ -307,12 +307,10 @@ def _land(run: Run, state: _LoopState, client: Any, stash_key: str) -> None:
     state.missing = replay.bind_final(state.ns, final)
 
 
-def _stash_made(run: Run, outcomes: list[ItemOutcome]) -> bool:
+def _stash_made(run: Run) -> bool:
     """Whether a worker may hold values of the run in its stash: unless every item has an
     outcome (no batch is still running) and none left a value there."""
-    if len(outcomes) != len(run.items):
-        return True
-    return any(v is STASHED for o in outcomes for v in o.bound.values())
+    return len(run.outcomes) != len(run.items) or run.outcomes.any_stashed()
 
 
 def _commit_late(run: Run, state: _LoopState, late: list[ItemOutcome]) -> None:

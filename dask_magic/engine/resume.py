@@ -34,6 +34,7 @@ from . import journal_why
 from .journal import Batch, Journal
 from .journal_batches import cap_size, collector_off, load_outcomes, positions, put_kept
 from .journal_setup import journal_text, label, max_size, print_why, shared_journal
+from .loaded_batch import LoadedBatch
 from .results import STASHED, ItemOutcome
 
 FLUSH_SECONDS = 0.5
@@ -235,32 +236,27 @@ class PassJournal:
     # -- while it runs ----------------------------------------------------------------------------
     def record(
         self,
-        outcomes: Sequence[ItemOutcome],
-        sent: Sequence[tuple[Sequence[ItemOutcome], bytes]] = (),
+        outcomes: Sequence[ItemOutcome] = (),
+        sent: Sequence[tuple[LoadedBatch, bytes]] = (),
     ) -> None:
         """Keep the items that ended (done, or failed for ``--why``); write a batch when due.
 
-        ``sent`` pairs the head of ``outcomes`` with the bytes they were loaded from (a task's
-        outcomes as its worker sent them): those bytes are kept as they are. The rest (items
-        run in the kernel, tasks that failed as a whole) are pickled here.
+        The batches in ``sent`` are kept as the bytes their worker sent them as. The other
+        ``outcomes`` (items run in the kernel, tasks that failed as a whole) are pickled here.
         """
         if self.store is None or not self.keys:
             return
-        kept = 0
         for batch, blob in sent:
-            self._keep(batch, blob)
-            kept += len(batch)
-        rest = [o for o in outcomes[kept:] if o.status in ("done", "failed")]
+            self._keep(list(batch.indices), batch.statuses(), blob)
+        rest = [o for o in outcomes if o.status in ("done", "failed")]
         pickled = self._pickle_rest(rest) if rest else None
         if pickled is not None:
-            self._keep(rest, pickled)
+            self._keep(list(map(_INDEX, rest)), list(map(_STATUS, rest)), pickled)
         if self.buffered >= FLUSH_ITEMS or self.clock() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def _keep(self, outcomes: Sequence[ItemOutcome], blob: bytes) -> None:
+    def _keep(self, indices: list[int], statuses: list[str], blob: bytes) -> None:
         batch = next(self._batch_ids)
-        indices = list(map(_INDEX, outcomes))  # map and C getters: a fraction of a µs per item
-        statuses = list(map(_STATUS, outcomes))
         failed: list[int] = []
         if statuses.count("done") != len(statuses):
             failed = [pos for pos, status in enumerate(statuses) if status != "done"]

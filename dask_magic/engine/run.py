@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .loaded_batch import LoadedBatch
+from .outcome_store import Outcomes
 from .results import (
     ClusterInfo,
     Counts,
@@ -44,7 +46,8 @@ class Run:
     items:
         The listed loop values, in order.
     outcomes:
-        ``{index: ItemOutcome}`` for every item that has ended (done, failed or cancelled).
+        ``{index: ItemOutcome}`` for every item that has ended (done, failed or cancelled);
+        an `Outcomes`, which keeps a batch of plain done items as columns until one is read.
 
     ``clock`` gives the time in seconds (``time.time`` by default): snapshots' ``started``,
     durations, rates and the throttle of observer updates all read it.
@@ -63,7 +66,7 @@ class Run:
         self.run_id = uuid.uuid4().hex[:12]
         self.name = name
         self.items = list(items)
-        self.outcomes: dict[int, ItemOutcome] = {}
+        self.outcomes = Outcomes()
         self.status = RunStatus.PENDING
         self.message = ""
         self.cell_id = cell_id
@@ -95,28 +98,40 @@ class Run:
         self._clock = clock  # wall-clock seconds; tests pass a fake (as `Bridge` takes one)
 
     # -- the executor's sink ----------------------------------------------------------------
-    def add(self, outcomes: Sequence[ItemOutcome], sent: Sequence[tuple[list, bytes]] = ()) -> None:
-        """Items that ended; ``sent`` pairs the head of ``outcomes`` with the bytes a worker
-        sent them as (the journal keeps those as they are)."""
+    def add(
+        self,
+        outcomes: Sequence[ItemOutcome] = (),
+        sent: Sequence[tuple[LoadedBatch, bytes]] = (),
+    ) -> None:
+        """Items that ended: ``outcomes``, and the batches in ``sent`` with the bytes a worker
+        sent each as (the journal keeps those as they are)."""
         kept, tally = self.outcomes, self._tally  # 10,000 tiny items pay each look-up
-        for outcome in outcomes:
-            previous = kept.get(outcome.index)
+        ended = list(outcomes)
+        for batch, _ in sent:
+            plain = kept.add_batch(batch)  # first: it may make an item unusual
+            ended += batch.unusual.values()
+            tally["done"] += len(plain)
+            self._pass_finished += len(plain)
+        for outcome in ended:
+            previous = kept.status(outcome.index)
             if previous is not None:
-                tally[previous.status] -= 1
+                tally[previous] -= 1
             kept[outcome.index] = outcome
             tally[outcome.status] += 1
-        self._pass_finished += len(outcomes)
+        self._pass_finished += len(ended)
         if self.journal is not None:
             self.journal.record(outcomes, sent)  # before the commit, which may drop the ops
         if self.committer is not None:
             self.committer.offer(outcomes)
+            for batch, _ in sent:
+                self.committer.offer_batch(batch)
 
     def add_restored(self, outcomes: Sequence[ItemOutcome]) -> None:
         """Items taken from the journal: done, committed in order like the others."""
         for outcome in outcomes:
-            previous = self.outcomes.get(outcome.index)
+            previous = self.outcomes.status(outcome.index)
             if previous is not None:
-                self._tally[previous.status] -= 1
+                self._tally[previous] -= 1
             self.outcomes[outcome.index] = outcome
             self._tally["done"] += 1
         self.restored += len(outcomes)
@@ -145,6 +160,7 @@ class Run:
             self._tally[outcome.status] -= 1
             self._tally["failed"] += 1
         outcome.status, outcome.error = "failed", error
+        outcome.bound, outcome.ops = {}, ()  # what it left bound or recorded does not count
         if self.journal is not None:
             self.journal.forget(index)
         self._failures.pop(index, None)
@@ -163,9 +179,10 @@ class Run:
     def begin(self, indices: Sequence[int]) -> None:
         """Start a pass over ``indices`` (all items, or the ones being retried)."""
         for index in indices:
-            previous = self.outcomes.pop(index, None)
+            previous = self.outcomes.status(index)
             if previous is not None:
-                self._tally[previous.status] -= 1
+                del self.outcomes[index]
+                self._tally[previous] -= 1
         self.passes += 1
         self.pass_indices = set(indices)
         self.status = RunStatus.RUNNING
@@ -247,7 +264,8 @@ class Run:
         """Failed and timed-out items in item order, rendered against the notebook's source."""
         found = []
         ended = ("failed", "timeout")
-        for index in sorted(i for i, o in self.outcomes.items() if o.status in ended):
+        made = self.outcomes.made()  # a failed item is always made, never columns
+        for index in sorted(i for i, o in made.items() if o.status in ended):
             found.append(self._failure(self.outcomes[index]))
         return found
 
@@ -264,20 +282,13 @@ class Run:
     @property
     def pending_indices(self) -> list[int]:
         """Items not done: failed, cancelled or never run."""
-        return [
-            i
-            for i in range(len(self.items))
-            if getattr(self.outcomes.get(i), "status", None) != "done"
-        ]
+        return [i for i in range(len(self.items)) if self.outcomes.status(i) != "done"]
 
     @property
     def results(self) -> list[Any]:
         """Return values of the items that succeeded, in item order (the function API)."""
-        return [
-            self.outcomes[i].value
-            for i in sorted(self.outcomes)
-            if self.outcomes[i].status == "done"
-        ]
+        peek = self.outcomes.peek
+        return [o.value for i in sorted(self.outcomes) if (o := peek(i)) and o.status == "done"]
 
     def partial(self) -> list[PartialResult]:
         """Every item in item order, with what is known of it now: safe from another thread.
@@ -286,10 +297,10 @@ class Run:
         their value (the function API's return value), failed and timed-out ones their error,
         the others say ``pending``.
         """
-        outcomes = self.outcomes.copy()  # one C-level copy: the run's thread may add meanwhile
+        outcomes = self.outcomes.copy()  # C-level copies: the run's thread may add meanwhile
         found = []
         for index, item in enumerate(self.items):
-            outcome = outcomes.get(index)
+            outcome = outcomes.peek(index)
             if outcome is None:
                 found.append(PartialResult(index, item, "pending"))
                 continue

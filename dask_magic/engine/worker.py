@@ -328,7 +328,7 @@ def run_batch(
     if watch is not None:
         watch.record(columns.extras, len(columns.indices))
     if not serialize:
-        return unpack(*columns.fields())
+        return list(unpack(*columns.fields()))
     return dumps(columns)
 
 
