@@ -15,7 +15,7 @@ from typing import Any
 import cloudpickle
 
 from .errorinfo import _safe_str, _type_name
-from .loaded_batch import LoadedBatch
+from .loaded_batch import LoadedBatch, compact_ops
 from .results import ErrorInfo
 
 
@@ -58,7 +58,7 @@ class Columns:
             self.worker,
             self.indices,
             self.durations,
-            self.ops,
+            None if self.ops is None else compact_ops(self.ops),
             self.values,
             self.names,
             self.inline,

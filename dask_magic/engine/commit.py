@@ -24,7 +24,7 @@ from typing import Any
 from dask_magic import contract as C
 
 from .errorinfo import error_info
-from .loaded_batch import LoadedBatch
+from .loaded_batch import AppendColumn, LoadedBatch
 from .replay import Appends, apply_op
 from .results import ErrorInfo, ItemOutcome
 from .worker import not_assigned_here, unbound_name
@@ -66,6 +66,9 @@ class OrderedCommit:
         #: items that ended, not yet committed: (outcome, quiet), or the batch holding it
         self.ended: dict[int, tuple[ItemOutcome, bool] | LoadedBatch] = {}
         self.batches: list[LoadedBatch] = []  # offered this pass (their ops go at the end)
+        #: whole batches of plain items waiting for their turn, by their first index (with
+        #: their lowest and highest index)
+        self.waiting: dict[int, tuple[LoadedBatch, int, int]] = {}
         self.busy = 0.0  # seconds the kernel spent in the ordered part
         self.step_seconds = [0.0] * len(self.codes)
         #: names of the items' own values put into the namespace, with what was there before
@@ -75,33 +78,76 @@ class OrderedCommit:
     def offer(self, outcomes: Iterable[ItemOutcome], quiet: bool = False) -> None:
         """Items that ended; ``quiet`` ones replay without printing (already printed once)."""
         for outcome in outcomes:
+            if self.waiting:
+                self._spill_waiting(outcome.index, outcome.index)
             self.ended[outcome.index] = (outcome, quiet)
         self._advance()
 
     def offer_batch(self, batch: LoadedBatch) -> None:
-        """A task's items; its plain ones are read from its columns, no `ItemOutcome` each."""
+        """A task's items; its plain ones are read from its columns, no `ItemOutcome` each.
+        A batch whose items are all done and silent waits as itself for its turn, and is
+        committed in one go from its columns (usually one ``extend``)."""
         self.batches.append(batch)
-        plain = batch.plain_indices()
-        start = self.next
-        if (
-            self._plain_ok()
-            and not batch.unusual
-            and self.order[start : start + len(plain)] == plain
-            and self.ended.keys().isdisjoint(plain)
-        ):  # the batch is what comes next, whole: committed as it came
-            self.next += len(plain)
-            self._commit_plain(plain, batch.ops or itertools.repeat((), len(plain)))
-            if self.ended:
+        indices = batch.indices
+        if indices:
+            low, high = min(indices), max(indices)
+            if self.waiting:
+                self._spill_waiting(low, high)
+            if self._whole(batch, low):
+                self.waiting[indices[0]] = (batch, low, high)
                 self._advance()
-            return
+                return
+        self._spill(batch)
+        self._advance()
+
+    def _spill(self, batch: LoadedBatch) -> None:
+        """``batch``'s items become entries of `ended`, one per item."""
         ended = self.ended
         for outcome in batch.unusual.values():
             ended[outcome.index] = (outcome, False)
-        ended.update(dict.fromkeys(plain, batch))
-        self._advance()
+        ended.update(dict.fromkeys(batch.plain_indices(), batch))
+
+    def _whole(self, batch: LoadedBatch, low: int) -> bool:
+        """Whether ``batch`` can be committed as one: no ordered part, every item done and
+        silent, none committed yet (the order is ascending) or ended in another task."""
+        return (
+            self._plain_ok()
+            and all(_is_plain(outcome) for outcome in batch.unusual.values())
+            and self.next < len(self.order)
+            and low >= self.order[self.next]
+            and self.ended.keys().isdisjoint(batch.indices)
+        )
+
+    def _spill_waiting(self, low: int, high: int) -> None:
+        """Waiting batches that hold an index in ``low..high`` become per-item entries, so
+        that a later outcome of one of their items replaces it, as in `ended`."""
+        for first, (batch, lowest, highest) in list(self.waiting.items()):
+            if lowest <= high and low <= highest:
+                del self.waiting[first]
+                self._spill(batch)
+
+    def _take_waiting(self) -> bool:
+        """Commit the waiting batch that comes next, if one does and is whole in the order."""
+        found = self.waiting.pop(self.order[self.next], None)
+        if found is None:
+            return False
+        batch = found[0]
+        start, n = self.next, len(batch.indices)
+        if self.order[start : start + n] != batch.indices:  # not this pass's order: per item
+            self._spill(batch)
+            return False
+        self.next += n
+        self._commit_plain(batch.indices, batch.ops or itertools.repeat((), n))
+        if not self.keep_ops:
+            for outcome in batch.unusual.values():
+                outcome.ops = ()
+        return True
 
     def flush(self) -> None:
         """Commit whatever has ended, skipping items that never did (the pass is over)."""
+        for batch, _, _ in self.waiting.values():
+            self._spill(batch)
+        self.waiting = {}
         while self.next < len(self.order):
             index = self.order[self.next]
             entry = self.ended.pop(index, None)
@@ -129,7 +175,17 @@ class OrderedCommit:
         plain: list[int] = []
         plain_ops: list[Sequence[tuple]] = []
         order, ended, end = self.order, self.ended, len(self.order)
-        while self.next < end and order[self.next] in ended:
+        while self.next < end:
+            if order[self.next] not in ended:
+                if not self.waiting:
+                    break
+                if plain:
+                    self._commit_plain(plain, plain_ops)
+                    plain, plain_ops = [], []
+                if not self._take_waiting():
+                    if order[self.next] not in ended:
+                        break
+                continue
             index = order[self.next]
             entry = ended.pop(index)
             self.next += 1
@@ -155,6 +211,9 @@ class OrderedCommit:
         """Done, silent items of a loop without an ordered part, in item order."""
         start = time.perf_counter()
         appends = Appends(self.ns)
+        if isinstance(ops, AppendColumn) and appends.take_column(ops):
+            self.busy += time.perf_counter() - start
+            return
         take = appends.take
         try:
             for index, item_ops in zip(indices, ops, strict=False):  # ops may be a repeat()

@@ -62,6 +62,7 @@ SALVAGE_SECONDS = 5.0
 #: A bundle up to this size rides along with every task; a bigger one is scattered once.
 INLINE_BUNDLE_BYTES = 256 * 1024
 _INDEX = operator.attrgetter("index")
+_FIRST = operator.itemgetter(0)
 
 
 class DaskRun:
@@ -75,7 +76,7 @@ class DaskRun:
         self.sink = sink
         self.stash_key = stash_key
         self.pairs = list(pairs)
-        self.last_index = max((i for i, _ in self.pairs), default=-1)
+        self.last_index = max(self.pairs, key=_FIRST)[0] if self.pairs else -1
         known = getattr(sink, "cluster", None)  # the run's ClusterInfo: no second round trip
         self.threads = getattr(known, "threads", 0) or total_threads(client)
         self.run_key = uuid.uuid4().hex[:8]

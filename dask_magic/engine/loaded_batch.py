@@ -9,7 +9,7 @@ is read. The other items (a failure, output, values that travel, names deleted, 
 change) are `ItemOutcome`s from the start.
 
 Stdlib only (it is what ``cloudpickle.loads`` of a worker's columns builds, see
-`engine.columns`), and it imports nothing but `engine.results`.
+`engine.columns`), and it imports nothing but `engine.results` and the contract.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from dask_magic import contract as C
+
 from .results import STASHED, ItemOutcome
 
 _EMPTY_NAMES: frozenset[str] = frozenset()
+_DONE = ItemOutcome(index=-1, status="done")  # what a plain position's status reads as
 #: `ItemOutcome`'s fields as `_done_by_slots` sets them; checked against the dataclass at
 #: import, so that a field added later falls back to the dataclass's own ``__init__``.
 _POSITIONAL = (
@@ -40,6 +43,66 @@ _POSITIONAL = (
     "mutated",
 )
 _BY_POSITION = tuple(f.name for f in dataclasses.fields(ItemOutcome)) == _POSITIONAL
+
+
+class AppendColumn(Sequence[tuple[tuple, ...]]):
+    """A batch's operations when each item made exactly one ``root.append(value)``: the
+    values in one list instead of an operation tuple per item (`compact_ops`).
+
+    Read by position it is the operations the items recorded, so every reader of a batch's
+    ``ops`` sees what it would have seen; the in-order commit extends the list in one call
+    instead (`engine.replay.Appends.take_column`). 10,000 tiny items then pickle, travel,
+    load and commit as one list of values.
+    """
+
+    __slots__ = ("root", "values")
+
+    def __init__(self, root: str, values: list[Any]) -> None:
+        self.root = root
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, pos: int) -> tuple[tuple, ...]: ...
+    @overload
+    def __getitem__(self, pos: slice) -> list[tuple[tuple, ...]]: ...
+    def __getitem__(self, pos: int | slice) -> tuple[tuple, ...] | list[tuple[tuple, ...]]:
+        if isinstance(pos, slice):
+            return [self._op(v) for v in self.values[pos]]
+        return self._op(self.values[pos])
+
+    def __iter__(self) -> Iterator[tuple[tuple, ...]]:
+        return map(self._op, self.values)
+
+    def _op(self, value: Any) -> tuple[tuple, ...]:
+        return ((C.OP_CALL, self.root, (), "append", (value,), None),)
+
+    def __reduce__(self) -> tuple:
+        return (AppendColumn, (self.root, self.values))
+
+
+def compact_ops(ops: list[tuple[tuple, ...]]) -> Sequence[tuple[tuple, ...]]:
+    """``ops`` as an `AppendColumn` when every item made one plain append to the same root
+    (``("call", root, (), "append", (value,), None)``); otherwise ``ops`` itself."""
+    if not ops or len(ops[0]) != 1 or len(ops[0][0]) != 6:
+        return ops
+    root = ops[0][0][1]
+    try:
+        values = [
+            args[0]
+            for ((kind, name, path, method, args, kwargs),) in ops
+            if kind == C.OP_CALL
+            and name == root
+            and method == "append"
+            and not path
+            and kwargs is None
+            and len(args) == 1
+        ]
+    except (TypeError, ValueError):  # an item with no operation, several, or another kind
+        return ops
+    return AppendColumn(root, values) if len(values) == len(ops) else ops
 
 
 class LoadedBatch(Sequence[ItemOutcome]):
@@ -70,7 +133,7 @@ class LoadedBatch(Sequence[ItemOutcome]):
         worker: str | None,
         indices: list[int],
         durations: list[float],
-        ops: list[tuple] | None,
+        ops: Sequence[tuple] | None,
         values: list[Any] | None,
         names: list[tuple[str, ...] | None],
     ) -> None:
@@ -139,7 +202,10 @@ class LoadedBatch(Sequence[ItemOutcome]):
     def done_durations(self) -> list[float]:
         if not self.unusual:
             return self.durations
-        return [o.duration for o in self if o.status == "done"]
+        unusual = self.unusual  # an unusual item's duration is its column's, too
+        return [
+            d for pos, d in enumerate(self.durations) if unusual.get(pos, _DONE).status == "done"
+        ]
 
     def position(self, index: int) -> int:
         """The position of item ``index`` in the batch (a look-up built on first use)."""
@@ -165,8 +231,17 @@ class LoadedBatch(Sequence[ItemOutcome]):
         positions of its first and last item (all a final binding needs to know of them)."""
         plain_names = self.names
         skip = self.unusual.keys() | self.taken
-        if not skip and plain_names and plain_names.count(plain_names[0]) == len(plain_names):
-            return [] if not plain_names[0] else [(0, len(plain_names) - 1)]
+        shape = next(filter(None, plain_names), None)
+        if shape is None:
+            return []
+        n = len(plain_names)
+        if plain_names.count(shape) + plain_names.count(None) + plain_names.count(()) == n:
+            # one shape, the usual batch: its first and last position that counts
+            first = next((p for p in range(n) if plain_names[p] and p not in skip), None)
+            if first is None:
+                return []
+            last = next(p for p in reversed(range(n)) if plain_names[p] and p not in skip)
+            return [(first, last)]
         ends: dict[tuple[str, ...], list[int]] = {}
         for pos, names in enumerate(plain_names):
             if names and pos not in skip:

@@ -12,6 +12,7 @@ import operator
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
+from .loaded_batch import AppendColumn
 from .results import STASHED, ItemOutcome
 
 _IN_PLACE = {
@@ -106,6 +107,16 @@ class Appends:
                 return False
             self.root, self.target = op[1], target
         self.values.append(op[4][0])
+        return True
+
+    def take_column(self, column: AppendColumn) -> bool:
+        """Apply a whole batch's appends (`AppendColumn`) as one ``extend``, after what is
+        held; False (nothing applied) if its root is not a plain `list`."""
+        self.flush()
+        target = self.ns.get(column.root)
+        if type(target) is not list:
+            return False
+        target.extend(column.values)
         return True
 
     def flush(self) -> None:

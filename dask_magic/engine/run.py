@@ -178,7 +178,7 @@ class Run:
     # -- life cycle ----------------------------------------------------------------------------
     def begin(self, indices: Sequence[int]) -> None:
         """Start a pass over ``indices`` (all items, or the ones being retried)."""
-        for index in indices:
+        for index in indices if self.outcomes else ():  # a first pass has nothing to forget
             previous = self.outcomes.status(index)
             if previous is not None:
                 del self.outcomes[index]

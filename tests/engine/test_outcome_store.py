@@ -96,3 +96,13 @@ def test_a_kept_batch_leaves_almost_nothing_for_the_cyclic_collector_to_walk():
     gc.collect()  # nested ones over two
     grown = len(gc.get_objects()) - before
     assert grown < 1_000, grown  # an ItemOutcome per item would be over 10,000
+
+
+def test_shape_ends_are_each_shapes_first_and_last_position_that_counts():
+    one = _batch(range(5), failed={0, 4})  # the failed ends have no names
+    assert one.shape_ends() == [(1, 3)]
+    one.taken.add(3)
+    assert one.shape_ends() == [(1, 2)]
+    mixed = LoadedBatch(None, [0, 1, 2, 3], [0.0] * 4, None, None, [("x",), ("y",), None, ("x",)])
+    assert mixed.shape_ends() == [(0, 3), (1, 1)]
+    assert LoadedBatch(None, [0], [0.0], None, None, [None]).shape_ends() == []
