@@ -24,7 +24,9 @@ import statistics
 import time
 from typing import Any
 
-CELL = "%%parallel_for --progress none --fresh --name tiny\nfor x in items:\n    out.append(x + 1)\n"
+CELL = (
+    "%%parallel_for --progress none --fresh --name tiny\nfor x in items:\n    out.append(x + 1)\n"
+)
 
 
 class CollectorClock:

@@ -106,13 +106,13 @@ def test_operations_compact_to_a_column_only_when_each_item_made_one_plain_appen
     assert pickle.loads(pickle.dumps(column)).values == [0, 1, 2]
     keyword = ("call", "out", (), "append", (2,), {"k": 1})
     not_plain = [
-        ops[:2] + [()],  # an item with no operation
-        ops[:2] + [(_append("out", 2), _append("out", 3))],  # one with two
-        ops[:2] + [(_append("other", 2),)],  # another list
-        ops[:2] + [(("call", "out", (), "extend", ([2],), None),)],  # another method
-        ops[:2] + [(keyword,)],  # keywords
-        ops[:2] + [(("call", "out", (("item", 0),), "append", (2,), None),)],  # a path
-        ops[:2] + [(("set", "out", (("item", 0),), 2),)],  # another kind
+        [*ops[:2], ()],  # an item with no operation
+        [*ops[:2], (_append("out", 2), _append("out", 3))],  # one with two
+        [*ops[:2], (_append("other", 2),)],  # another list
+        [*ops[:2], (("call", "out", (), "extend", ([2],), None),)],  # another method
+        [*ops[:2], (keyword,)],  # keywords
+        [*ops[:2], (("call", "out", (("item", 0),), "append", (2,), None),)],  # a path
+        [*ops[:2], (("set", "out", (("item", 0),), 2),)],  # another kind
         [],
     ]
     for mixed in not_plain:
