@@ -84,8 +84,9 @@ class Recorder:
         self.marked.add(name)
 
     def end(self, frame_locals: dict[str, Any]) -> None:
-        for name in self.kernel:  # the kernel holds their values (a copy here would mislead)
-            frame_locals.pop(name, None)
+        if self.kernel:  # the kernel holds their values (a copy here would mislead)
+            for name in self.kernel:
+                frame_locals.pop(name, None)
         # `locals()` of the generated function: a dict of its own, so the two runtime names
         # can be popped from it (no comprehension per item; the rewrite adds no other locals)
         frame_locals.pop(ITEM_NAME, None)

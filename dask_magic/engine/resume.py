@@ -5,9 +5,10 @@ and looks up every item's key among them: items found come back as done `ItemOut
 (they go through the same in-order commit as items that ran, so their additions, ordered
 part and printed output land exactly as if they had run), the rest are submitted. While the
 pass runs, `record` keeps each task's outcomes *as the worker sent them* (the bytes, not
-pickled again: the journal costs next to nothing per item) and writes them every
-`FLUSH_SECONDS` or `FLUSH_ITEMS`; `finish` writes the rest, with the last bound values
-brought back from the workers, and applies the size cap.
+pickled again: the journal costs next to nothing per item) and writes them on the journal's
+writer thread every `FLUSH_SECONDS` (sooner while the run is young) or `FLUSH_ITEMS`;
+`finish` writes the rest, with the last bound values brought back from the workers, and
+applies the size cap.
 
 Bound values usually stay on the workers (`STASHED`); after the pass an override keeps the
 last values fetched (or notes them lost). A restored item whose stashed values would be the
@@ -130,7 +131,7 @@ class PassJournal:
         self.kept: list[tuple[str, list[int]]] = []
         self.forgotten: set[int] = set()  # kept, then struck out (`forget`)
         self.older: list[str] = []  # batches a --fresh run writes anew
-        self._last_flush = clock()
+        self._started = self._last_flush = clock()
         self._unpicklable_said = False
         # batch ids: one random prefix per run and a counter (a uuid per batch cost more)
         self._batch_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
@@ -252,8 +253,17 @@ class PassJournal:
         pickled = self._pickle_rest(rest) if rest else None
         if pickled is not None:
             self._keep(list(map(_INDEX, rest)), list(map(_STATUS, rest)), pickled)
-        if self.buffered >= FLUSH_ITEMS or self.clock() - self._last_flush >= FLUSH_SECONDS:
+        if self.buffered >= FLUSH_ITEMS or self._flush_due():
             self.flush()
+
+    def _flush_due(self) -> bool:
+        """Every `FLUSH_SECONDS`, and sooner while the run is young: what waited as long as
+        the run had run when it was last written goes now. A cell of a few tasks so writes
+        its first batches behind while its last ones run, instead of all of them at its end
+        (where the cell waits for the write); later writes come at most twice as often."""
+        now = self.clock()
+        waited = now - self._last_flush
+        return waited >= FLUSH_SECONDS or waited >= (self._last_flush - self._started)
 
     def _keep(self, indices: list[int], statuses: list[str], blob: bytes) -> None:
         batch = next(self._batch_ids)

@@ -77,13 +77,24 @@ class HeldBindings:
     of names, or the end of the batch, moves the held values into what `flush` keeps.
     """
 
-    __slots__ = ("held_index", "held_names", "held_values", "indices", "interned", "values")
+    __slots__ = (
+        "held_index",
+        "held_keys",
+        "held_names",
+        "held_values",
+        "indices",
+        "interned",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.indices: dict[str, int] = {}
         self.interned: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.held_names: tuple[str, ...] | None = None
+        #: `held_names` as a set: an item binding the same names replaces the held one
+        #: without `hold` (a batch's loop compares its ``locals()`` keys with it)
+        self.held_keys: frozenset[str] | None = None
         self.held_index = -1
         self.held_values: dict[str, Any] = {}
 
@@ -93,7 +104,7 @@ class HeldBindings:
         key = self.interned.setdefault(key, key)
         if key is not self.held_names:
             self._release()
-            self.held_names = key
+            self.held_names, self.held_keys = key, frozenset(key)
         self.held_index, self.held_values = index, local_names
         return key
 
@@ -105,6 +116,6 @@ class HeldBindings:
     def flush(self, key: str | None) -> None:
         """Put the batch's last binding of each name into run ``key``'s stash."""
         self._release()
-        self.held_names = None
+        self.held_names = self.held_keys = None
         if self.indices and key is not None:
             keep(key, self.indices, self.values)

@@ -179,14 +179,13 @@ def _run_plain(
     add_index, add_duration = columns.indices.append, columns.durations.append
     add_ops, add_names = columns.ops.append, columns.names.append  # type: ignore[union-attr]
     for pos, (index, item) in enumerate(batch):
-        if deadline is not None and pos and clock() >= deadline:
-            break
-        capture.stdout = capture.stderr = capture.warnings = None
         recorder.ops = []
         if recorder.marked:
             recorder.marked = set()
         recorder.locals = None
         start = clock()
+        if deadline is not None and pos and start >= deadline:
+            break
         try:
             body(item, recorder)
         except BaseException as exc:
@@ -203,9 +202,14 @@ def _run_plain(
                 add_index(index)
                 add_duration(duration)
                 add_ops(tuple(recorder.ops))
-                add_names(held.hold(index, local_names))
+                if local_names.keys() == held.held_keys:  # `held.hold` for the same names
+                    held.held_index, held.held_values = index, local_names
+                    add_names(held.held_names)
+                else:
+                    add_names(held.hold(index, local_names))
         if capture.stdout is not None or capture.stderr is not None or capture.warnings is not None:
             _record_output(columns, capture, pos)
+            capture.stdout = capture.stderr = capture.warnings = None  # the next item's own
 
 
 def _record_failure(
