@@ -1,6 +1,7 @@
 """Where the time of a ``%%parallel_for`` cell goes: a timeline per worker of its tasks.
 
-    python benchmarks/timeline.py --only cpu,files,sleep,pass --rounds 3 [--magic "--batch 1"]
+    python benchmarks/timeline.py --only cpu,files,tiny,sleep,pass --rounds 3
+    python benchmarks/timeline.py --only files --magic "--batch 1"
 
 Runs the cells of ``run.py`` (and a ``pass`` and a ``sleep(0.1)`` cell) in IPython's real
 shell inside ``distributed.get_task_stream``, and wraps `DaskRun.submit` /
@@ -50,11 +51,11 @@ class Recorder:
 
         def load_wrapped(run: Any, finished: Any) -> Any:
             sizes = {f: len(run.in_flight.get(f, ())) for f in finished}
-            outcomes, sent = load(run, finished)
+            sent = load(run, finished)
             for (got, _), size in zip(sent, sizes.values(), strict=False):
                 rec.returned.append((time.time(), len(got), size - len(got)))
-            rec.durations += [o.duration for o in outcomes]
-            return outcomes, sent
+                rec.durations += got.durations
+            return sent
 
         execute.DaskRun.submit = submit_wrapped  # type: ignore[method-assign]
         execute.DaskRun._load_finished = load_wrapped  # type: ignore[method-assign]
@@ -206,6 +207,9 @@ def define_cells(ip: Any, only: str, workers: int) -> dict[str, str]:
     if "pass" in only:
         ip.push({"items": list(range(8 * workers))})
         cells["pass"] = "for x in items:\n    out.append(x)\n"
+    if "tiny" in only:
+        ip.push({"items": list(range(10_000))})
+        cells["tiny"] = "for x in items:\n    out.append(x + 1)\n"
     if "sleep" in only:
         ip.push({"items": list(range(8 * workers))})
         ip.run_cell("import time")

@@ -21,6 +21,7 @@ from dask_magic.errors import ClusterError
 
 from . import cluster, execute, handoffs, loop_job, replay, resume, scatter, timeouts, tracebacks
 from .commit import OrderedCommit
+from .journal_batches import collector_off
 from .results import ItemOutcome
 from .run import Run
 
@@ -243,7 +244,8 @@ def drive(
     Whatever happens (Ctrl-C, a lost scheduler, a bug), what finished is landed and the run
     is closed with a status that says why.
     """
-    pairs = [(i, run.items[i]) for i in indices]
+    with collector_off():  # 10,000 new pairs would set off a dozen collections for nothing
+        pairs = [(i, run.items[i]) for i in indices]
     if client is not None and run.cluster is None:
         run.cluster = cluster.cluster_info(client)
     if client is not None and job.timeout is not None and pairs:

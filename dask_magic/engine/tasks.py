@@ -44,8 +44,8 @@ def run_on_worker(
     except ValueError:  # run outside a worker (a synchronous scheduler in tests)
         here = None
     address = None if here is None else here.address
-    if here is not None and not _HEAP_FROZEN:
-        _freeze_heap()
+    if here is not None and not _HEAP_FROZEN and here.nanny is not None:
+        _freeze_heap()  # a nanny's worker is a process of its own, never the kernel
     batch = cloudpickle.loads(items) if isinstance(items, bytes) else items
     if timeout is not None and here is not None:  # the watchdog reports overruns as events
         report = functools.partial(here.log_event, timeouts.TOPIC)
@@ -74,7 +74,9 @@ def _freeze_heap() -> None:
     walked every object of the worker: 30-40 ms apiece on a 2-core machine, about one per 7
     cells of 10,000 items. Frozen objects are never collected; they were alive and are few
     to become garbage, so this costs a bounded amount of memory at most. Never done in the
-    kernel (``--serial`` and synchronous schedulers run without a worker).
+    kernel: ``--serial`` and synchronous schedulers run without a worker, and only a worker
+    that a nanny started (a process of its own) freezes, not one of threads in the kernel's
+    process (``LocalCluster(processes=False)``) nor one started with ``--no-nanny``.
     """
     global _HEAP_FROZEN
     _HEAP_FROZEN = True
