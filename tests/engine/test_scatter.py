@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import operator
+import os
+import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import dask.config
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
+from dask_magic.engine import scatter
 from dask_magic.engine.scatter import (
     SCATTER_THRESHOLD,
     ScatterCache,
@@ -81,6 +85,43 @@ def test_fingerprint_follows_content_not_identity() -> None:
     before = fingerprint(table)
     table["k"].append(4)
     assert fingerprint(table) != before
+
+
+def test_a_big_buffer_hashed_in_pieces_sees_a_change_in_any_piece() -> None:
+    a = np.zeros(5_000_000)  # 40 MB: three pieces, the last a short one
+    before = fingerprint(a)
+    assert fingerprint(a.copy()) == before
+    for where in (0, 2_500_000, len(a) - 1):  # the first, a middle and the short last piece
+        a[where] = 1.0
+        assert fingerprint(a) != before
+        a[where] = 0.0
+    assert fingerprint(a) == before
+
+
+def test_a_big_buffer_has_one_digest_whatever_the_threads(monkeypatch) -> None:
+    a = np.arange(5_000_000.0)
+    on_this_machine = fingerprint(a)
+    with ThreadPoolExecutor(1) as one_thread:
+        monkeypatch.setattr(scatter, "_hashing_pool", lambda: one_thread)
+        assert fingerprint(a) == on_this_machine
+
+
+def test_a_forked_child_hashes_a_big_buffer_with_its_own_threads() -> None:
+    a = np.arange(5_000_000.0)
+    expected = fingerprint(a)  # the kernel's pool now has its threads
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's verdict is its exit status
+        os._exit(0 if fingerprint(a) == expected else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, 9)
+    os.waitpid(child, 0)
+    pytest.fail("the forked child's fingerprint waited on threads it does not have")
 
 
 def test_fingerprint_of_an_unpicklable_object_is_none() -> None:
