@@ -85,7 +85,7 @@ demo: venv
 		$(PY) notebooks/headless.py 01-quickstart.ipynb; \
 	fi
 
-# Every workload against every peer, in one run (about 5 minutes on 2 cores); the table goes to
+# Every workload against every peer, in one run (about 12 minutes on 2 cores); the table goes to
 # stdout and benchmarks/results/. Add ARGS="--workers 8" on a bigger machine.
 bench: venv
 	$(PY) -m pip install --quiet -e ".[bench]"

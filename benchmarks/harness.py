@@ -90,8 +90,8 @@ class Config:
         default_factory=lambda: {
             "tiny": 7,
             "cpu": 5,
-            "files": 3,
-            "clean": 3,
+            "files": 5,  # one round of a peer moved by up to 50 % on the shared 2 cores
+            "clean": 5,
             "big": 3,
             "fixed": 25,
             "fresh": 3,
