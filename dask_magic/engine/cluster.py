@@ -36,6 +36,7 @@ from distributed import Client, LocalCluster
 from dask_magic.errors import ClusterError
 
 from . import handoffs
+from .identity import scheduler_identity
 from .local_cluster import (
     MEMORY_ENV_VAR,
     MIN_WORKER_MEMORY,
@@ -349,7 +350,7 @@ def cluster_info(client: Client) -> ClusterInfo:
     local = _STATE.local
     info = _local_scheduler_info(local) if local is not None and client is local.client else None
     if info is None:
-        info = _scheduler_info(client)
+        info = scheduler_identity(client)
     workers = info.get("workers", {}).values()
     return ClusterInfo(
         scheduler=info.get("address") or _address_of(client),
@@ -367,14 +368,6 @@ def _local_scheduler_info(local: Local) -> dict[str, Any] | None:
     except Exception:  # an older distributed, or a cluster being closed: ask the scheduler
         return None
     return info if info.get("workers") and info.get("address") else None
-
-
-def _scheduler_info(client: Client) -> dict[str, Any]:
-    try:
-        # Since 2025 scheduler_info() lists only a few workers unless asked for all.
-        return dict(client.scheduler_info(n_workers=-1))
-    except TypeError:  # distributed before the n_workers argument
-        return dict(client.scheduler_info())
 
 
 def _address_of(client: Client) -> str:

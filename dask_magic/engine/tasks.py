@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 
 from . import errorinfo, result_push, timeouts, worker
+from .identity import scheduler_identity
 from .results import ErrorInfo, ItemOutcome
 
 
@@ -84,17 +85,9 @@ def _freeze_heap() -> None:
 
 
 def total_threads(client: Any) -> int:
-    """Worker threads the scheduler knows of, from the client's cached scheduler info."""
-    info = (
-        client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
-    )
-    return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
-
-
-def _takes_n_workers(client: Any) -> bool:
-    import inspect
-
-    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    """Worker threads the scheduler knows of."""
+    workers = scheduler_identity(client).get("workers", {}).values()
+    return sum(w.get("nthreads", 1) for w in workers) or 1
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .identity import scheduler_identity
 from .restarts import restart_for
 from .results import ErrorInfo, Frame, ItemOutcome
 
@@ -162,7 +163,7 @@ def sample_stack(thread_id: int) -> list[list[Any]]:
 
 def missing_nannies(client: Any) -> list[str]:
     """Workers that have no nanny (``dask worker --no-nanny``): nothing can restart them."""
-    workers = client.scheduler_info(**_all_workers(client)).get("workers", {})
+    workers = scheduler_identity(client).get("workers", {})
     return sorted(addr for addr, info in workers.items() if not info.get("nanny"))
 
 
@@ -177,13 +178,6 @@ def no_nanny_message(addresses: list[str]) -> str:
         "--no-nanny`, or a cluster of threads): start the workers without --no-nanny, or run "
         "without --timeout"
     )
-
-
-def _all_workers(client: Any) -> dict[str, int]:
-    import inspect
-
-    takes = "n_workers" in inspect.signature(client.scheduler_info).parameters
-    return {"n_workers": -1} if takes else {}
 
 
 @dataclass

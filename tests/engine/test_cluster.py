@@ -287,3 +287,14 @@ def test_unreachable_environment_address_says_which_setting(
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"127.0.0.1:{free_port()}")
     with pytest.raises(ClusterError, match="unset DASK_SCHEDULER_ADDRESS"):
         get_client(connect_timeout=1)
+
+
+def test_a_users_cluster_reads_its_workers_while_the_client_refreshes_its_cache(
+    user_cluster: LocalCluster,
+) -> None:
+    # The client refreshes its cached scheduler identity (without per-worker details) on a
+    # timer; a fresh read must never come back with that cache's empty worker list.
+    with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}):
+        with Client(user_cluster, set_as_default=False) as mine:
+            seen = {cluster_info(mine).workers for _ in range(300)}
+    assert seen == {1}
