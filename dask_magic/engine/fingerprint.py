@@ -21,8 +21,8 @@ What a digest covers, at a cost bounded per object:
   blocks, which must not look like a change.
 
 Hashing is XXH3 (`xxhash`): the digests are compared inside one worker process, never
-stored. Measured on a 2-core container, per digest: 0.08 ms for a 200 MB float64 array (1.6
-ms for a strided view of it, whose sampled elements are copied), 0.08 ms for a 1 MB one
+stored. Measured on a 2-core container, per digest: 0.08 ms for a 200 MB float64 array
+(1.6 ms for a strided view of it, whose sampled elements are copied), 0.08 ms for a 1 MB one
 (hashed whole), 0.7 ms for an object holding 50 MB of weights, 1 ms for a 2-million-row frame
 of four columns, 3 µs for a small dict; blake2b took 1.5-2.2 ms for the 200 MB array, most of
 a re-run's time on the workers when each item reads it. A batch pays two digests per object

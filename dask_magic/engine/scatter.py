@@ -126,9 +126,9 @@ def _fingerprint(obj: Any) -> str | None:
 
     The object is pickled with protocol 5 into a sink that hashes in-band bytes as they are
     written, while large buffers (numpy, pandas, Arrow) come out of band and are hashed in
-    place, without a copy, a big one in pieces on several threads (`_buffer_digest`).
-    Hashing is XXH3 (128 bits, `xxhash`, a dependency for this
-    reason): a 200 MB array takes about 10 ms on a busy 2-core machine, against 28-30 ms with
+    place, without a copy, a big one in pieces on several threads (`_buffer_digest`). Hashing
+    is XXH3 (128 bits, `xxhash`, a dependency for this reason): a 200 MB array took about 10
+    ms in one thread on a busy 2-core machine (in pieces on 2 cores, half), against 28-30 ms with
     the XXH64 that `dask.hashing` picks, and 0.1 s with SHA-1; `dask.base.tokenize` costs as
     much as SHA-1 there, and ten times more on a big dict or list, which it normalises element
     by element in Python.
